@@ -1,0 +1,106 @@
+"""Checkpoints: a dict with the model config, the state dict and optional training state.
+
+Format (torch.save): {"format": "granular-mobile", "version": 1, "model": ModelConfig dict,
+"state_dict": ..., "meta": {...}, optional "train": {...}}. Writes are atomic.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ModelConfig, from_dict, to_dict
+from .errors import CheckpointError, ConfigError, ModelNotFoundError
+from .models import GDQNet, build_from_config
+
+FORMAT = "granular-mobile"
+VERSION = 1
+ASSETS = Path(__file__).parent / "assets"
+#: the shipped default model (x2 SRResNet Granular-DQ) and its full-precision twin
+DEFAULT_MODEL = "default"
+DEFAULT_FILES = {"gdq": ASSETS / "srresnet_gdq_x2.pt", "fp": ASSETS / "srresnet_x2.pt"}
+
+
+def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(model: GDQNet, path: str | os.PathLike[str], meta: dict[str, Any] | None = None,
+               train: dict[str, Any] | None = None, half: bool = False) -> None:
+    sd = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+    if half:
+        # conv/linear weights only: quantizer steps, BN statistics and scalars stay fp32
+        sd = {k: (v.half() if v.is_floating_point() and v.dim() >= 2 else v) for k, v in sd.items()}
+    obj: dict[str, Any] = {"format": FORMAT, "version": VERSION, "model": to_dict(unwrap(model).cfg),
+                           "state_dict": sd, "meta": meta or {}}
+    if train is not None:
+        obj["train"] = train
+    atomic_save(obj, path)
+
+
+def unwrap(model: torch.nn.Module) -> GDQNet:
+    return getattr(model, "module", model)  # type: ignore[return-value]
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"checkpoint '{path}' does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint '{path}': {e}") from e
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(
+            f"'{path}' is not a granular-mobile checkpoint (reference-code checkpoints: run `gdq import-reference` first)"
+        )
+    if obj.get("version", 0) > VERSION:
+        raise CheckpointError(f"'{path}' has checkpoint version {obj['version']}; this granular-mobile reads <= {VERSION}")
+    return obj
+
+
+def model_from_checkpoint(obj: dict[str, Any], source: str = "checkpoint") -> GDQNet:
+    try:
+        cfg = from_dict(ModelConfig, obj["model"])
+    except (ConfigError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{source}: bad model config: {e}") from e
+    model = build_from_config(cfg)
+    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in obj["state_dict"].items()}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: state dict does not fit {cfg.name}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.eval()
+    return model
+
+
+def resolve_model_path(name_or_path: str, fp: bool = False) -> Path:
+    if name_or_path in (DEFAULT_MODEL, "", None):
+        return DEFAULT_FILES["fp" if fp else "gdq"]
+    return Path(name_or_path)
+
+
+def load_model(name_or_path: str = DEFAULT_MODEL, fp: bool = False) -> GDQNet:
+    """Load a checkpoint file, or the shipped default model ("default"; ``fp`` for its twin)."""
+    path = resolve_model_path(name_or_path, fp)
+    return model_from_checkpoint(read_checkpoint(path), str(path))
+
+
+def init_from_fp(model: GDQNet, fp_state: dict[str, torch.Tensor]) -> None:
+    """Initialise a quantized model from its full-precision twin's state dict."""
+    missing, unexpected = model.load_state_dict(fp_state, strict=False)
+    allowed = (".wq.", ".aq.", "encoder.", "e2b.")
+    bad = [k for k in missing if not any(a in k for a in allowed)]
+    if bad or unexpected:
+        raise CheckpointError(f"full-precision state dict does not fit: missing {bad[:5]}, unexpected {unexpected[:5]}")

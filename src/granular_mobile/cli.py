@@ -1,0 +1,414 @@
+"""``gdq``: the command line. Library errors (GdqError) become one line and exit code 1;
+set GDQ_DEBUG=1 for the traceback. torch is imported only by the commands that need it."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from . import __version__
+from .errors import ConfigError, GdqError
+from .progress import console, progress
+
+app = typer.Typer(
+    name="gdq",
+    help="Granular-DQ super-resolution: train, quantize, evaluate, run.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DATA_DEFAULT = "../shared/datasets/train/T91,../shared/datasets/train/BSD200"
+BENCH_DEFAULT = "../shared/datasets/benchmark"
+
+
+def _version(v: bool) -> None:
+    if v:
+        typer.echo(f"granular-mobile {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.")) -> None:
+    pass
+
+
+def _split(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the registered model variants.
+
+    Example: gdq models
+    """
+    from .models import list_models
+
+    t = Table("name", "description")
+    for k, d in list_models().items():
+        t.add_row(k, d)
+    console.print(t)
+
+
+def _train_common(cfg, out: Path, model_cfg, init: Optional[str], resume: bool) -> Path:
+    from .train import train
+
+    with progress("loss {task.fields[loss]:.4f}", "lr {task.fields[lr]:.2e}", "FAB {task.fields[fab]:.2f}") as pb:
+        task = pb.add_task("train" if cfg.mode == "fp" else "quantize", total=cfg.iters, loss=0.0, lr=0.0, fab=0.0)
+
+        def on_step(d: dict) -> None:
+            pb.update(task, completed=d["iteration"], loss=d["loss"], lr=d["lr"], fab=d["fab"])
+
+        return train(cfg, out, model_cfg=model_cfg, init=init, resume=resume, on_step=on_step, log=lambda s: pb.console.print(s))
+
+
+_TRAIN_HELP_COMMON = dict(
+    data=typer.Option(DATA_DEFAULT, help="Comma-separated folders of HR training images."),
+    patch=typer.Option(32, help="LR patch side (pixels)."),
+    batch=typer.Option(16, help="Batch size per process."),
+    lr=typer.Option(1e-3, help="Peak learning rate (Adam)."),
+    schedule=typer.Option("cosine", help="cosine | step"),
+    seed=typer.Option(0, help="Random seed."),
+)
+
+
+@app.command("train")
+def train_cmd(
+    out: Path = typer.Option(..., "-o", "--out", help="Run folder (last.pt, best.pt, final.pt, metrics.jsonl)."),
+    model: str = typer.Option("srresnet", help="Full-precision model: srresnet | edsr."),
+    scale: int = typer.Option(2, help="Upscaling factor: 2 | 4."),
+    n_blocks: int = typer.Option(16, help="Residual blocks (smaller for quick trials)."),
+    n_feats: int = typer.Option(64, help="Channels."),
+    data: str = _TRAIN_HELP_COMMON["data"],
+    patch: int = _TRAIN_HELP_COMMON["patch"],
+    batch: int = _TRAIN_HELP_COMMON["batch"],
+    iters: int = typer.Option(3200, help="Total iterations (raise it with --resume to train longer)."),
+    lr: float = _TRAIN_HELP_COMMON["lr"],
+    warmup: int = typer.Option(100, help="Linear warm-up iterations."),
+    schedule: str = _TRAIN_HELP_COMMON["schedule"],
+    milestones: str = typer.Option("", help="Step schedule: comma-separated iterations where lr halves."),
+    grad_clip: float = typer.Option(1.0, help="Gradient-norm clip (0: off)."),
+    seed: int = _TRAIN_HELP_COMMON["seed"],
+    eval_every: int = typer.Option(500, help="Validate on --val-set every N iterations (0: never)."),
+    ckpt_every: int = typer.Option(50, help="Write last.pt every N iterations."),
+    val_root: str = typer.Option(BENCH_DEFAULT, help="Benchmark root for validation."),
+    val_set: str = typer.Option("Set5", help="Validation set."),
+    threads: int = typer.Option(0, help="CPU threads (0: torch default)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
+) -> None:
+    """Train a full-precision model (L1, Adam, warm-up + cosine/step schedule).
+
+    Runs unchanged under torchrun (DistributedDataParallel).
+
+    Examples:
+      gdq train -o runs/fp_x2
+      gdq train -o runs/fp_x2 --resume --iters 20000
+      torchrun --nproc_per_node 4 -m granular_mobile.cli train -o runs/fp_x2
+    """
+    from .config import ModelConfig
+    from .train import TrainConfig
+
+    if model not in ("srresnet", "edsr"):
+        raise ConfigError(f"--model '{model}' is not a full-precision model; valid: ['srresnet', 'edsr'] (gdq quantize makes the _gdq one)")
+    cfg = TrainConfig(mode="fp", data=tuple(_split(data)), patch=patch, batch=batch, iters=iters, lr=lr, warmup=warmup,
+                      schedule=schedule, milestones=tuple(int(m) for m in _split(milestones)), grad_clip=grad_clip,
+                      seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root, val_set=val_set,
+                      threads=threads)
+    mc = ModelConfig(arch=model, scale=scale, n_blocks=n_blocks, n_feats=n_feats, quantized=False)
+    final = _train_common(cfg, out, mc, None, resume)
+    console.print(f"wrote {final}")
+
+
+@app.command("quantize")
+def quantize_cmd(
+    init: str = typer.Option(..., "--init", help="Full-precision checkpoint to start from."),
+    out: Path = typer.Option(..., "-o", "--out", help="Run folder."),
+    target_fab: float = typer.Option(4.5, help="Bit budget: mean tile bit-width the gate is pushed below."),
+    fab_lambda: float = typer.Option(0.05, help="Weight of the bit-budget term."),
+    bits: str = typer.Option("4,5,6,8", help="Activation bit set."),
+    data: str = _TRAIN_HELP_COMMON["data"],
+    patch: int = typer.Option(48, help="LR patch side (pixels)."),
+    batch: int = _TRAIN_HELP_COMMON["batch"],
+    iters: int = typer.Option(1000, help="Total iterations."),
+    lr: float = typer.Option(1e-4, help="Peak learning rate (the gate gets --gate-lr-mult times it)."),
+    gate_lr_mult: float = typer.Option(10.0, help="Learning-rate multiplier of the GBC gate."),
+    warmup: int = typer.Option(50, help="Linear warm-up iterations."),
+    schedule: str = _TRAIN_HELP_COMMON["schedule"],
+    seed: int = _TRAIN_HELP_COMMON["seed"],
+    eval_every: int = typer.Option(250, help="Validate every N iterations (0: never)."),
+    ckpt_every: int = typer.Option(25, help="Write last.pt every N iterations."),
+    val_root: str = typer.Option(BENCH_DEFAULT, help="Benchmark root for validation."),
+    val_set: str = typer.Option("Set5", help="Validation set."),
+    threads: int = typer.Option(0, help="CPU threads (0: torch default)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
+) -> None:
+    """Quantization-aware fine-tuning of a full-precision model into Granular-DQ.
+
+    Calibrates the E2B thresholds at the deployment tile size (96) first.
+
+    Examples:
+      gdq quantize --init runs/fp_x2/final.pt -o runs/gdq_x2
+      gdq quantize --init runs/fp_x2/final.pt -o runs/gdq_x2_f4 --target-fab 4.0
+    """
+    from .checkpoint import read_checkpoint
+    from .config import ModelConfig, QuantConfig, from_dict
+    from .train import TrainConfig
+
+    cfg = TrainConfig(mode="qat", data=tuple(_split(data)), patch=patch, batch=batch, iters=iters, lr=lr,
+                      warmup=warmup, schedule=schedule, seed=seed, target_fab=target_fab, fab_lambda=fab_lambda,
+                      gate_lr_mult=gate_lr_mult, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root,
+                      val_set=val_set, threads=threads)
+    mc = None
+    if not resume:
+        fp_cfg = from_dict(ModelConfig, read_checkpoint(init)["model"])
+        if fp_cfg.quantized:
+            raise ConfigError(f"--init {init} is already a Granular-DQ model; give its full-precision twin")
+        import dataclasses
+
+        mc = dataclasses.replace(fp_cfg, quantized=True, quant=QuantConfig(bits=tuple(int(b) for b in _split(bits))))
+    final = _train_common(cfg, out, mc, init, resume)
+    console.print(f"wrote {final}")
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    model: str = typer.Argument(..., help="Granular-DQ checkpoint."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output checkpoint."),
+    tile: int = typer.Option(96, help="Deployment tile size (LR pixels)."),
+    data: str = _TRAIN_HELP_COMMON["data"],
+    quantiles: str = typer.Option("", help="q1,q2 (default: the model's, 0.5,0.9)."),
+) -> None:
+    """Recompute the E2B entropy thresholds for a tile size on a data folder.
+
+    Example: gdq calibrate runs/gdq_x2/final.pt --tile 128 -o model_t128.pt
+    """
+    import dataclasses
+
+    from .checkpoint import load_model, save_model
+    from .data.dataset import load_folder_images
+    from .models import build_from_config
+    from .train import calibrate_e2b
+
+    m = load_model(model)
+    if not m.cfg.quantized:
+        raise ConfigError(f"'{model}' is a full-precision model; E2B thresholds belong to Granular-DQ models")
+    e2b = m.cfg.e2b
+    if quantiles:
+        e2b = dataclasses.replace(e2b, quantiles=tuple(float(q) for q in _split(quantiles)))
+    images = load_folder_images(_split(data))
+    e2b, n = calibrate_e2b(images, e2b, m.cfg.scale, tile)
+    new = build_from_config(dataclasses.replace(m.cfg, e2b=e2b))
+    new.load_state_dict(m.state_dict())
+    save_model(new, out, meta={"calibrated_on": _split(data), "tiles": n})
+    console.print(f"E2B thresholds at tile {tile} ({n} tiles): {e2b.thresholds[0]:.4f}, {e2b.thresholds[1]:.4f} -> {out}")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option("default", "--model", "-m", help="Checkpoint, or 'default' (the shipped model)."),
+    data: str = typer.Option("Set5,Set14,BSD100", "--data", help="Comma-separated benchmark sets."),
+    scale: Optional[int] = typer.Option(None, help="Scale (default: the model's)."),
+    root: str = typer.Option(BENCH_DEFAULT, help="Benchmark root (SET/HR, SET/LR_bicubic/X<s>)."),
+    tile: int = typer.Option(96, help="LR tile size."),
+    step: int = typer.Option(90, help="Step between tiles."),
+    fp: Optional[str] = typer.Option(None, help="Full-precision twin checkpoint ('default' model: found automatically)."),
+    bits: Optional[int] = typer.Option(None, help="Force every tile to this bit-width (static quantization)."),
+    bicubic: bool = typer.Option(True, help="Also report bicubic."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON."),
+) -> None:
+    """PSNR / SSIM (Y, shave = scale), FAB, BitOPs and tiles per bit on benchmark sets.
+
+    Examples:
+      gdq eval --data Set5,Set14,BSD100 --scale 2
+      gdq eval --model runs/gdq_x2/final.pt --fp runs/fp_x2/final.pt --json eval.json
+    """
+    from .checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
+    from .config import TileConfig
+    from .eval import benchmark_pairs, evaluate_dataset
+
+    m = load_model(model)
+    s = scale or m.cfg.scale
+    if s != m.cfg.scale:
+        raise ConfigError(f"--scale {s}: the model is x{m.cfg.scale}")
+    models = [("gdq" if m.cfg.quantized else "fp", m)]
+    if m.cfg.quantized:
+        fp_path = fp or (str(DEFAULT_FILES["fp"]) if model == DEFAULT_MODEL else None)
+        if fp_path:
+            models.append(("fp", load_model(fp_path)))
+    bit_index = None
+    if bits is not None:
+        if not m.cfg.quantized:
+            raise ConfigError("--bits needs a Granular-DQ model")
+        bit_index = m.cfg.quant.index(bits)
+    tiles = TileConfig(tile=tile, step=step)
+    sets = {name: benchmark_pairs(root, name, s) for name in _split(data)}
+    results = []
+    total = sum(len(p) for p in sets.values()) * (len(models) + int(bicubic))
+    with progress() as pb:
+        task = pb.add_task("eval", total=total)
+        adv = lambda n: pb.advance(task, n)  # noqa: E731
+        for name, pairs in sets.items():
+            for kind, mm in models:
+                label = f"{mm.cfg.name}" + (f" (bits={bits})" if kind == "gdq" and bits else "")
+                results.append(evaluate_dataset(mm, pairs, name, s, tiles, label, bit_index if kind == "gdq" else None, adv))
+            if bicubic:
+                results.append(evaluate_dataset(None, pairs, name, s, tiles, "bicubic", progress=adv))
+    t = Table("set", "model", "PSNR", "SSIM", "FAB", "GBitOPs/img", "tiles 4/5/6/8")
+    for r in results:
+        tb = "/".join(str(r.tiles_per_bit.get(b, 0)) for b in (4, 5, 6, 8)) if r.tiles_per_bit else ""
+        t.add_row(r.dataset, r.model, f"{r.psnr:.3f}", f"{r.ssim:.4f}", "" if r.fab is None else f"{r.fab:.3f}",
+                  "" if r.bitops_g is None else f"{r.bitops_g:.1f}", tb)
+    console.print(t)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"scale": s, "tile": tile, "step": step, "results": [r.to_dict() for r in results]}, indent=2))
+        console.print(f"wrote {json_out}")
+
+
+@app.command("import-reference")
+def import_reference_cmd(
+    ckpt: Path = typer.Argument(..., help="Reference-code SRResNet checkpoint (.pt/.pth)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output granular-mobile checkpoint."),
+    data: Optional[str] = typer.Option(None, help="Calibrate E2B thresholds on these HR folders (tile 96)."),
+) -> None:
+    """Convert a checkpoint of the Granular-DQ reference implementation (SRResNet).
+
+    Example: gdq import-reference model_best.pt -o srresnet_ref_x4.pt
+    """
+    import dataclasses
+
+    import torch
+
+    from .checkpoint import save_model
+    from .config import E2BConfig
+    from .errors import CheckpointError
+    from .models import build_from_config
+    from .reference import convert_reference
+
+    if not ckpt.is_file():
+        raise CheckpointError(f"'{ckpt}' does not exist")
+    try:
+        obj = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"cannot read '{ckpt}': {e}") from e
+    model, notes = convert_reference(obj, e2b_thresholds=(0.0, 0.0) if data else None)
+    if data:
+        from .data.dataset import load_folder_images
+        from .train import calibrate_e2b
+
+        e2b, n = calibrate_e2b(load_folder_images(_split(data)), E2BConfig(quantiles=model.cfg.e2b.quantiles), model.cfg.scale)
+        new = build_from_config(dataclasses.replace(model.cfg, e2b=e2b))
+        new.load_state_dict(model.state_dict())
+        model = new
+        notes.append(f"E2B thresholds calibrated on {n} tiles: {e2b.thresholds}")
+    save_model(model, out, meta={"imported_from": str(ckpt)})
+    for n_ in notes:
+        console.print(f"note: {n_}")
+    console.print(f"wrote {out} ({model.cfg.name} x{model.cfg.scale}, rgb_range 255)")
+
+
+def _expand_inputs(inputs: list[str]) -> list[Path]:
+    import glob
+
+    from .errors import ImageError
+    from .imageio import IMAGE_EXTS, list_images
+
+    files: list[Path] = []
+    for s in inputs:
+        p = Path(s)
+        if p.is_dir():
+            files += list_images(p)
+        elif p.is_file():
+            files.append(p)
+        elif any(c in s for c in "*?["):
+            files += sorted(Path(g) for g in glob.glob(s) if Path(g).suffix.lower() in IMAGE_EXTS)
+        else:
+            raise ImageError(f"input '{s}' does not exist")
+    if not files:
+        raise ImageError(f"no images found in {inputs}")
+    return files
+
+
+@app.command("run")
+def run_cmd(
+    inputs: list[str] = typer.Argument(..., help="Image files, folders or globs."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output file (one input) or folder (several)."),
+    model: str = typer.Option("default", "--model", "-m", help="Checkpoint, or 'default' (shipped model)."),
+    backend: str = typer.Option("torch", help="Inference backend: torch."),
+    bits: str = typer.Option("auto", help="auto (per-tile controller) or a bit level to force on every tile."),
+    precision: str = typer.Option("int8", help="int8 (Granular-DQ) | fp32 (the full-precision twin)."),
+    tile: Optional[int] = typer.Option(None, help="LR tile size (default: the model's calibration tile, 96)."),
+    overlap: int = typer.Option(8, help="Overlap between tiles (LR pixels), blended linearly."),
+    threads: int = typer.Option(0, help="CPU threads (0: backend default)."),
+    stats: Optional[Path] = typer.Option(None, help="Write tiles per bit level, FAB, timings as JSON."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
+) -> None:
+    """Upscale images tile by tile with per-tile bit-widths.
+
+    Examples:
+      gdq run photo.png -o photo_x2.png
+      gdq run photos/ -o out/ --stats stats.json
+      gdq run photo.png -o ref.png --precision fp32
+    """
+    from .errors import ImageError
+    from .imageio import read_image, write_rgb
+    from .runtime import Upscaler
+
+    files = _expand_inputs(inputs)
+    multi = len(files) > 1 or out.is_dir()
+    if len(files) > 1 and out.exists() and not out.is_dir():
+        raise ImageError(f"{len(files)} inputs need an output folder, and '{out}' is a file")
+    targets = [(out / (f.stem + "_x.png")) if multi else out for f in files]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not force:
+        raise ImageError(f"output '{existing[0]}' exists; use --force to overwrite")
+    up = Upscaler.load(model, backend=backend, threads=threads, tile=tile, bits=bits, precision=precision, overlap=overlap)
+    if multi:
+        targets = [out / f"{f.stem}_x{up.backend.scale}.png" for f in files]
+    reports = []
+    with progress() as pb:
+        task = pb.add_task("tiles", total=None)
+        for f, target in zip(files, targets):
+            img = read_image(f)
+            pb.update(task, description=f.name, completed=0, total=None)
+            sr, rep = up(img, progress=lambda d, n: pb.update(task, completed=d, total=n))
+            write_rgb(target, sr)
+            d = rep.to_dict()
+            d.update(input=str(f), output=str(target), model=up.backend.model_id)
+            d.pop("tile_bits")
+            reports.append(d)
+    for d in reports:
+        fab = "" if d["fab"] is None else f", FAB {d['fab']:.2f}, tiles per bit {d['tiles_per_bit']}"
+        console.print(f"{d['input']} -> {d['output']} ({d['tiles']} tiles{fab})")
+    if stats:
+        stats.parent.mkdir(parents=True, exist_ok=True)
+        payload = reports[0] if len(reports) == 1 else {"images": reports}
+        stats.write_text(json.dumps(payload, indent=2))
+
+
+def main() -> None:
+    """Entry point: one line and exit code 1 for library errors (GDQ_DEBUG=1: traceback).
+
+    Typer's standalone mode already turns usage errors into a message and exit code 2.
+    """
+    try:
+        app()
+    except GdqError as e:
+        if os.environ.get("GDQ_DEBUG"):
+            raise
+        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("aborted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

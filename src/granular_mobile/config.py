@@ -1,0 +1,169 @@
+"""Small frozen configuration dataclasses.
+
+They validate on construction (naming the bad value and the valid choices), serialise to
+JSON-compatible dicts and travel inside checkpoints and export manifests.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+#: Activation bit-widths integer kernels can run with a clamp inside int8/uint8.
+SUPPORTED_BITS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
+ARCHS: tuple[str, ...] = ("srresnet", "edsr")
+SCALES: tuple[int, ...] = (2, 4)
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Dataclass -> JSON-compatible dict (tuples become lists)."""
+
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (tuple, list)):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(cfg)
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build a (possibly nested) config dataclass from a dict, rejecting unknown keys."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown field(s) {unknown}; valid: {sorted(names)}")
+    kwargs: dict[str, Any] = {}
+    hints = {c.__name__: c for c in (QuantConfig, E2BConfig, ModelConfig, TileConfig)}
+    for k, v in data.items():
+        ftype = names[k].type if isinstance(names[k].type, str) else getattr(names[k].type, "__name__", "")
+        if ftype in hints and isinstance(v, dict):
+            v = from_dict(hints[ftype], v)
+        elif isinstance(v, list):
+            v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+        kwargs[k] = v
+    return cls(**kwargs)  # type: ignore[call-arg]
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Bit set of a Granular-DQ model.
+
+    ``bits`` is the set of activation bit-widths the quantized convs can run at (the
+    final bits of the controller); ``gbc_bits`` the three choices of the GBC gate (index
+    0, 1, 2), and ``e2b_bits`` what E2B maps a tile the gate put at ``gbc_bits[-1]`` to
+    (low, middle, high entropy).
+    """
+
+    bits: tuple[int, ...] = (4, 5, 6, 8)
+    weight_bits: int = 8
+    gbc_bits: tuple[int, int, int] = (4, 6, 8)
+    e2b_bits: tuple[int, int, int] = (4, 5, 8)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bits", tuple(int(b) for b in self.bits))
+        object.__setattr__(self, "gbc_bits", tuple(int(b) for b in self.gbc_bits))
+        object.__setattr__(self, "e2b_bits", tuple(int(b) for b in self.e2b_bits))
+        for b in self.bits:
+            _check(b in SUPPORTED_BITS, f"bit-width {b} is not supported; valid: {list(SUPPORTED_BITS)}")
+        _check(len(self.bits) >= 1, "bits: at least one bit-width is needed")
+        _check(list(self.bits) == sorted(set(self.bits)), f"bits {list(self.bits)} must be strictly increasing")
+        _check(self.weight_bits == 8, f"weight_bits={self.weight_bits}: only 8-bit weights (int8 kernels) are supported; valid: [8]")
+        _check(len(self.gbc_bits) == 3, f"gbc_bits {list(self.gbc_bits)}: the GBC gate has exactly 3 choices")
+        _check(len(self.e2b_bits) == 3, f"e2b_bits {list(self.e2b_bits)}: E2B has exactly 3 choices")
+        for b in (*self.gbc_bits, *self.e2b_bits):
+            _check(b in self.bits, f"bit-width {b} of the controller is not in the bit set {list(self.bits)}")
+
+    def index(self, bit: int) -> int:
+        if bit not in self.bits:
+            raise ConfigError(f"bit-width {bit} is not in this model's bit set; valid: {list(self.bits)}")
+        return self.bits.index(bit)
+
+
+@dataclass(frozen=True)
+class E2BConfig:
+    """Entropy-to-bit stage: entropy estimator and the calibrated thresholds.
+
+    ``thresholds`` are entropy values (nats) at the ``quantiles`` of the tile-entropy
+    distribution of the training data at tile size ``tile`` (``gdq calibrate``). The
+    defaults are the reference implementation's table, used until calibrated.
+    """
+
+    quantiles: tuple[float, float] = (0.5, 0.9)
+    thresholds: tuple[float, float] = (2.8009, 3.1828)
+    tile: int = 96
+    bins: int = 32
+    sigma: float = 0.0255
+    calibrated: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
+        object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+        q1, q2 = self.quantiles
+        _check(0.0 < q1 < q2 < 1.0, f"quantiles {list(self.quantiles)} must satisfy 0 < q1 < q2 < 1")
+        t1, t2 = self.thresholds
+        _check(0.0 <= t1 <= t2 <= math.log(self.bins) + 1e-6,
+               f"thresholds {list(self.thresholds)} must satisfy 0 <= t1 <= t2 <= ln(bins)={math.log(self.bins):.4f}")
+        _check(self.tile >= 8, f"tile={self.tile} is too small; use 8 or more")
+        _check(self.bins >= 2, f"bins={self.bins} must be >= 2")
+        _check(self.sigma > 0, f"sigma={self.sigma} must be > 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model (the registry name is ``arch`` + ``_gdq`` if quantized)."""
+
+    arch: str = "srresnet"
+    scale: int = 2
+    n_blocks: int = 16
+    n_feats: int = 64
+    quantized: bool = True
+    #: the network sees ``input * rgb_range``; 1 for our models, 255 for reference checkpoints
+    rgb_range: float = 1.0
+    #: GroupNorm on each GBC granularity (our decision); False reproduces the reference gate
+    gbc_groupnorm: bool = True
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    e2b: E2BConfig = field(default_factory=E2BConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.arch in ARCHS, f"arch '{self.arch}' is unknown; valid: {list(ARCHS)}")
+        _check(self.scale in SCALES, f"scale {self.scale} is not supported; valid: {list(SCALES)}")
+        _check(1 <= self.n_blocks <= 64, f"n_blocks={self.n_blocks} must be in 1..64")
+        _check(self.n_feats >= 4 and self.n_feats % 4 == 0, f"n_feats={self.n_feats} must be a multiple of 4, >= 4")
+        _check(self.rgb_range > 0, f"rgb_range={self.rgb_range} must be > 0")
+
+    @property
+    def name(self) -> str:
+        return self.arch + ("_gdq" if self.quantized else "")
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Static tile shape (LR pixels) and the step between tiles; overlap = tile - step."""
+
+    tile: int = 96
+    step: int = 90
+    #: "center": each tile keeps its central part (paper protocol); "blend": linear ramps
+    merge: str = "center"
+
+    def __post_init__(self) -> None:
+        _check(self.tile >= 8, f"tile={self.tile} must be >= 8")
+        _check(1 <= self.step <= self.tile, f"step={self.step} must be in 1..tile ({self.tile})")
+        _check(self.merge in ("center", "blend"), f"merge '{self.merge}' is unknown; valid: ['center', 'blend']")
+
+    @property
+    def overlap(self) -> int:
+        return self.tile - self.step

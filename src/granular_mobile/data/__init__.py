@@ -1,0 +1,1 @@
+"""Data: MATLAB-compatible bicubic resize, image folders, training crops."""

@@ -1,0 +1,178 @@
+"""LSQ quantizers whose ranges match integer kernels.
+
+Numerics (METHOD.md, "Decisions"):
+- weights: symmetric int8, zero-point 0, integer range [-127, 127] (narrow range, so the
+  int8 kernels of ONNX Runtime and TFLite represent them exactly), one step per tensor;
+- activations: a k-bit range placed inside int8/uint8 with zero-point 0:
+  signed [-2^(k-1), 2^(k-1) - 1] or unsigned [0, 2^k - 1]. Export writes int8/uint8
+  tensors with scale = step and the k-bit range as an integer clamp.
+Rounding is round-half-to-even (torch.round), which is what QuantizeLinear does.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def act_range(bits: int, signed: bool) -> tuple[int, int]:
+    """Integer range of a k-bit activation."""
+    if signed:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+def _grad_scale(x: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
+    # forward: x; backward: gradient times `scale` (LSQ step-size gradient scaling)
+    return (x - x * scale).detach() + x * scale
+
+
+def _round_ste(x: torch.Tensor) -> torch.Tensor:
+    return (torch.round(x) - x).detach() + x
+
+
+def lsq_quantize(
+    x: torch.Tensor, step: torch.Tensor, qn: float | torch.Tensor, qp: float | torch.Tensor, grad_scale: float = 1.0
+) -> torch.Tensor:
+    """round(clamp(x / step, qn, qp)) * step with straight-through rounding and LSQ gradients.
+
+    ``step``, ``qn`` and ``qp`` may be per-sample tensors broadcastable to ``x``.
+    """
+    s = _grad_scale(step, grad_scale) if grad_scale != 1.0 else step
+    q = torch.clamp(x / s, qn, qp)
+    return _round_ste(q) * s
+
+
+class WeightQuantizer(nn.Module):
+    """8-bit symmetric per-tensor weight quantizer (integer range [-127, 127])."""
+
+    qp: int = 127
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1))
+        self.register_buffer("initialized", torch.zeros(1))
+
+    @torch.no_grad()
+    def init_from(self, w: torch.Tensor) -> None:
+        # max-abs init keeps every weight representable; LSQ then learns to clip
+        self.alpha.copy_(w.abs().max().clamp_min(1e-8) / self.qp)
+        self.initialized.fill_(1)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.initialized.item() == 0:
+            self.init_from(w)
+        g = 1.0 / math.sqrt(w.numel() * self.qp)
+        return lsq_quantize(w, self.alpha, -self.qp, self.qp, g)
+
+    def integer_weight(self, w: torch.Tensor) -> torch.Tensor:
+        """The int8 values the export writes (exactly what forward multiplies by alpha)."""
+        return torch.clamp(torch.round(w / self.alpha), -self.qp, self.qp)
+
+
+class ActQuantizer(nn.Module):
+    """One activation quantizer per bit level, each with its own learnable step.
+
+    Signedness is decided on the first batch (as in the reference code): signed when that
+    batch had negative values. Steps are initialised to 2 * mean|x| / sqrt(Qp) (LSQ).
+    """
+
+    def __init__(self, bits: tuple[int, ...]) -> None:
+        super().__init__()
+        self.bits = tuple(bits)
+        self.alpha = nn.Parameter(torch.ones(len(self.bits)))
+        self.register_buffer("signed", torch.ones(1))
+        self.register_buffer("initialized", torch.zeros(1))
+        self._ranges_cache: dict[tuple[bool, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def is_signed(self) -> bool:
+        return bool(self.signed.item() > 0.5)
+
+    def ranges(self, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(qn, qp) per bit level, float tensors of shape (len(bits),)."""
+        key = (self.is_signed, device or self.alpha.device)
+        if key not in self._ranges_cache:
+            r = [act_range(b, key[0]) for b in self.bits]
+            self._ranges_cache[key] = (
+                torch.tensor([a for a, _ in r], dtype=torch.float32, device=key[1]),
+                torch.tensor([b for _, b in r], dtype=torch.float32, device=key[1]),
+            )
+        return self._ranges_cache[key]
+
+    @torch.no_grad()
+    def init_from(self, x: torch.Tensor) -> None:
+        self.signed.fill_(1.0 if bool((x < 0).any()) else 0.0)
+        _, qp = self.ranges(x.device)
+        mean_abs = x.abs().mean().clamp_min(1e-6)
+        self.alpha.copy_(2 * mean_abs / qp.sqrt())
+        self.initialized.fill_(1)
+
+    def forward(self, x: torch.Tensor, bit_index: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
+        """Quantize each sample at its own bit level.
+
+        bit_index: (N,) long, index into ``bits``. mix: optional (N, len(bits)) one-hot
+        with straight-through gradients (training): the output equals the selected
+        quantization and ``mix`` receives d(out)/d(mix_b) = Q_b(x), which is how the
+        controller gate learns.
+        """
+        if self.initialized.item() == 0:
+            self.init_from(x)
+        qn_all, qp_all = self.ranges(x.device)
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        step = self.alpha[bit_index].view(shape)
+        qn = qn_all[bit_index].view(shape)
+        qp = qp_all[bit_index].view(shape)
+        # each sample's step gets gradient only from that sample; scale as LSQ does per quantizer
+        g = 1.0 / math.sqrt(x[0].numel() * max(x.shape[0], 1) * float(qp_all.max()))
+        out = lsq_quantize(x, step, qn, qp, g)
+        if mix is not None and mix.requires_grad:
+            out = _MixTap.apply(out, mix, x, self.alpha.detach(), qn_all, qp_all)
+        return out
+
+
+class _MixTap(torch.autograd.Function):
+    """Identity on the quantized activation that routes gradients to the bit mix.
+
+    Forward the activation is the selected level's quantization (the mix is one-hot);
+    backward, d loss / d mix[n, b] = <grad[n], Q_b(x[n])>. Q_b is recomputed here rather
+    than stored for every level, which keeps training memory at one activation copy.
+    """
+
+    @staticmethod
+    def forward(ctx, out, mix, x, alpha, qn, qp):  # type: ignore[override]
+        ctx.save_for_backward(x, alpha, qn, qp)
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, alpha, qn, qp = ctx.saved_tensors
+        gm = []
+        for b in range(alpha.numel()):
+            qb = torch.round(torch.clamp(x / alpha[b], qn[b], qp[b])) * alpha[b]
+            gm.append((grad * qb).flatten(1).sum(1))
+        return grad, torch.stack(gm, 1), None, None, None, None
+
+
+class QConv2d(nn.Conv2d):
+    """Conv2d with an 8-bit weight quantizer and a per-bit-level activation quantizer.
+
+    With ``quantized=False`` it is a plain conv with the same parameter names, so a
+    full-precision checkpoint initialises the quantized model.
+    """
+
+    def __init__(self, *args, bits: tuple[int, ...] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.quantized = bits is not None
+        if bits is not None:
+            self.wq = WeightQuantizer()
+            self.aq = ActQuantizer(bits)
+
+    def forward(self, x: torch.Tensor, bit_index: torch.Tensor | None = None, mix: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        if not self.quantized or bit_index is None:
+            return super().forward(x)
+        xq = self.aq(x, bit_index, mix)
+        wq = self.wq(self.weight)
+        return F.conv2d(xq, wq, self.bias, self.stride, self.padding, self.dilation, self.groups)

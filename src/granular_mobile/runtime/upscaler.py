@@ -1,0 +1,134 @@
+"""``Upscaler``: tile -> controller -> per-bit SR -> stitch. Pre/post-processing lives here, once.
+
+    from granular_mobile.runtime import Upscaler
+    up = Upscaler.load("default", backend="torch")
+    sr, report = up(image_uint8_hwc)
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError, ImageError
+from .backends import Backend, create_backend
+from .tiler import Stitcher, TilePlan, extract_tiles
+
+
+@dataclass
+class Report:
+    tiles: int = 0
+    tiles_per_bit: dict[str, int] = field(default_factory=dict)
+    fab: float | None = None
+    timings_s: dict[str, float] = field(default_factory=lambda: {"controller": 0.0, "sr": 0.0, "stitch": 0.0})
+    backend: str = ""
+    precision: str = ""
+    bits_mode: str = ""
+    tile: int = 0
+    overlap: int = 0
+    tile_bits: list[int] = field(default_factory=list)
+    plan: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["timings_s"] = {k: round(v, 4) for k, v in self.timings_s.items()}
+        return d
+
+
+class Upscaler:
+    def __init__(self, backend: Backend, bits: str | int = "auto", precision: str = "int8", overlap: int = 8,
+                 merge: str = "blend") -> None:
+        if precision not in ("int8", "fp32"):
+            raise ConfigError(f"precision '{precision}' is unknown; valid: ['int8', 'fp32']")
+        if precision == "fp32" and not backend.has_fp:
+            raise ConfigError("--precision fp32 needs the full-precision twin, which this model does not have")
+        if precision == "int8" and not backend.bits:
+            raise ConfigError("this model is full precision; use --precision fp32")
+        if bits != "auto":
+            try:
+                bits = int(bits)
+            except ValueError:
+                raise ConfigError(f"--bits '{bits}' is invalid; valid: auto, {', '.join(map(str, backend.bits))}") from None
+            if bits not in backend.bits:
+                raise ConfigError(f"--bits {bits} is not a bit level of this model; valid: auto, {', '.join(map(str, backend.bits))}")
+        if not 0 <= overlap < backend.tile // 2:
+            raise ConfigError(f"--overlap {overlap} must be in 0..{backend.tile // 2 - 1} for tile {backend.tile}")
+        self.backend, self.bits, self.precision, self.overlap, self.merge = backend, bits, precision, overlap, merge
+
+    @classmethod
+    def load(cls, model: str = "default", backend: str = "torch", threads: int = 0, tile: int | None = None,
+             **kw) -> "Upscaler":
+        return cls(create_backend(backend, model, threads=threads, tile=tile), **kw)
+
+    def __call__(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, Report]:
+        """Upscale an 8-bit image: HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA). Returns (SR uint8, Report)."""
+        img = np.asarray(image)
+        if img.dtype != np.uint8:
+            raise ImageError(f"expected an 8-bit image (uint8), got {img.dtype}; convert it first")
+        if img.ndim == 2:
+            img = img[..., None]
+        if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+            raise ImageError(f"expected HxW, HxWx3 or HxWx4, got shape {image.shape}")
+        h, w = img.shape[:2]
+        if min(h, w) < 2:
+            raise ImageError(f"image of {w}x{h} pixels is too small to upscale (at least 2x2)")
+        alpha = img[..., 3] if img.shape[2] == 4 else None
+        rgb = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img[..., :3]
+        sr, rep = self._rgb(rgb, progress)
+        if img.shape[2] == 1:
+            sr = np.round(sr.astype(np.float32).mean(axis=2)).astype(np.uint8)  # R = G = B in, grey out
+        if alpha is not None:
+            import cv2
+
+            s = self.backend.scale
+            a = cv2.resize(alpha, (w * s, h * s), interpolation=cv2.INTER_CUBIC)
+            sr = np.concatenate([sr, a[..., None]], axis=2)
+        return sr, rep
+
+    def _rgb(self, rgb: np.ndarray, progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, Report]:
+        be = self.backend
+        t = be.tile
+        plan = TilePlan(rgb.shape[0], rgb.shape[1], t, t - self.overlap, be.scale, self.merge)
+        rep = Report(backend=be.name, precision=self.precision, bits_mode=str(self.bits), tile=t, overlap=self.overlap,
+                     plan={"ys": plan.ys, "xs": plan.xs})
+        n = len(plan)
+        rep.tiles = n
+        tiles = extract_tiles(rgb, plan).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+        t0 = time.perf_counter()
+        if self.precision == "fp32":
+            tile_bits = [32] * n
+        elif self.bits == "auto":
+            tile_bits = []
+            for i in range(0, n, be.max_batch):
+                tile_bits += [int(b) for b in be.controller(tiles[i:i + be.max_batch])[2]]
+        else:
+            tile_bits = [int(self.bits)] * n
+        rep.timings_s["controller"] = time.perf_counter() - t0
+        st = Stitcher(plan)
+        done = 0
+        for b in sorted(set(tile_bits)):
+            idx = [i for i, tb in enumerate(tile_bits) if tb == b]
+            for j in range(0, len(idx), be.max_batch):
+                chunk = idx[j:j + be.max_batch]
+                t1 = time.perf_counter()
+                out = be.sr(tiles[chunk], None if b == 32 else b)
+                t2 = time.perf_counter()
+                for k, i in enumerate(chunk):
+                    st.add(i, out[k].transpose(1, 2, 0))
+                rep.timings_s["sr"] += t2 - t1
+                rep.timings_s["stitch"] += time.perf_counter() - t2
+                done += len(chunk)
+                if progress:
+                    progress(done, n)
+        t3 = time.perf_counter()
+        res = st.result()
+        sr = np.clip(np.round(res * 255.0), 0, 255).astype(np.uint8)
+        rep.timings_s["stitch"] += time.perf_counter() - t3
+        rep.tile_bits = tile_bits
+        if self.precision != "fp32":
+            rep.tiles_per_bit = {str(b): c for b, c in sorted(Counter(tile_bits).items())}
+            rep.fab = float(np.mean(tile_bits))
+        return sr, rep

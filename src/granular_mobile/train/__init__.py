@@ -1,0 +1,4 @@
+"""Training (full precision) and quantization-aware fine-tuning (Granular-DQ)."""
+from .trainer import TrainConfig, calibrate_e2b, train
+
+__all__ = ["TrainConfig", "calibrate_e2b", "train"]

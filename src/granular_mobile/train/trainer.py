@@ -1,0 +1,288 @@
+"""``gdq train`` / ``gdq quantize``: resumable, seeded, single process or torchrun (DDP).
+
+Full precision: L1. Granular-DQ (quantization-aware fine-tuning of a full-precision
+checkpoint): L1 + lambda * relu(E[FAB] - target_fab), where E[FAB] is the batch mean of the
+expected tile bit-width under the gate probabilities routed through E2B. The gate is trained
+with straight-through Gumbel-softmax (hard forward, soft gradients). BatchNorm statistics are
+frozen during fine-tuning so that the network trained is the one exported (BN folds into
+the conv scales with exactly these statistics).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from ..checkpoint import atomic_save, init_from_fp, read_checkpoint, save_model, unwrap
+from ..config import E2BConfig, ModelConfig, TileConfig, from_dict, to_dict
+from ..controller.e2b import tile_entropy
+from ..data.dataset import CropSampler, load_folder_images, tile_grid
+from ..errors import CheckpointError, ConfigError
+from ..eval.evaluate import benchmark_pairs, evaluate_dataset
+from ..models import GDQNet, build_from_config
+
+SCHEDULES = ("cosine", "step")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    mode: str = "fp"  # "fp" (gdq train) or "qat" (gdq quantize)
+    data: tuple[str, ...] = ("../shared/datasets/train/T91", "../shared/datasets/train/BSD200")
+    patch: int = 32  # LR patch side
+    batch: int = 16  # per process
+    iters: int = 10000
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    warmup: int = 200
+    schedule: str = "cosine"
+    milestones: tuple[int, ...] = ()  # step schedule: lr halves at each
+    grad_clip: float = 1.0
+    seed: int = 0
+    target_fab: float = 4.5  # qat only
+    fab_lambda: float = 0.05
+    gate_lr_mult: float = 10.0
+    val_root: str = "../shared/datasets/benchmark"
+    val_set: str = "Set5"
+    eval_every: int = 500
+    ckpt_every: int = 100
+    threads: int = 0  # 0: torch default
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", tuple(str(d) for d in self.data))
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        if self.mode not in ("fp", "qat"):
+            raise ConfigError(f"mode '{self.mode}' is unknown; valid: ['fp', 'qat']")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule '{self.schedule}' is unknown; valid: {list(SCHEDULES)}")
+        for name in ("patch", "batch", "iters"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        if not (0 < self.lr < 1):
+            raise ConfigError(f"lr={self.lr} must be in (0, 1)")
+        if not (2 <= self.target_fab <= 8):
+            raise ConfigError(f"target_fab={self.target_fab} must be in [2, 8]")
+
+    def lr_at(self, it: int) -> float:
+        warm = min(1.0, (it + 1) / max(1, self.warmup))
+        if self.schedule == "cosine":
+            c = 0.5 * (1 + math.cos(math.pi * min(it, self.iters) / self.iters))
+            return warm * (self.lr_min + (self.lr - self.lr_min) * c)
+        return warm * self.lr * 0.5 ** sum(it >= m for m in self.milestones)
+
+
+# -- distributed ---------------------------------------------------------------------
+def _dist_setup() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def _all_mean(x: float, world: int, device: torch.device) -> float:
+    if world == 1:
+        return x
+    t = torch.tensor([x], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / world
+
+
+# -- E2B calibration ------------------------------------------------------------------
+@torch.no_grad()
+def calibrate_e2b(images: list[np.ndarray], cfg: E2BConfig, scale: int, tile: int | None = None) -> tuple[E2BConfig, int]:
+    """E2B thresholds = quantiles of tile entropy over LR tiles of ``tile`` px (the deployment size)."""
+    tile = tile or cfg.tile
+    tiles = torch.from_numpy(tile_grid(images, tile, scale))
+    h = torch.cat([tile_entropy(tiles[i:i + 64], cfg.bins, cfg.sigma) for i in range(0, len(tiles), 64)]).numpy()
+    t1, t2 = (float(np.quantile(h, q)) for q in cfg.quantiles)
+    return dataclasses.replace(cfg, thresholds=(t1, t2), tile=tile, calibrated=True), len(h)
+
+
+# -- training -------------------------------------------------------------------------
+def _param_groups(model: GDQNet, cfg: TrainConfig) -> list[dict[str, Any]]:
+    gate, rest = [], []
+    for n, p in model.named_parameters():
+        (gate if n.startswith("encoder.") else rest).append(p)
+    groups = [{"params": rest, "lr_mult": 1.0}]
+    if gate:
+        groups.append({"params": gate, "lr_mult": cfg.gate_lr_mult})
+    return groups
+
+
+def _freeze_bn(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    model_cfg: ModelConfig | None = None,
+    init: str | None = None,
+    resume: bool = False,
+    on_step: Callable[[dict[str, float]], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train; returns the path of the final checkpoint (``out_dir/final.pt``).
+
+    Writes ``last.pt`` (full training state, every ``ckpt_every``), ``best.pt`` (best
+    validation PSNR), ``metrics.jsonl``. ``resume`` continues from ``last.pt`` (the
+    iteration count may be raised on resume to train longer; the schedule follows).
+    """
+    out = Path(out_dir)
+    rank, world, device = _dist_setup()
+    is_main = rank == 0
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+    last = out / "last.pt"
+    state: dict[str, Any] | None = None
+    if resume:
+        if not last.is_file():
+            raise CheckpointError(f"--resume: no '{last}' to resume from")
+        state = read_checkpoint(last)
+        model_cfg = from_dict(ModelConfig, state["model"])
+        old = state["train"]["config"]
+        for k in ("mode",):
+            if old[k] != getattr(cfg, k):
+                raise ConfigError(f"--resume: checkpoint was trained with {k}={old[k]!r}, not {getattr(cfg, k)!r}")
+    if model_cfg is None:
+        raise ConfigError("a model config is needed (or --resume)")
+    if (cfg.mode == "qat") != model_cfg.quantized:
+        raise ConfigError(f"mode '{cfg.mode}' needs a {'quantized' if cfg.mode == 'qat' else 'full-precision'} model")
+
+    images = load_folder_images(cfg.data)
+    sampler = CropSampler(images, model_cfg.scale, cfg.patch, seed=cfg.seed * 1000 + rank)
+
+    if cfg.mode == "qat" and state is None:
+        # thresholds at the deployment tile size, stored in the checkpoint's config
+        e2b, n = calibrate_e2b(images, model_cfg.e2b, model_cfg.scale)
+        model_cfg = dataclasses.replace(model_cfg, e2b=e2b)
+        if is_main:
+            log(f"E2B thresholds at tile {e2b.tile}: {e2b.thresholds[0]:.4f}, {e2b.thresholds[1]:.4f} ({n} tiles)")
+    model = build_from_config(model_cfg).to(device)
+    # NHWC is ~2x faster for the forward convs of oneDNN on CPU; same numerics
+    fmt = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+
+    start = 0
+    best = -math.inf
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        start = int(state["train"]["iteration"])
+        best = float(state["train"].get("best_psnr", -math.inf))
+        if rank == 0:
+            sampler.set_state(state["train"]["sampler"])
+        else:
+            sampler = CropSampler(images, model_cfg.scale, cfg.patch, seed=cfg.seed * 1000 + rank + start)
+        torch.set_rng_state(state["train"]["torch_rng"])
+    elif cfg.mode == "qat":
+        if init is None:
+            raise ConfigError("gdq quantize needs --init FP_CHECKPOINT (a full-precision model of the same architecture)")
+        fp = read_checkpoint(init)
+        fp_cfg = from_dict(ModelConfig, fp["model"])
+        if dataclasses.replace(fp_cfg, quantized=True, e2b=model_cfg.e2b, quant=model_cfg.quant) != model_cfg:
+            raise CheckpointError(f"--init {init}: its model ({fp_cfg}) is not the full-precision twin of {model_cfg}")
+        init_from_fp(model, {k: v.float() if v.is_floating_point() else v for k, v in fp["state_dict"].items()})
+        # first batch sets quantizer signedness and steps (LSQ init), identically on every rank
+        lr0, _ = CropSampler(images, model_cfg.scale, cfg.patch, seed=12345).sample(cfg.batch)
+        model.eval()
+        with torch.no_grad():
+            model(lr0.to(device), 0)
+    if cfg.mode == "qat":
+        for m in model.modules():  # quantizers initialised (from init or checkpoint)
+            if hasattr(m, "initialized"):
+                m.initialized.fill_(1)
+
+    ddp_model: nn.Module = model
+    if world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = torch.optim.Adam(_param_groups(model, cfg), lr=cfg.lr, betas=(0.9, 0.999))
+    if state is not None and "optimizer" in state["train"]:
+        opt.load_state_dict(state["train"]["optimizer"])
+
+    def save_state(it: int) -> None:
+        if not is_main:
+            return
+        save_model(model, last, meta={"iteration": it}, train={
+            "config": to_dict(cfg), "iteration": it, "optimizer": opt.state_dict(), "sampler": sampler.state(),
+            "torch_rng": torch.get_rng_state(), "best_psnr": best})
+
+    val_pairs = None
+    if is_main and cfg.eval_every > 0:
+        try:
+            val_pairs = benchmark_pairs(cfg.val_root, cfg.val_set, model_cfg.scale)
+        except Exception as e:  # validation is optional: training data is what is required
+            log(f"validation disabled: {e}")
+
+    l1 = nn.L1Loss()
+    ema: dict[str, float] = {}
+    t0 = time.time()
+    metrics_path = out / "metrics.jsonl"
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    for it in range(start, cfg.iters):
+        ddp_model.train()
+        if cfg.mode == "qat":
+            _freeze_bn(model)
+        lr = cfg.lr_at(it)
+        for g in opt.param_groups:
+            g["lr"] = lr * g.get("lr_mult", 1.0)
+        lr_t, hr_t = sampler.sample(cfg.batch)
+        lr_t, hr_t = lr_t.to(device, memory_format=fmt), hr_t.to(device)
+        if cfg.mode == "qat":
+            sr, ctrl = ddp_model(lr_t, return_ctrl=True)
+            rec = l1(sr, hr_t)
+            efab = ctrl.expected_bits.mean()
+            loss = rec + cfg.fab_lambda * torch.relu(efab - cfg.target_fab)
+            fab_now = float(torch.tensor(model.bits, dtype=torch.float32)[ctrl.bit_index.cpu()].mean())
+        else:
+            sr = ddp_model(lr_t)
+            rec = loss = l1(sr, hr_t)
+            fab_now = 32.0
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        for k, v in (("loss", float(rec.item())), ("fab", fab_now)):
+            ema[k] = v if k not in ema else 0.98 * ema[k] + 0.02 * v
+        step_info = {"iteration": it + 1, "loss": ema["loss"], "lr": lr, "fab": ema["fab"], "elapsed": time.time() - t0}
+        if on_step and is_main:
+            on_step(step_info)
+        done = it + 1
+        if done % cfg.ckpt_every == 0 or done == cfg.iters:
+            save_state(done)
+        if val_pairs is not None and (done % cfg.eval_every == 0 or done == cfg.iters):
+            r = evaluate_dataset(model, val_pairs, cfg.val_set, model_cfg.scale, TileConfig())
+            rec_d = {**step_info, f"{cfg.val_set}_psnr": r.psnr, f"{cfg.val_set}_fab": r.fab}
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(rec_d) + "\n")
+            log(f"iter {done}: {cfg.val_set} PSNR {r.psnr:.3f} dB" + (f", FAB {r.fab:.3f}" if r.fab else ""))
+            if r.psnr > best:
+                best = r.psnr
+                save_model(model, out / "best.pt", meta={"iteration": done, f"{cfg.val_set}_psnr": r.psnr, "fab": r.fab})
+            save_state(done)
+    final = out / "final.pt"
+    if is_main:
+        save_model(model, final, meta={"iteration": cfg.iters, "world_size": world, "train_config": to_dict(cfg)})
+    if dist.is_initialized():
+        dist.barrier()
+    return final

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+BENCH = SHARED / "benchmark"
+TRAIN = SHARED / "train"
+
+needs_data = pytest.mark.skipif(not BENCH.is_dir(), reason="../shared/datasets is not next to this checkout")
+
+# tests are small; keep them off the other core where a training run may live
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A folder of 6 small training images (crops of the shared set, or synthetic if absent)."""
+    import cv2
+
+    d = tmp_path_factory.mktemp("tiny_data")
+    src = sorted((TRAIN / "BSD200").glob("*.png"))[:6] if (TRAIN / "BSD200").is_dir() else []
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        if src:
+            img = cv2.imread(str(src[i]))[:200, :200]
+        else:
+            img = (rng.random((200, 200, 3)) * 255).astype(np.uint8)
+        cv2.imwrite(str(d / f"im{i}.png"), img)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_bench(tmp_path_factory) -> Path:
+    """A benchmark root with one set 'Tiny' (HR + LR_bicubic/X2|X4), made with our MATLAB bicubic."""
+    import cv2
+
+    from granular_mobile.data.imresize import imresize_uint8
+
+    root = tmp_path_factory.mktemp("bench")
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        hr = cv2.GaussianBlur((rng.random((96, 128, 3)) * 255).astype(np.uint8), (5, 5), 2)
+        (root / "Tiny" / "HR").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "Tiny" / "HR" / f"{name}.png"), hr)
+        for s in (2, 4):
+            d = root / "Tiny" / "LR_bicubic" / f"X{s}"
+            d.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(d / f"{name}.png"), imresize_uint8(hr, 1 / s))
+    return root

@@ -1,0 +1,93 @@
+"""Training on tiny models and crops (the real runs are scripts, not tests)."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from granular_mobile.checkpoint import load_model, read_checkpoint
+from granular_mobile.config import ModelConfig
+from granular_mobile.errors import CheckpointError, ConfigError
+from granular_mobile.train import TrainConfig, train
+
+TINY = dict(n_blocks=2, n_feats=16)
+
+
+def _cfg(data, **kw):
+    base = dict(data=(str(data),), patch=16, batch=4, iters=40, lr=2e-3, warmup=5, eval_every=0, ckpt_every=10, threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def fp_run(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fp")
+    losses = []
+    final = train(_cfg(tiny_data, iters=60), out, ModelConfig(arch="srresnet", quantized=False, **TINY),
+                  on_step=lambda d: losses.append(d["loss"]), log=lambda s: None)
+    return out, final, losses
+
+
+def test_fp_training_lowers_loss(fp_run):
+    out, final, losses = fp_run
+    assert len(losses) == 60
+    assert losses[-1] < 0.6 * losses[0]
+    ck = read_checkpoint(final)
+    assert ck["model"]["quantized"] is False and ck["meta"]["train_config"]["iters"] == 60
+    assert (out / "last.pt").is_file()
+
+
+def test_resume_continues_to_more_iterations(fp_run, tmp_path):
+    out, _, _ = fp_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    seen = []
+    cfg = TrainConfig(**{**read_checkpoint(run / "last.pt")["train"]["config"], "iters": 70})
+    train(cfg, run, resume=True, on_step=lambda d: seen.append(d["iteration"]), log=lambda s: None)
+    assert seen == list(range(61, 71))
+    assert read_checkpoint(run / "final.pt")["meta"]["iteration"] == 70
+
+
+def test_resume_needs_checkpoint(tmp_path, tiny_data):
+    with pytest.raises(CheckpointError, match="no '.*last.pt' to resume"):
+        train(_cfg(tiny_data), tmp_path, resume=True)
+
+
+def test_qat_from_fp(fp_run, tiny_data, tmp_path):
+    _, fp_final, _ = fp_run
+    losses, fabs = [], []
+    cfg = _cfg(tiny_data, mode="qat", iters=30, lr=5e-4, target_fab=4.5, fab_lambda=0.5)
+    mc = ModelConfig(arch="srresnet", quantized=True, **TINY)
+    final = train(cfg, tmp_path, mc, init=str(fp_final), on_step=lambda d: (losses.append(d["loss"]), fabs.append(d["fab"])),
+                  log=lambda s: None)
+    m = load_model(str(final))
+    assert m.cfg.quantized and m.cfg.e2b.calibrated and m.cfg.e2b.tile == 96
+    assert losses[-1] < losses[0]
+    assert all(4 <= f <= 8 for f in fabs)
+    # every quantizer was initialised (signedness + step) from data, not left at its default
+    for mod in m.modules():
+        if hasattr(mod, "initialized"):
+            assert mod.initialized.item() == 1
+
+
+def test_qat_rejects_mismatched_init(fp_run, tiny_data, tmp_path):
+    _, fp_final, _ = fp_run
+    mc = ModelConfig(arch="srresnet", quantized=True, n_blocks=3, n_feats=16)
+    with pytest.raises(CheckpointError, match="twin"):
+        train(_cfg(tiny_data, mode="qat", iters=2), tmp_path, mc, init=str(fp_final), log=lambda s: None)
+    with pytest.raises(ConfigError, match="needs --init"):
+        train(_cfg(tiny_data, mode="qat", iters=2), tmp_path, ModelConfig(arch="srresnet", **TINY), log=lambda s: None)
+
+
+def test_torchrun_ddp_two_processes(tiny_data, tmp_path):
+    """gdq train runs unchanged under torchrun (2 CPU processes, gloo)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "granular_mobile.cli", "train", "-o", str(tmp_path / "ddp"), "--n-blocks", "1", "--n-feats", "8",
+           "--iters", "6", "--batch", "2", "--patch", "16", "--eval-every", "0", "--ckpt-every", "3", "--data", str(tiny_data)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    ck = read_checkpoint(tmp_path / "ddp" / "final.pt")
+    assert ck["meta"]["world_size"] == 2 and ck["meta"]["iteration"] == 6
