@@ -1,0 +1,96 @@
+"""The gdq command line: help, one-line errors, run/eval on a tiny model."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from granular_mobile.checkpoint import save_model
+from granular_mobile.models import create_model
+
+
+def gdq(*args, env=None):
+    e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "granular_mobile.cli", *map(str, args)], capture_output=True, text=True, env=e)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ck")
+    torch.manual_seed(0)
+    q = create_model("srresnet_gdq", n_blocks=1, n_feats=8).eval()
+    with torch.no_grad():
+        q(torch.rand(2, 3, 24, 24), 0)  # initialise quantizers
+    save_model(q, d / "q.pt")
+    save_model(create_model("srresnet", n_blocks=1, n_feats=8), d / "fp.pt")
+    img = (np.random.default_rng(0).random((70, 110, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(d / "in.png"), img)
+    return d
+
+
+def test_help_and_models():
+    r = gdq("-h")
+    assert r.returncode == 0 and "quantize" in r.stdout and "import-reference" in r.stdout
+    r = gdq("models")
+    assert r.returncode == 0
+    for n in ("srresnet", "srresnet_gdq", "edsr", "edsr_gdq"):
+        assert n in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("eval", "--model", "missing.pt"), "does not exist"),
+    (("train", "-o", "x", "--model", "vdsr"), "valid: ['srresnet', 'edsr']"),
+    (("train", "-o", "x", "--scale", "3", "--data", "nowhere"), "scale 3 is not supported"),
+])
+def test_errors_are_one_line(args, needle):
+    r = gdq(*args)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and needle in r.stderr
+    assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1
+    r = gdq(*args, env={"GDQ_DEBUG": "1"})
+    assert "Traceback" in r.stderr
+
+
+def test_run_torch_backend(tiny_ckpts, tmp_path):
+    out, stats = tmp_path / "o.png", tmp_path / "s.json"
+    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--stats", stats, "--tile", "32")
+    assert r.returncode == 0, r.stderr
+    assert cv2.imread(str(out)).shape == (140, 220, 3)
+    s = json.loads(stats.read_text())
+    assert sum(s["tiles_per_bit"].values()) == s["tiles"] and 4 <= s["fab"] <= 8
+    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt")
+    assert r.returncode == 1 and "--force" in r.stderr
+    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--bits", "8", "--force", "--tile", "32")
+    assert r.returncode == 0, r.stderr
+    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--bits", "7", "--force")
+    assert r.returncode == 1 and "valid: auto, 4, 5, 6, 8" in r.stderr
+
+
+def test_run_bad_images(tiny_ckpts, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    r = gdq("run", bad, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt")
+    assert r.returncode == 1 and "cannot decode" in r.stderr and not (tmp_path / "o.png").exists()
+    deep = tmp_path / "deep.png"
+    cv2.imwrite(str(deep), np.zeros((40, 40, 3), np.uint16))
+    r = gdq("run", deep, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt")
+    assert r.returncode == 1 and "uint16" in r.stderr and "8-bit" in r.stderr
+    tiny = tmp_path / "px.png"
+    cv2.imwrite(str(tiny), np.zeros((1, 1, 3), np.uint8))
+    r = gdq("run", tiny, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt")
+    assert r.returncode == 1 and "too small" in r.stderr and not (tmp_path / "o.png").exists()
+
+
+def test_eval_json(tiny_ckpts, tiny_bench, tmp_path):
+    j = tmp_path / "e.json"
+    r = gdq("eval", "-m", tiny_ckpts / "q.pt", "--fp", tiny_ckpts / "fp.pt", "--data", "Tiny", "--root", tiny_bench,
+            "--tile", "32", "--step", "30", "--json", j)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(j.read_text())["results"]
+    assert [x["model"] for x in res] == ["srresnet_gdq", "srresnet", "bicubic"]
+    assert res[0]["fab"] is not None and res[2]["psnr"] > 25
+    assert sum(int(v) for v in res[0]["tiles_per_bit"].values()) > 0
