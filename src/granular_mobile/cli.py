@@ -314,6 +314,49 @@ def import_reference_cmd(
     console.print(f"wrote {out} ({model.cfg.name} x{model.cfg.scale}, rgb_range 255)")
 
 
+@app.command("export")
+def export_cmd(
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (graphs + manifest.json)."),
+    model: str = typer.Option("default", "--model", "-m", help="Granular-DQ checkpoint, or 'default'."),
+    fp: Optional[str] = typer.Option(None, help="Full-precision twin checkpoint (default model: found automatically)."),
+    target: str = typer.Option("onnx", help="onnx | tflite | all"),
+    tile: int = typer.Option(96, help="Static LR tile size of every graph."),
+    fp_layers: str = typer.Option("int8", help="Head/body-end/upsampler/tail: int8 (full integer, NNAPI) | float."),
+    single_file: bool = typer.Option(False, "--single-file", help="TFLite: also one file with one signature per graph."),
+    verify: bool = typer.Option(False, "--verify", help="Compare every graph with PyTorch on Set5/Set14 tiles."),
+    verify_data: str = typer.Option(BENCH_DEFAULT, help="Benchmark root for --verify."),
+) -> None:
+    """Export the controller and one static-bit integer graph per bit level, plus manifest.json.
+
+    Examples:
+      gdq export -o export/ --target all --verify
+      gdq export -m runs/gdq_x2/final.pt --fp runs/fp_x2/final.pt -o out/ --target tflite --single-file
+    """
+    from .export import TARGETS, export
+    from .export.exporter import parity_ok
+
+    targets = sorted(TARGETS) if target == "all" else _split(target)
+    with progress() as pb:
+        task = pb.add_task("export", total=None)
+        man = export(model, targets, out, tile=tile, fp_layers=fp_layers, fp_model=fp, verify=verify,
+                     verify_root=verify_data, single_file=single_file, log=lambda s: pb.console.print(s))
+        pb.update(task, total=1, completed=1)
+    t = Table("file", "bytes", "sha256")
+    for name, f in man["files"].items():
+        t.add_row(name, str(f["bytes"]), f["sha256"][:12])
+    console.print(t)
+    if "parity" in man:
+        pt = Table("target", "graph", "PSNR vs torch (dB)", "worst tile (dB)", "max abs", "mean abs", "controller agrees")
+        for tname, e in man["parity"].items():
+            for g, v in e["sr"].items():
+                pt.add_row(tname, g, f"{v['psnr_db']:.2f}", f"{v['worst_tile_psnr_db']:.2f}", f"{v['max_abs']:.4f}",
+                           f"{v['mean_abs']:.5f}", f"{e['controller_agreement']:.1%}")
+        console.print(pt)
+        if not parity_ok(man["parity"]):
+            raise ConfigError("parity below the bar (>= 45 dB per graph, >= 99% controller agreement): see the table")
+    console.print(f"wrote {out / 'manifest.json'}")
+
+
 def _expand_inputs(inputs: list[str]) -> list[Path]:
     import glob
 

@@ -1,0 +1,84 @@
+"""The controller graph as plain arrays: head conv -> GBC logits, tile entropy, final bits.
+
+GroupNorm followed by a global mean needs only per-channel moments: for channel c in group
+g, mean_hw(GN(z))_c = gamma_c * (m_c - mu_g) / sqrt(var_g + eps) + beta_c, with m_c the
+channel mean, mu_g the group mean and var_g = mean_g(E[z^2]_c) - mu_g^2 (the biased variance
+PyTorch uses). Emitters build that, not a full-resolution GroupNorm.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..controller.e2b import GREY
+from ..models import GDQNet
+
+
+@dataclass
+class ControllerSpec:
+    head_w: np.ndarray  # (C, 3, k, k) float32, rgb_range folded in
+    head_b: np.ndarray | None
+    pad: int
+    groups: int  # 0: no GroupNorm (reference gate)
+    gn_gamma: list[np.ndarray]  # per granularity (C,)
+    gn_beta: list[np.ndarray]
+    gn_eps: float
+    gate_w: np.ndarray  # (3, 3C)
+    gate_b: np.ndarray  # (3,)
+    bins: int
+    sigma: float
+    thresholds: tuple[float, float]
+    gbc_bits: tuple[int, int, int]
+    e2b_bits: tuple[int, int, int]
+
+    @property
+    def channels(self) -> int:
+        return int(self.head_w.shape[0])
+
+
+def controller_spec(model: GDQNet) -> ControllerSpec:
+    cfg = model.cfg
+    conv = model.head[0]
+    gbc = model.encoder.gbc
+    f = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
+    return ControllerSpec(
+        head_w=f(conv.weight) * np.float32(cfg.rgb_range), head_b=f(conv.bias) if conv.bias is not None else None,
+        pad=conv.padding[0], groups=gbc.norms[0].num_groups if gbc.groupnorm else 0,
+        gn_gamma=[f(n.weight) for n in gbc.norms] if gbc.groupnorm else [],
+        gn_beta=[f(n.bias) for n in gbc.norms] if gbc.groupnorm else [],
+        gn_eps=float(gbc.norms[0].eps) if gbc.groupnorm else 0.0,
+        gate_w=f(gbc.gate[0].weight), gate_b=f(gbc.gate[0].bias), bins=cfg.e2b.bins, sigma=cfg.e2b.sigma,
+        thresholds=tuple(cfg.e2b.thresholds), gbc_bits=cfg.quant.gbc_bits, e2b_bits=cfg.quant.e2b_bits)
+
+
+def run_controller_spec(spec: ControllerSpec, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Torch reference of exactly what the emitters build (moment-based GroupNorm)."""
+    z = F.conv2d(x, torch.from_numpy(spec.head_w), None if spec.head_b is None else torch.from_numpy(spec.head_b),
+                 padding=spec.pad)
+    zs = [z, F.avg_pool2d(z, 2, ceil_mode=True)]
+    zs.append(F.avg_pool2d(zs[1], 2, ceil_mode=True))
+    feats = []
+    for d, zz in enumerate(zs):
+        m = zz.mean((2, 3))
+        if spec.groups:
+            n, c = m.shape
+            sq = (zz * zz).mean((2, 3))
+            mg = m.view(n, spec.groups, -1).mean(2, keepdim=True)
+            vg = sq.view(n, spec.groups, -1).mean(2, keepdim=True) - mg * mg
+            m = ((m.view(n, spec.groups, -1) - mg) / torch.sqrt(vg + spec.gn_eps)).view(n, c)
+            m = m * torch.from_numpy(spec.gn_gamma[d]) + torch.from_numpy(spec.gn_beta[d])
+        feats.append(m)
+    logits = torch.cat(feats, 1) @ torch.from_numpy(spec.gate_w).T + torch.from_numpy(spec.gate_b)
+    from ..controller.e2b import tile_entropy
+
+    h = tile_entropy(x, spec.bins, spec.sigma)
+    level = (h > spec.thresholds[0]).long() + (h > spec.thresholds[1]).long()
+    choice = logits.argmax(1)
+    bits = torch.where(choice == 2, torch.tensor(spec.e2b_bits)[level], torch.tensor(spec.gbc_bits)[choice])
+    return logits, h, bits
+
+
+__all__ = ["GREY", "ControllerSpec", "controller_spec", "run_controller_spec"]

@@ -1,0 +1,192 @@
+"""ONNX target: QCDQ graphs that onnxruntime's CPU provider runs as QLinearConv.
+
+Per integer conv: QuantizeLinear(x, alpha, 0) -> Clip(q, lo, hi) on the integer type ->
+DequantizeLinear -> Conv(DequantizeLinear(int8 W, per-channel scale), DequantizeLinear(int32
+bias)) -> QuantizeLinear(int8 output) -> DequantizeLinear. The clamp is an integer Clip
+between Q and DQ: a float Clip before QuantizeLinear blocks the fusion, and 4-bit ONNX types
+are not executed as integers by onnxruntime (EXPORT_NOTES.md).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import require
+from .program import Add, Affine, Conv, DepthToSpace, PRelu, Program, Relu
+
+OPSET = 21
+
+
+class _G:
+    def __init__(self) -> None:
+        onnx = require("onnx", "export")
+        self.onnx, self.h, self.nph = onnx, onnx.helper, onnx.numpy_helper
+        self.nodes: list = []
+        self.inits: list = []
+        self._n = 0
+
+    def const(self, name: str, arr: np.ndarray) -> str:
+        self._n += 1
+        nm = f"{name}__c{self._n}"
+        self.inits.append(self.nph.from_array(np.asarray(arr), nm))
+        return nm
+
+    def node(self, op: str, inputs: list[str], out: str | None = None, **attrs) -> str:
+        self._n += 1
+        out = out or f"{op.lower()}__{self._n}"
+        self.nodes.append(self.h.make_node(op, inputs, [out], name=f"{op}_{self._n}", **attrs))
+        return out
+
+
+def _np_int(dtype: str):
+    return np.int8 if dtype == "int8" else np.uint8
+
+
+def _conv(g: _G, n: Conv, x: str) -> str:
+    if n.in_q is None:  # float conv
+        ins = [x, g.const(n.name + "_w", n.weight.astype(np.float32))]
+        if n.bias is not None:
+            ins.append(g.const(n.name + "_b", n.bias.astype(np.float32)))
+        return g.node("Conv", ins, n.out, pads=[n.pad] * 4, kernel_shape=list(n.weight.shape[2:]))
+    q = n.in_q
+    # k-bit activations travel as uint8: a signed range [-2^(k-1), 2^(k-1) - 1] is the same
+    # values with zero-point 2^(k-1). onnxruntime fuses Q -> Clip(uint8) -> DQ -> Conv into
+    # QLinearConv, but not with an int8 Clip (measured: the conv stayed float).
+    if q.signed and (q.lo, q.hi) != (-128, 127):
+        it, zp, lo, hi = np.uint8, -q.lo, 0, q.hi - q.lo
+    else:
+        it = _np_int(q.dtype)
+        zp, lo, hi = 0, q.lo, q.hi
+    s_in = g.const(n.name + "_xs", np.float32(q.scale))
+    zp_in = g.const(n.name + "_xzp", it(zp))
+    xq = g.node("QuantizeLinear", [x, s_in, zp_in])
+    info = np.iinfo(it)
+    if lo > info.min or hi < info.max:
+        xq = g.node("Clip", [xq, g.const(n.name + "_lo", it(lo)), g.const(n.name + "_hi", it(hi))])
+    xd = g.node("DequantizeLinear", [xq, s_in, zp_in])
+    ws = n.w_scale.astype(np.float32)
+    wd = g.node("DequantizeLinear", [g.const(n.name + "_wq", n.weight.astype(np.int8)), g.const(n.name + "_ws", ws),
+                                     g.const(n.name + "_wzp", np.zeros(len(ws), np.int8))], axis=0)
+    ins = [xd, wd]
+    if n.bias is not None:
+        bs = (np.float32(q.scale) * ws).astype(np.float32)
+        bq = np.clip(np.round(n.bias / bs.astype(np.float64)), -(2**31), 2**31 - 1).astype(np.int32)
+        ins.append(g.node("DequantizeLinear", [g.const(n.name + "_bq", bq), g.const(n.name + "_bs", bs),
+                                               g.const(n.name + "_bzp", np.zeros(len(bs), np.int32))], axis=0))
+    y = g.node("Conv", ins, pads=[n.pad] * 4, kernel_shape=list(n.weight.shape[2:]))
+    s_out = g.const(n.name + "_ys", np.float32(n.out_scale))
+    zp_out = g.const(n.name + "_yzp", np.int8(0))
+    yq = g.node("QuantizeLinear", [y, s_out, zp_out])
+    return g.node("DequantizeLinear", [yq, s_out, zp_out], n.out)
+
+
+def program_to_onnx(prog: Program, tile: int, batch: int | str = "N", name: str = "sr"):
+    """ONNX ModelProto of a program: input 'lr' (N, 3, T, T) float [0, 1] -> 'sr' (N, 3, T*s, T*s)."""
+    g = _G()
+    for n in prog.nodes:
+        if isinstance(n, Conv):
+            _conv(g, n, n.inp)
+        elif isinstance(n, PRelu):
+            g.node("PRelu", [n.inp, g.const("slope", np.array([n.slope], np.float32))], n.out)
+        elif isinstance(n, Relu):
+            g.node("Relu", [n.inp], n.out)
+        elif isinstance(n, Affine):
+            m = g.node("Mul", [n.inp, g.const("bn_s", n.scale.astype(np.float32).reshape(1, -1, 1, 1))])
+            g.node("Add", [m, g.const("bn_t", n.shift.astype(np.float32).reshape(1, -1, 1, 1))], n.out)
+        elif isinstance(n, Add):
+            a = n.a if n.a_mul == 1.0 else g.node("Mul", [n.a, g.const("res_s", np.array([n.a_mul], np.float32))])
+            g.node("Add", [a, n.b], n.out)
+        elif isinstance(n, DepthToSpace):
+            g.node("DepthToSpace", [n.inp], n.out, blocksize=n.block, mode="CRD")
+        else:  # pragma: no cover
+            raise TypeError(n)
+    h = g.h
+    onnx = g.onnx
+    scale = _scale_of(prog)
+    inp = h.make_tensor_value_info("lr", onnx.TensorProto.FLOAT, [batch, 3, tile, tile])
+    out = h.make_tensor_value_info("sr", onnx.TensorProto.FLOAT, [batch, 3, tile * scale, tile * scale])
+    graph = h.make_graph(g.nodes, name, [inp], [out], g.inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", OPSET)], producer_name="granular-mobile")
+    model.ir_version = 10
+    onnx.checker.check_model(model)
+    return model
+
+
+def _scale_of(prog: Program) -> int:
+    return 2 ** sum(1 for n in prog.nodes if isinstance(n, DepthToSpace))
+
+
+def save_onnx(model, path: Path, simplify: bool = True) -> Path:
+    onnx = require("onnx", "export")
+    if simplify:
+        onnxsim = require("onnxsim", "export")
+        # constant folding would turn DequantizeLinear(int8 weights) into float weights and
+        # undo the QDQ pattern onnxruntime fuses into integer kernels
+        simp, ok = onnxsim.simplify(model, skip_constant_folding=True)
+        if ok:
+            model = simp
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def controller_to_onnx(spec, tile: int, batch: int | str = "N"):
+    """Controller graph: 'lr' (N, 3, T, T) -> 'logits' (N, 3), 'entropy' (N,), 'bits' (N,) int32."""
+    from .controller import GREY
+
+    g = _G()
+    c = spec.channels
+    ins = ["lr", g.const("head_w", spec.head_w)] + ([g.const("head_b", spec.head_b)] if spec.head_b is not None else [])
+    z = g.node("Conv", ins, pads=[spec.pad] * 4, kernel_shape=list(spec.head_w.shape[2:]))
+    zs = [z]
+    for _ in range(2):
+        zs.append(g.node("AveragePool", [zs[-1]], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1))
+    axes_hw = g.const("axes_hw", np.array([2, 3], np.int64))
+    feats = []
+    for d, zz in enumerate(zs):
+        m = g.node("ReduceMean", [zz, axes_hw], keepdims=0)
+        if spec.groups:
+            shp = g.const("gshape", np.array([0, spec.groups, c // spec.groups], np.int64))
+            flat = g.const("fshape", np.array([0, c], np.int64))
+            ax2 = g.const("ax2", np.array([2], np.int64))
+            sq = g.node("ReduceMean", [g.node("Mul", [zz, zz]), axes_hw], keepdims=0)
+            mr = g.node("Reshape", [m, shp])
+            mg = g.node("ReduceMean", [mr, ax2], keepdims=1)
+            vg = g.node("Sub", [g.node("ReduceMean", [g.node("Reshape", [sq, shp]), ax2], keepdims=1), g.node("Mul", [mg, mg])])
+            sd = g.node("Sqrt", [g.node("Add", [vg, g.const("eps", np.array(spec.gn_eps, np.float32))])])
+            nrm = g.node("Reshape", [g.node("Div", [g.node("Sub", [mr, mg]), sd]), flat])
+            m = g.node("Add", [g.node("Mul", [nrm, g.const("gamma", spec.gn_gamma[d])]), g.const("beta", spec.gn_beta[d])])
+        feats.append(m)
+    feat = g.node("Concat", feats, axis=1)
+    g.node("Gemm", [feat, g.const("gate_w", spec.gate_w), g.const("gate_b", spec.gate_b)], "logits", transB=1)
+    # entropy: Gaussian kernel density of the grey levels over `bins` centres
+    grey = g.node("Conv", ["lr", g.const("grey_w", np.array(GREY, np.float32).reshape(1, 3, 1, 1))])
+    px = g.node("Reshape", [grey, g.const("pshape", np.array([0, -1, 1], np.int64))])
+    d = g.node("Div", [g.node("Sub", [px, g.const("centres", np.linspace(0, 1, spec.bins).astype(np.float32))]),
+                       g.const("sigma", np.array(spec.sigma, np.float32))])
+    e = g.node("Exp", [g.node("Mul", [g.node("Mul", [d, d]), g.const("mhalf", np.array(-0.5, np.float32))])])
+    dens = g.node("ReduceMean", [e, g.const("ax1", np.array([1], np.int64))], keepdims=0)
+    p = g.node("Div", [dens, g.node("ReduceSum", [dens, g.const("ax1b", np.array([1], np.int64))], keepdims=1)])
+    lp = g.node("Log", [g.node("Max", [p, g.const("tiny", np.array(1e-12, np.float32))])])
+    negent = g.node("ReduceSum", [g.node("Mul", [p, lp]), g.const("ax1c", np.array([1], np.int64))], keepdims=0)
+    g.node("Neg", [negent], "entropy")
+    # final bits: argmax, E2B level, table look-up
+    choice = g.node("ArgMax", ["logits"], axis=1, keepdims=0)
+    t1, t2 = spec.thresholds
+    lvl = g.node("Add", [g.node("Cast", [g.node("Greater", ["entropy", g.const("t1", np.array(t1, np.float32))])], to=7),
+                         g.node("Cast", [g.node("Greater", ["entropy", g.const("t2", np.array(t2, np.float32))])], to=7)])
+    via_e2b = g.node("Gather", [g.const("e2b_bits", np.array(spec.e2b_bits, np.int32)), lvl])
+    via_gbc = g.node("Gather", [g.const("gbc_bits", np.array(spec.gbc_bits, np.int32)), choice])
+    is8 = g.node("Equal", [choice, g.const("two", np.array(2, np.int64))])
+    g.node("Where", [is8, via_e2b, via_gbc], "bits")
+    onnx, h = g.onnx, g.h
+    model = h.make_model(
+        h.make_graph(g.nodes, "controller", [h.make_tensor_value_info("lr", onnx.TensorProto.FLOAT, [batch, 3, tile, tile])],
+                     [h.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [batch, 3]),
+                      h.make_tensor_value_info("entropy", onnx.TensorProto.FLOAT, [batch]),
+                      h.make_tensor_value_info("bits", onnx.TensorProto.INT32, [batch])], g.inits),
+        opset_imports=[h.make_opsetid("", OPSET)], producer_name="granular-mobile")
+    model.ir_version = 10
+    onnx.checker.check_model(model)
+    return model

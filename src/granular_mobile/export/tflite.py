@@ -1,0 +1,261 @@
+"""TFLite target: full-integer int8 graphs built from the trained parameters (no re-calibration).
+
+A tf.function per graph, built node by node from the export program, with fake-quant nodes
+carrying OUR scales; TFLiteConverter turns them into int8 tensors with exactly those scales:
+- k-bit activation: fake_quant to the int8/uint8 range of step alpha, then clip_by_value to
+  the k-bit range (TF cannot convert 4-bit activation fake-quant; the clamp becomes int8
+  MINIMUM/MAXIMUM ops);
+- weights: the trained integers times their per-channel scale, fake-quantized per channel
+  with narrow range [-127, 127], which represents them exactly;
+- every other tensor (conv outputs, PReLU, BN, residual adds) int8 with a range from
+  calibration (max |x|, symmetric).
+BN1 (a per-channel affine between PReLU and conv2) is a 1x1 depthwise conv whose per-channel
+weight is exactly representable (one value per channel). Single-slope PReLU is LEAKY_RELU.
+DepthToSpace: TF uses DCR channel order, PyTorch's PixelShuffle CRD, so the preceding conv's
+output channels are permuted.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, require
+from .controller import GREY, ControllerSpec
+from .program import Add, Affine, Conv, DepthToSpace, PRelu, Program, Relu
+
+
+def _crd_to_dcr(c_out: int, r: int) -> np.ndarray:
+    """perm such that w_dcr = w_crd[perm]: DCR channel (i*r + j)*C + c takes CRD channel c*r*r + i*r + j."""
+    c = c_out // (r * r)
+    return np.array([ci * r * r + k for k in range(r * r) for ci in range(c)])
+
+
+def _fq_sym(tf, x, rng: float):
+    s = max(rng, 1e-8) / 127.0
+    return tf.quantization.fake_quant_with_min_max_args(x, min=-128.0 * s, max=127.0 * s, num_bits=8)
+
+
+def _kbit_range(q) -> tuple[float, float]:
+    return (-128.0 * q.scale, 127.0 * q.scale) if q.signed else (0.0, 255.0 * q.scale)
+
+
+def _tf_program(tf, prog: Program, quantized: bool):
+    """Python callable building the TF ops of ``prog`` on an NHWC [0, 1] input.
+
+    The converter keeps only the first of two consecutive fake-quants on a tensor (measured:
+    a second range is silently dropped), so a k-bit input is quantized where a real op
+    produces it: a BN / ReLU that feeds only that conv writes it at the learned step; a
+    tensor that also feeds elsewhere (the residual stream into conv1) goes through a 1x1
+    depthwise identity (weight 1, exact in int8 per channel) whose output carries the step.
+    """
+    d2s_before = {n.inp: n.block for n in prog.nodes if isinstance(n, DepthToSpace)}
+    rng = prog.ranges
+    uses: dict[str, list] = {}
+    for n in prog.nodes:
+        for t in ((n.a, n.b) if isinstance(n, Add) else (n.inp,)):
+            uses.setdefault(t, []).append(n)
+    # tensors whose producer writes them directly at a k-bit conv's step
+    direct: dict[str, Conv] = {}
+    for n in prog.nodes:
+        if isinstance(n, (Affine, Relu, PRelu)) and len(uses.get(n.out, [])) == 1:
+            c = uses[n.out][0]
+            if isinstance(c, Conv) and c.quantized_layer:
+                direct[n.out] = c
+
+    def fq(x, lo: float, hi: float, narrow: bool = False):
+        return tf.quantization.fake_quant_with_min_max_args(x, min=lo, max=hi, num_bits=8, narrow_range=narrow)
+
+    def kbit(x, q):
+        """x already carries q's int8 scale: apply the k-bit clamp (int8 MAXIMUM/MINIMUM)."""
+        lo, hi = _kbit_range(q)
+        if (q.lo, q.hi) in ((-128, 127), (0, 255)):
+            return x
+        # MAXIMUM/MINIMUM need one scale on operands and output: the bounds get it too
+        c = lambda v: fq(tf.constant(v, tf.float32), lo, hi)  # noqa: E731
+        return fq(tf.minimum(fq(tf.maximum(x, c(q.lo * q.scale)), lo, hi), c(q.hi * q.scale)), lo, hi)
+
+    def requant(x, q):
+        # weight 1 is exact per tensor (integer 127, scale 1/127)
+        one = fq(tf.ones((1, 1, x.shape[-1], 1), tf.float32), -1.0, 1.0, narrow=True)
+        y = tf.nn.depthwise_conv2d(x, one, strides=[1, 1, 1, 1], padding="VALID")
+        return kbit(fq(y, *_kbit_range(q)), q)
+
+    def conv(n: Conv, x, x_ready: bool):
+        w = n.weight.astype(np.float64)
+        if n.w_scale is not None:
+            w = w * n.w_scale[:, None, None, None]
+        b = None if n.bias is None else np.asarray(n.bias, np.float64)
+        scale = n.w_scale
+        if n.out in d2s_before:
+            perm = _crd_to_dcr(w.shape[0], d2s_before[n.out])
+            w, b = w[perm], None if b is None else b[perm]
+            scale = None if scale is None else scale[perm]
+        wt = tf.constant(w.transpose(2, 3, 1, 0).astype(np.float32))  # OIHW -> HWIO
+        if quantized and n.in_q is not None:
+            if n.quantized_layer and not x_ready:
+                x = requant(x, n.in_q)
+            s = tf.constant((127.0 * scale).astype(np.float32))
+            wt = tf.quantization.fake_quant_with_min_max_vars_per_channel(wt, min=-s, max=s, num_bits=8, narrow_range=True)
+        y = tf.nn.conv2d(x, wt, strides=1, padding="SAME")
+        if b is not None:
+            y = tf.nn.bias_add(y, tf.constant(b.astype(np.float32)))
+        if quantized:
+            y = _fq_sym(tf, y, rng[n.out] if n.out_scale is None else n.out_scale * 127.0)
+        return y
+
+    def run(x):
+        env = {prog.input: fq(x, 0.0, 1.0) if quantized else x}
+        ready: set[str] = set()
+        for n in prog.nodes:
+            if isinstance(n, Conv):
+                env[n.out] = conv(n, env[n.inp], n.inp in ready)
+                continue
+            if isinstance(n, PRelu):
+                y = tf.nn.leaky_relu(env[n.inp], alpha=n.slope)
+            elif isinstance(n, Relu):
+                y = tf.nn.relu(env[n.inp])
+            elif isinstance(n, Affine):
+                # a 1x1 conv with a diagonal weight: per-output-channel int8 represents each
+                # channel's factor exactly (a per-tensor depthwise weight would not)
+                c = len(n.scale)
+                w = tf.constant(np.diag(n.scale).astype(np.float32).reshape(1, 1, c, c))
+                if quantized:
+                    s = tf.constant(np.maximum(np.abs(n.scale), 1e-12).astype(np.float32))
+                    w = tf.quantization.fake_quant_with_min_max_vars_per_channel(w, min=-s, max=s, num_bits=8, narrow_range=True)
+                y = tf.nn.conv2d(env[n.inp], w, strides=1, padding="VALID")
+                y = tf.nn.bias_add(y, tf.constant(n.shift.astype(np.float32)))
+            elif isinstance(n, Add):
+                a = env[n.a]
+                if n.a_mul != 1.0:
+                    a = a * np.float32(n.a_mul)
+                    if quantized:
+                        a = _fq_sym(tf, a, rng[n.a] * abs(n.a_mul))
+                y = a + env[n.b]
+            elif isinstance(n, DepthToSpace):
+                env[n.out] = tf.nn.depth_to_space(env[n.inp], n.block)
+                continue
+            else:  # pragma: no cover
+                raise TypeError(n)
+            if not quantized:
+                env[n.out] = y
+            elif n.out in direct:
+                q = direct[n.out].in_q
+                env[n.out] = kbit(fq(y, *_kbit_range(q)), q)
+                ready.add(n.out)
+            else:
+                env[n.out] = _fq_sym(tf, y, rng[n.out])
+        return env[prog.output]
+
+    return run
+
+
+def _tf_controller(tf, spec: ControllerSpec):
+    c = spec.channels
+
+    def run(x):
+        z = tf.nn.conv2d(x, tf.constant(spec.head_w.transpose(2, 3, 1, 0)), strides=1, padding="SAME")
+        if spec.head_b is not None:
+            z = tf.nn.bias_add(z, tf.constant(spec.head_b))
+        zs = [z]
+        for _ in range(2):
+            zs.append(tf.nn.avg_pool2d(zs[-1], 2, 2, padding="VALID"))
+        feats = []
+        for d, zz in enumerate(zs):
+            m = tf.reduce_mean(zz, axis=[1, 2])
+            if spec.groups:
+                g = spec.groups
+                sq = tf.reduce_mean(zz * zz, axis=[1, 2])
+                mr = tf.reshape(m, (-1, g, c // g))
+                mg = tf.reduce_mean(mr, axis=2, keepdims=True)
+                vg = tf.reduce_mean(tf.reshape(sq, (-1, g, c // g)), axis=2, keepdims=True) - mg * mg
+                m = tf.reshape((mr - mg) / tf.sqrt(vg + spec.gn_eps), (-1, c)) * spec.gn_gamma[d] + spec.gn_beta[d]
+            feats.append(m)
+        logits = tf.matmul(tf.concat(feats, 1), tf.constant(spec.gate_w.T)) + spec.gate_b
+        grey = tf.reduce_sum(x * tf.constant(np.array(GREY, np.float32)), axis=3)
+        px = tf.reshape(grey, (-1, grey.shape[1] * grey.shape[2], 1))
+        dd = (px - tf.constant(np.linspace(0, 1, spec.bins).astype(np.float32))) / spec.sigma
+        dens = tf.reduce_mean(tf.exp(-0.5 * dd * dd), axis=1)
+        p = dens / tf.reduce_sum(dens, axis=1, keepdims=True)
+        ent = -tf.reduce_sum(p * tf.math.log(tf.maximum(p, 1e-12)), axis=1)
+        choice = tf.argmax(logits, axis=1, output_type=tf.int32)
+        lvl = tf.cast(ent > spec.thresholds[0], tf.int32) + tf.cast(ent > spec.thresholds[1], tf.int32)
+        bits = tf.where(tf.equal(choice, 2), tf.gather(tf.constant(spec.e2b_bits, tf.int32), lvl),
+                        tf.gather(tf.constant(spec.gbc_bits, tf.int32), choice))
+        return {"logits": logits, "entropy": ent, "bits": bits}
+
+    return run
+
+
+def _concrete(tf, fn, tile: int, out_name: str | None):
+    spec = tf.TensorSpec([1, tile, tile, 3], tf.float32, name="lr")
+
+    @tf.function(input_signature=[spec])
+    def f(lr):
+        y = fn(lr)
+        return y if isinstance(y, dict) else {out_name: y}
+
+    return f.get_concrete_function()
+
+
+def _convert(tf, funcs: list, quantized: bool) -> bytes:
+    conv = tf.lite.TFLiteConverter.from_concrete_functions(funcs, None)
+    if quantized:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    return conv.convert()
+
+
+def _convert_signatures(tf, fns: dict[str, Any], quantized: bool) -> bytes:
+    """One .tflite with one signature per function (through a SavedModel: the concrete-function
+    converter takes a single function)."""
+    import tempfile
+
+    mod = tf.Module()
+    for k, f in fns.items():
+        setattr(mod, k, f)
+    with tempfile.TemporaryDirectory() as d:
+        tf.saved_model.save(mod, d, signatures=fns)
+        conv = tf.lite.TFLiteConverter.from_saved_model(d, signature_keys=list(fns))
+        if quantized:
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        return conv.convert()
+
+
+def write_tflite(out: Path, progs: dict[int, Program], fp: Program | None, ctrl: ControllerSpec, tile: int,
+                 single_file: bool = False) -> dict[str, Any]:
+    tf = require("tensorflow", "export")
+    for p in progs.values():
+        if p.fp_layers != "int8":
+            raise ConfigError("the TFLite export is full-integer: it needs --fp-layers int8 (float layers inside an int8 "
+                              "TFLite graph would run through float fallbacks, and NNAPI needs full integer)")
+    files: dict[str, Any] = {"sr": {}, "batch": 1}
+    ctrl_fn = _concrete(tf, _tf_controller(tf, ctrl), tile, None)
+    p = out / "controller.tflite"
+    p.write_bytes(_convert(tf, [ctrl_fn], quantized=False))
+    files["controller"] = p
+    sr_fns = {}
+    for b, prog in progs.items():
+        fn = _concrete(tf, _tf_program(tf, prog, quantized=True), tile, "sr")
+        sr_fns[b] = fn
+        p = out / f"sr_a{b}.tflite"
+        p.write_bytes(_convert(tf, [fn], quantized=True))
+        files["sr"][b] = p
+    if fp is not None:
+        p = out / "sr_fp32.tflite"
+        p.write_bytes(_convert(tf, [_concrete(tf, _tf_program(tf, fp, quantized=False), tile, "sr")], quantized=False))
+        files["fp32"] = p
+    if single_file:
+        # one file, one signature per integer graph; identical weights (the int8 integers of the
+        # quantized convs and the full-precision layers) are stored once by the converter
+        # (the float controller rides along; the converter's weight-only quantization of its
+        # head conv is checked by --verify through the controller agreement)
+        data = _convert_signatures(tf, {"controller": ctrl_fn, **{f"sr_a{b}": fn for b, fn in sr_fns.items()}},
+                                   quantized=True)
+        p = out / "granular_dq.tflite"
+        p.write_bytes(data)
+        separate = sum(Path(files["sr"][b]).stat().st_size for b in progs) + Path(files["controller"]).stat().st_size
+        files["single_file"] = p
+        files["signatures"] = ["controller"] + [f"sr_a{b}" for b in progs]
+        files["size_saved_bytes"] = separate - len(data)
+    return files

@@ -1,0 +1,84 @@
+"""``gdq export --verify``: run every exported graph on benchmark tiles and compare with PyTorch."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..eval.evaluate import benchmark_pairs
+from ..models import GDQNet
+from ..runtime.tiler import TilePlan, extract_tiles
+
+
+def verify_tiles(root: str | Path, scale: int, tile: int, max_tiles: int = 64, sets: tuple[str, ...] = ("Set5", "Set14")) -> np.ndarray:
+    """LR tiles (N, 3, T, T) float [0, 1] cut on a grid from benchmark images, spread evenly."""
+    tiles = []
+    for s in sets:
+        try:
+            pairs = benchmark_pairs(root, s, scale)
+        except DataError as e:
+            raise DataError(f"--verify needs benchmark images: {e} (give --verify-data ROOT)") from e
+        for _, lr, _ in pairs:
+            if min(lr.shape[:2]) < tile:
+                continue
+            plan = TilePlan(lr.shape[0], lr.shape[1], tile, tile, scale)
+            tiles.append(extract_tiles(lr, plan))
+    if not tiles:
+        raise DataError(f"no benchmark image under '{root}' is at least {tile} px for --verify")
+    arr = np.concatenate(tiles)
+    if len(arr) > max_tiles:
+        arr = arr[np.linspace(0, len(arr) - 1, max_tiles).round().astype(int)]
+    return arr.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+
+
+def _cmp(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    a, b = np.clip(a, 0, 1), np.clip(b, 0, 1)
+    d = np.abs(a.astype(np.float64) - b)
+    mse = float((d**2).mean())
+    per_tile = [(d[i] ** 2).mean() for i in range(len(d))]
+    worst = max(per_tile)
+    return {"psnr_db": round(10 * math.log10(1 / mse), 2) if mse > 0 else 999.0,
+            "worst_tile_psnr_db": round(10 * math.log10(1 / worst), 2) if worst > 0 else 999.0,
+            "max_abs": round(float(d.max()), 5), "mean_abs": round(float(d.mean()), 6)}
+
+
+def open_backend(target: str, folder: Path, threads: int = 0):
+    if target == "onnx":
+        from ..runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(folder, threads)
+    from ..runtime.backends.tflite import TFLiteBackend
+
+    return TFLiteBackend(folder, threads)
+
+
+@torch.no_grad()
+def verify_export(out: Path, manifest: dict[str, Any], model: GDQNet, fp: GDQNet | None, root: str | Path,
+                  max_tiles: int = 64, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    (out / "manifest.json").write_text(__import__("json").dumps(manifest, indent=2))  # backends read it
+    tiles = verify_tiles(root, manifest["scale"], manifest["tile"], max_tiles)
+    x = torch.from_numpy(tiles)
+    ref_ctrl = model.controller(x)
+    ref_bits = np.asarray(model.bits)[ref_ctrl.bit_index.numpy()]
+    refs = {b: model(x, model.cfg.quant.index(b)).numpy() for b in model.bits}
+    if fp is not None:
+        refs["fp32"] = fp(x).numpy()
+    res: dict[str, Any] = {}
+    for target in manifest["targets"]:
+        be = open_backend(target, out)
+        bits = np.concatenate([be.controller(tiles[i:i + be.max_batch])[2] for i in range(0, len(tiles), be.max_batch)])
+        entry: dict[str, Any] = {"tiles": len(tiles), "controller_agreement": round(float((bits == ref_bits).mean()), 4),
+                                 "sr": {}}
+        for b, ref in refs.items():
+            out_b = np.concatenate([be.sr(tiles[i:i + be.max_batch], None if b == "fp32" else int(b))
+                                    for i in range(0, len(tiles), be.max_batch)])
+            entry["sr"][str(b)] = _cmp(out_b, ref)
+        res[target] = entry
+        log(f"{target}: controller agrees on {entry['controller_agreement']:.1%} of {len(tiles)} tiles; " +
+            ", ".join(f"{k}: {v['psnr_db']} dB" for k, v in entry["sr"].items()))
+    return res
