@@ -52,3 +52,26 @@ def tiny_bench(tmp_path_factory) -> Path:
             d.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(d / f"{name}.png"), imresize_uint8(hr, 1 / s))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """(export folder, checkpoint) of a tiny trained-shape srresnet_gdq x2, tile 32, onnx + tflite."""
+    import torch
+
+    from granular_mobile.checkpoint import save_model
+    from granular_mobile.export import export
+    from granular_mobile.export.exporter import calibration_tiles
+    from granular_mobile.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("srresnet_gdq", n_blocks=2, n_feats=16).eval()
+    with torch.no_grad():
+        m.encoder.gbc.gate[0].weight.normal_(0, 1.0)
+        m(calibration_tiles(32)[:8], 0)
+    fp = create_model("srresnet", n_blocks=2, n_feats=16).eval()
+    d = tmp_path_factory.mktemp("tiny_export")
+    save_model(m, d / "q.pt")
+    save_model(fp, d / "fp.pt")
+    export(m, ["onnx", "tflite"], d / "exp", tile=32, fp_model=fp)
+    return d / "exp", d

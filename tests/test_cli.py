@@ -57,31 +57,33 @@ def test_errors_are_one_line(args, needle):
 
 def test_run_torch_backend(tiny_ckpts, tmp_path):
     out, stats = tmp_path / "o.png", tmp_path / "s.json"
-    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--stats", stats, "--tile", "32")
+    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--stats", stats, "--tile", "32",
+            "--backend", "torch")
     assert r.returncode == 0, r.stderr
     assert cv2.imread(str(out)).shape == (140, 220, 3)
     s = json.loads(stats.read_text())
     assert sum(s["tiles_per_bit"].values()) == s["tiles"] and 4 <= s["fab"] <= 8
-    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt")
+    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--backend", "torch")
     assert r.returncode == 1 and "--force" in r.stderr
-    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--bits", "8", "--force", "--tile", "32")
+    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--bits", "8", "--force", "--tile", "32",
+            "--backend", "torch")
     assert r.returncode == 0, r.stderr
-    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--bits", "7", "--force")
+    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--bits", "7", "--force", "--backend", "torch")
     assert r.returncode == 1 and "valid: auto, 4, 5, 6, 8" in r.stderr
 
 
 def test_run_bad_images(tiny_ckpts, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    r = gdq("run", bad, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt")
+    r = gdq("run", bad, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt", "--backend", "torch")
     assert r.returncode == 1 and "cannot decode" in r.stderr and not (tmp_path / "o.png").exists()
     deep = tmp_path / "deep.png"
     cv2.imwrite(str(deep), np.zeros((40, 40, 3), np.uint16))
-    r = gdq("run", deep, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt")
+    r = gdq("run", deep, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt", "--backend", "torch")
     assert r.returncode == 1 and "uint16" in r.stderr and "8-bit" in r.stderr
     tiny = tmp_path / "px.png"
     cv2.imwrite(str(tiny), np.zeros((1, 1, 3), np.uint8))
-    r = gdq("run", tiny, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt")
+    r = gdq("run", tiny, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt", "--backend", "torch")
     assert r.returncode == 1 and "too small" in r.stderr and not (tmp_path / "o.png").exists()
 
 

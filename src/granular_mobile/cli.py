@@ -383,8 +383,9 @@ def _expand_inputs(inputs: list[str]) -> list[Path]:
 def run_cmd(
     inputs: list[str] = typer.Argument(..., help="Image files, folders or globs."),
     out: Path = typer.Option(..., "-o", "--out", help="Output file (one input) or folder (several)."),
-    model: str = typer.Option("default", "--model", "-m", help="Checkpoint, or 'default' (shipped model)."),
-    backend: str = typer.Option("torch", help="Inference backend: torch."),
+    model: str = typer.Option("default", "--model", "-m",
+                              help="'default' (shipped model), an export folder (onnxruntime/tflite) or a checkpoint (torch)."),
+    backend: str = typer.Option("onnxruntime", help="onnxruntime | tflite | torch"),
     bits: str = typer.Option("auto", help="auto (per-tile controller) or a bit level to force on every tile."),
     precision: str = typer.Option("int8", help="int8 (Granular-DQ) | fp32 (the full-precision twin)."),
     tile: Optional[int] = typer.Option(None, help="LR tile size (default: the model's calibration tile, 96)."),
@@ -408,13 +409,11 @@ def run_cmd(
     multi = len(files) > 1 or out.is_dir()
     if len(files) > 1 and out.exists() and not out.is_dir():
         raise ImageError(f"{len(files)} inputs need an output folder, and '{out}' is a file")
-    targets = [(out / (f.stem + "_x.png")) if multi else out for f in files]
+    up = Upscaler.load(model, backend=backend, threads=threads, tile=tile, bits=bits, precision=precision, overlap=overlap)
+    targets = [out / f"{f.stem}_x{up.backend.scale}.png" for f in files] if multi else [out]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not force:
         raise ImageError(f"output '{existing[0]}' exists; use --force to overwrite")
-    up = Upscaler.load(model, backend=backend, threads=threads, tile=tile, bits=bits, precision=precision, overlap=overlap)
-    if multi:
-        targets = [out / f"{f.stem}_x{up.backend.scale}.png" for f in files]
     reports = []
     with progress() as pb:
         task = pb.add_task("tiles", total=None)

@@ -59,7 +59,7 @@ class Upscaler:
         self.backend, self.bits, self.precision, self.overlap, self.merge = backend, bits, precision, overlap, merge
 
     @classmethod
-    def load(cls, model: str = "default", backend: str = "torch", threads: int = 0, tile: int | None = None,
+    def load(cls, model: str = "default", backend: str = "onnxruntime", threads: int = 0, tile: int | None = None,
              **kw) -> "Upscaler":
         return cls(create_backend(backend, model, threads=threads, tile=tile), **kw)
 

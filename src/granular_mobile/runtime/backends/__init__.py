@@ -3,6 +3,7 @@ on [0, 1]: the controller (-> GBC logits, entropy, final bit-width) and the SR n
 a given bit-width (None: the full-precision twin)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -27,14 +28,43 @@ class Backend(Protocol):
         ...
 
 
-BACKENDS = ("torch",)
+BACKENDS = ("onnxruntime", "tflite", "torch")
+
+#: the shipped default model, exported (manifest.json + graphs); used by the integer backends
+DEFAULT_EXPORT = Path(__file__).resolve().parents[2] / "assets" / "export"
 
 
-def create_backend(name: str, model: str, threads: int = 0, tile: int | None = None) -> Backend:
-    from ...errors import ConfigError
+def create_backend(name: str, model: str = "default", threads: int = 0, tile: int | None = None) -> Backend:
+    """``model``: 'default', an export folder (manifest.json) for onnxruntime/tflite, or a
+    checkpoint for torch."""
+    from ...errors import ConfigError, ModelNotFoundError
 
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend '{name}'; valid: {list(BACKENDS)}")
     if name == "torch":
+        if Path(model).is_dir():
+            raise ConfigError(f"the torch backend runs checkpoints (.pt), and '{model}' is an export folder; "
+                              "use --backend onnxruntime or tflite for it")
         from .torch import TorchBackend
 
         return TorchBackend(model, threads=threads, tile=tile)
-    raise ConfigError(f"unknown backend '{name}'; valid: {list(BACKENDS)}")
+    folder = DEFAULT_EXPORT if model == "default" else Path(model)
+    if not folder.is_dir():
+        if folder.is_file():
+            raise ConfigError(f"the {name} backend runs exported graphs: export '{model}' first "
+                              f"(gdq export -m {model} -o DIR --target {'onnx' if name == 'onnxruntime' else 'tflite'}) "
+                              "or use --backend torch")
+        raise ModelNotFoundError(f"model '{model}' is neither 'default' nor an export folder")
+    if tile is not None:
+        from ..manifest import Manifest
+
+        if Manifest(folder).tile != tile:
+            raise ConfigError(f"--tile {tile}: the graphs in '{folder}' have a static tile of {Manifest(folder).tile} "
+                              f"(re-export with gdq export --tile {tile})")
+    if name == "onnxruntime":
+        from .onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(folder, threads)
+    from .tflite import TFLiteBackend
+
+    return TFLiteBackend(folder, threads)

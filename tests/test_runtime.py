@@ -1,0 +1,105 @@
+"""Tiled runtime over exported graphs: backends, torch-free import, stitching, bad input."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from granular_mobile.errors import ConfigError, ImageError, ModelNotFoundError
+from granular_mobile.runtime import Upscaler
+
+IMG = (np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "tflite"])
+def test_backend_runs_without_torch(tiny_export, backend, tmp_path):
+    """The integer backends never import torch (checked in a fresh interpreter)."""
+    exp, _ = tiny_export
+    code = (
+        "import sys, numpy as np\n"
+        "from granular_mobile.runtime import Upscaler\n"
+        f"up = Upscaler.load({str(exp)!r}, backend={backend!r})\n"
+        "img = (np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8)\n"
+        "sr, rep = up(img)\n"
+        "assert sr.shape == (140, 180, 3) and sr.dtype == np.uint8, sr.shape\n"
+        "assert sum(int(v) for v in rep.tiles_per_bit.values()) == rep.tiles\n"
+        "assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules, 'heavy import'\n"
+        "print('ok', rep.fab)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+def test_backends_agree_with_torch(tiny_export):
+    exp, ck = tiny_export
+    ref, rep_t = Upscaler.load(str(ck / "q.pt"), backend="torch", tile=32)(IMG)
+    for be in ("onnxruntime", "tflite"):
+        sr, rep = Upscaler.load(str(exp), backend=be)(IMG)
+        assert rep.tile_bits == rep_t.tile_bits  # same controller decisions
+        mse = np.mean((sr.astype(float) - ref) ** 2)
+        assert 10 * np.log10(255**2 / max(mse, 1e-12)) > 40, be
+
+
+def test_fixed_bits_and_fp32(tiny_export):
+    exp, _ = tiny_export
+    _, rep = Upscaler.load(str(exp), backend="onnxruntime", bits=5)(IMG)
+    assert rep.tiles_per_bit == {"5": rep.tiles} and rep.fab == 5.0
+    sr, rep = Upscaler.load(str(exp), backend="onnxruntime", precision="fp32")(IMG)
+    assert rep.fab is None and sr.shape == (140, 180, 3)
+
+
+@pytest.mark.parametrize("shape", [(50, 60), (50, 60, 4), (20, 20, 3)])
+def test_grey_alpha_and_small_images(tiny_export, shape):
+    exp, _ = tiny_export
+    img = (np.random.default_rng(1).random(shape) * 255).astype(np.uint8)
+    sr, _ = Upscaler.load(str(exp), backend="onnxruntime")(img)
+    assert sr.shape[:2] == (shape[0] * 2, shape[1] * 2)
+    assert sr.ndim == len(shape) and (len(shape) == 2 or sr.shape[2] == shape[2])
+
+
+def test_bad_inputs(tiny_export, tmp_path):
+    exp, ck = tiny_export
+    up = Upscaler.load(str(exp), backend="onnxruntime")
+    with pytest.raises(ImageError, match="8-bit"):
+        up(np.zeros((40, 40, 3), np.uint16))
+    with pytest.raises(ImageError, match="too small"):
+        up(np.zeros((1, 5, 3), np.uint8))
+    with pytest.raises(ConfigError, match="unknown backend 'coreml'"):
+        Upscaler.load(str(exp), backend="coreml")
+    with pytest.raises(ConfigError, match="export"):
+        Upscaler.load(str(ck / "q.pt"), backend="onnxruntime")
+    with pytest.raises(ModelNotFoundError):
+        Upscaler.load(str(tmp_path / "nowhere"), backend="onnxruntime")
+    with pytest.raises(ConfigError, match="static tile"):
+        Upscaler.load(str(exp), backend="onnxruntime", tile=64)
+
+
+def test_tampered_file_is_refused(tiny_export, tmp_path):
+    exp, _ = tiny_export
+    bad = tmp_path / "exp"
+    shutil.copytree(exp, bad)
+    p = bad / "sr_a4.onnx"
+    p.write_bytes(p.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ConfigError, match="sha256"):
+        Upscaler.load(str(bad), backend="onnxruntime", bits=4)(IMG)
+    (bad / "sr_a5.onnx").unlink()
+    with pytest.raises(ModelNotFoundError, match="missing"):
+        Upscaler.load(str(bad), backend="onnxruntime", bits=5)(IMG)
+
+
+def test_cli_run_integer_backends(tiny_export, tmp_path):
+    exp, _ = tiny_export
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(src / f"im{i}.png"), IMG)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "run", str(src), "-o", str(tmp_path / "out"),
+                        "-m", str(exp), "--backend", "tflite", "--stats", str(tmp_path / "s.json")],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["im0_x2.png", "im1_x2.png"]
+    assert len(json.loads((tmp_path / "s.json").read_text())["images"]) == 2
