@@ -103,3 +103,19 @@ def test_cli_run_integer_backends(tiny_export, tmp_path):
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["im0_x2.png", "im1_x2.png"]
     assert len(json.loads((tmp_path / "s.json").read_text())["images"]) == 2
+
+
+def test_bitmap_marks_every_tile(tiny_export, tmp_path):
+    from granular_mobile.runtime.bitmap import COLOURS, bitmap
+    from granular_mobile.runtime.tiler import TilePlan
+
+    exp, _ = tiny_export
+    up = Upscaler.load(str(exp), backend="onnxruntime")
+    img = np.full((70, 90, 3), 128, np.uint8)
+    _, rep = up(img)
+    plan = TilePlan(70, 90, 32, 32 - up.overlap, 1)
+    bm = bitmap(img, plan, rep.tile_bits)
+    assert bm.shape[0] > 70 and bm.shape[1] == 90  # legend below
+    # the first tile's corner carries its bit level's tint
+    want = (0.55 * 128 + 0.45 * np.array(COLOURS[rep.tile_bits[0]])).astype(np.uint8)
+    assert np.abs(bm[2, 2].astype(int) - want).max() <= 1

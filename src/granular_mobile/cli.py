@@ -392,6 +392,7 @@ def run_cmd(
     overlap: int = typer.Option(8, help="Overlap between tiles (LR pixels), blended linearly."),
     threads: int = typer.Option(0, help="CPU threads (0: backend default)."),
     stats: Optional[Path] = typer.Option(None, help="Write tiles per bit level, FAB, timings as JSON."),
+    bitmap: Optional[Path] = typer.Option(None, help="Write the input tinted by each tile's bit level (one input)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
 ) -> None:
     """Upscale images tile by tile with per-tile bit-widths.
@@ -414,6 +415,8 @@ def run_cmd(
     existing = [str(t) for t in targets if t.exists()]
     if existing and not force:
         raise ImageError(f"output '{existing[0]}' exists; use --force to overwrite")
+    if bitmap and len(files) > 1:
+        raise ImageError("--bitmap takes one input image")
     reports = []
     with progress() as pb:
         task = pb.add_task("tiles", total=None)
@@ -422,6 +425,12 @@ def run_cmd(
             pb.update(task, description=f.name, completed=0, total=None)
             sr, rep = up(img, progress=lambda d, n: pb.update(task, completed=d, total=n))
             write_rgb(target, sr)
+            if bitmap:
+                from .runtime.bitmap import bitmap as make_bitmap
+                from .runtime.tiler import TilePlan
+
+                plan = TilePlan(img.shape[0], img.shape[1], up.backend.tile, up.backend.tile - up.overlap, 1)
+                write_rgb(bitmap, make_bitmap(img, plan, rep.tile_bits))
             d = rep.to_dict()
             d.update(input=str(f), output=str(target), model=up.backend.model_id)
             d.pop("tile_bits")
@@ -433,6 +442,37 @@ def run_cmd(
         stats.parent.mkdir(parents=True, exist_ok=True)
         payload = reports[0] if len(reports) == 1 else {"images": reports}
         stats.write_text(json.dumps(payload, indent=2))
+
+
+@app.command("bench")
+def bench_cmd(
+    model: str = typer.Option("default", "--model", "-m", help="Export folder, or 'default'."),
+    backends: str = typer.Option("onnxruntime,tflite", help="Comma-separated backends."),
+    threads: str = typer.Option("1,2", help="Comma-separated thread counts."),
+    images: Optional[Path] = typer.Option(None, help="Folder of images (default: the bundled sample)."),
+    torch_model: str = typer.Option("default", help="Checkpoint for the PyTorch fp32 baseline ('' to skip)."),
+    repeat: int = typer.Option(1, help="Passes over the images per configuration."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON."),
+) -> None:
+    """Latency per tile and per output megapixel, and peak RSS: fp32, static int8 and
+    Granular-DQ dynamic per backend and thread count, plus PyTorch fp32 on the same images.
+
+    Examples:
+      gdq bench
+      gdq bench --backends onnxruntime --threads 2 --images photos/ --json bench.json
+    """
+    from .bench import bench, markdown
+    from .checkpoint import ASSETS
+    from .imageio import list_images
+
+    imgs = list_images(images) if images else [ASSETS / "sample.png"]
+    if not imgs:
+        raise ConfigError(f"no images in '{images}'")
+    res = bench(model, _split(backends), [int(t) for t in _split(threads)], imgs, repeat, torch_model or None,
+                log=lambda s: console.print(s, highlight=False))
+    typer.echo(markdown(res))
+    if json_out:
+        json_out.write_text(json.dumps(res, indent=2))
 
 
 def main() -> None:

@@ -1,0 +1,92 @@
+"""``gdq bench``: latency per tile / per output megapixel and peak RSS, per backend, thread
+count and precision, plus PyTorch full precision on the same images. Each configuration runs
+in its own process (its own peak RSS, thread pools and warm-up); compare ratios from one run."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MODES = {"fp32": dict(precision="fp32"), "int8_static": dict(bits="8"), "gdq_dynamic": dict(bits="auto")}
+
+
+def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Worker: one backend/threads/mode over the images; returns timings (run in a subprocess)."""
+    import numpy as np
+
+    from .imageio import read_image
+    from .runtime import Upscaler
+
+    imgs = [read_image(p) for p in cfg["images"]]
+    up = Upscaler.load(cfg["model"], backend=cfg["backend"], threads=cfg["threads"], **MODES[cfg["mode"]])
+    up(imgs[0][:up.backend.tile, :up.backend.tile])  # warm-up: sessions, kernels, first allocation
+    times, tiles, mp = [], 0, 0.0
+    stages = {"controller": 0.0, "sr": 0.0, "stitch": 0.0}
+    for _ in range(cfg["repeat"]):
+        for im in imgs:
+            t0 = time.perf_counter()
+            sr, rep = up(im)
+            times.append(time.perf_counter() - t0)
+            tiles += rep.tiles
+            mp += sr.shape[0] * sr.shape[1] / 1e6
+            for k in stages:
+                stages[k] += rep.timings_s[k]
+    total = float(np.sum(times))
+    return {**{k: cfg[k] for k in ("backend", "threads", "mode")}, "seconds": round(total, 3), "tiles": tiles,
+            "ms_per_tile": round(1000 * total / tiles, 2), "s_per_output_mp": round(total / mp, 3),
+            "stages_s": {k: round(v, 3) for k, v in stages.items()},
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def bench(model: str, backends: list[str], threads: list[int], images: list[Path], repeat: int = 1,
+          torch_model: str | None = "default", log=print) -> dict[str, Any]:
+    rows = []
+    configs = [(b, t, m) for b in backends for t in threads for m in MODES]
+    if torch_model:
+        configs += [("torch", t, "fp32") for t in threads]
+    for be, th, mode in configs:
+        cfg = {"model": torch_model if be == "torch" else model, "backend": be, "threads": th, "mode": mode,
+               "images": [str(p) for p in images], "repeat": repeat}
+        env = {**os.environ, "OMP_NUM_THREADS": str(th)}
+        r = subprocess.run([sys.executable, "-m", "granular_mobile.bench", json.dumps(cfg)], capture_output=True,
+                           text=True, env=env)
+        if r.returncode != 0:
+            from .errors import GdqError
+
+            raise GdqError(f"bench worker failed for {be}/{th}/{mode}: {r.stderr.strip().splitlines()[-1:]}")
+        row = json.loads(r.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        log(f"{be:12s} threads={th} {mode:12s} {row['ms_per_tile']:8.1f} ms/tile  {row['peak_rss_mb']:7.1f} MB")
+    return {"rows": rows, "ratios": ratios(rows), "images": [str(p) for p in images], "repeat": repeat}
+
+
+def ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
+    t = {(r["backend"], r["threads"], r["mode"]): r["ms_per_tile"] for r in rows}
+    out: dict[str, float] = {}
+    for (be, th, mode), v in t.items():
+        if mode != "gdq_dynamic":
+            continue
+        if (be, th, "int8_static") in t:
+            out[f"{be}@{th}: dynamic / static int8"] = round(v / t[(be, th, "int8_static")], 3)
+            if (be, th, "fp32") in t:
+                out[f"{be}@{th}: static int8 / fp32 export"] = round(t[(be, th, "int8_static")] / t[(be, th, "fp32")], 3)
+        if ("torch", th, "fp32") in t:
+            out[f"{be}@{th}: dynamic / PyTorch fp32"] = round(v / t[("torch", th, "fp32")], 3)
+    return out
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lines = ["| backend | threads | mode | ms / tile | s / output MP | peak RSS (MB) |", "|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        lines.append(f"| {r['backend']} | {r['threads']} | {r['mode']} | {r['ms_per_tile']} | {r['s_per_output_mp']} | {r['peak_rss_mb']} |")
+    lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in res["ratios"].items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_config(json.loads(sys.argv[1]))))

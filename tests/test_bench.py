@@ -1,0 +1,27 @@
+"""gdq bench on a tiny export (numbers are not asserted: this machine is noisy; the table's
+shape and the ratios' presence are)."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+
+
+def test_bench_tiny(tiny_export, tmp_path):
+    exp, ck = tiny_export
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    cv2.imwrite(str(imgs / "a.png"), (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8))
+    j = tmp_path / "b.json"
+    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "bench", "-m", str(exp), "--backends",
+                        "onnxruntime,tflite", "--threads", "1", "--images", str(imgs), "--torch-model", str(ck / "fp.pt"),
+                        "--json", str(j)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(j.read_text())
+    modes = {(x["backend"], x["mode"]) for x in res["rows"]}
+    assert modes == {(b, m) for b in ("onnxruntime", "tflite") for m in ("fp32", "int8_static", "gdq_dynamic")} | {("torch", "fp32")}
+    assert all(x["ms_per_tile"] > 0 and x["peak_rss_mb"] > 0 for x in res["rows"])
+    assert "onnxruntime@1: dynamic / PyTorch fp32" in res["ratios"]
+    assert "| backend | threads |" in r.stdout
