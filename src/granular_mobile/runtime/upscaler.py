@@ -39,7 +39,7 @@ class Report:
 
 
 class Upscaler:
-    def __init__(self, backend: Backend, bits: str | int = "auto", precision: str = "int8", overlap: int = 8,
+    def __init__(self, backend: Backend, bits: str | int = "auto", precision: str = "int8", overlap: int = 16,
                  merge: str = "blend") -> None:
         if precision not in ("int8", "fp32"):
             raise ConfigError(f"precision '{precision}' is unknown; valid: ['int8', 'fp32']")
