@@ -389,7 +389,7 @@ def run_cmd(
     bits: str = typer.Option("auto", help="auto (per-tile controller) or a bit level to force on every tile."),
     precision: str = typer.Option("int8", help="int8 (Granular-DQ) | fp32 (the full-precision twin)."),
     tile: Optional[int] = typer.Option(None, help="LR tile size (default: the model's calibration tile, 96)."),
-    overlap: int = typer.Option(16, help="Overlap between tiles (LR pixels), blended linearly (16: >= 55 dB vs untiled)."),
+    overlap: Optional[int] = typer.Option(None, help="Overlap between tiles (LR pixels), blended linearly (default min(16, tile/4))."),
     threads: int = typer.Option(0, help="CPU threads (0: backend default)."),
     stats: Optional[Path] = typer.Option(None, help="Write tiles per bit level, FAB, timings as JSON."),
     bitmap: Optional[Path] = typer.Option(None, help="Write the input tinted by each tile's bit level (one input)."),

@@ -39,8 +39,11 @@ class Report:
 
 
 class Upscaler:
-    def __init__(self, backend: Backend, bits: str | int = "auto", precision: str = "int8", overlap: int = 16,
+    def __init__(self, backend: Backend, bits: str | int = "auto", precision: str = "int8", overlap: int | None = None,
                  merge: str = "blend") -> None:
+        # 16 LR pixels of blended overlap measured >= 55 dB against untiled inference on Set14
+        # with the 16-block network (8 gave 49.6 dB on one image); small tiles get a quarter
+        overlap = min(16, backend.tile // 4) if overlap is None else overlap
         if precision not in ("int8", "fp32"):
             raise ConfigError(f"precision '{precision}' is unknown; valid: ['int8', 'fp32']")
         if precision == "fp32" and not backend.has_fp:
