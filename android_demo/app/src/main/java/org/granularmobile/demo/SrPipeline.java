@@ -1,0 +1,170 @@
+package org.granularmobile.demo;
+
+import android.content.res.AssetFileDescriptor;
+import android.content.res.AssetManager;
+import android.graphics.Bitmap;
+import java.io.ByteArrayOutputStream;
+import java.io.FileInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.MappedByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.granularmobile.core.BitLevels;
+import org.granularmobile.core.Manifest;
+import org.granularmobile.core.Stitcher;
+import org.granularmobile.core.TilePlan;
+import org.tensorflow.lite.Delegate;
+import org.tensorflow.lite.Interpreter;
+import org.tensorflow.lite.gpu.GpuDelegate;
+import org.tensorflow.lite.nnapi.NnApiDelegate;
+
+/**
+ * tile -> controller -> per-bit subgraph -> stitch, exactly as granular_mobile.runtime.Upscaler:
+ * same static tile, overlap min(16, tile / 4), linear blending, thresholds from the manifest.
+ * Graphs take NHWC float32 RGB on [0, 1] (batch 1) and return the SR tile, unclamped.
+ */
+public final class SrPipeline implements AutoCloseable {
+    public enum Accel { CPU, NNAPI, GPU }
+
+    public interface Progress { void update(int done, int total, String stage); }
+
+    public static final class Result {
+        public Bitmap output, bitMap;
+        public int[] tileBits;
+        public double fab;
+        public long controllerMs, srMs, stitchMs;
+        public String notice = "";
+    }
+
+    private final Manifest manifest;
+    private final AssetManager assets;
+    private final Map<String, Interpreter> interpreters = new HashMap<>();
+    private final List<Delegate> delegates = new ArrayList<>();
+    private final Accel accel;
+    private final int threads;
+    private String notice = "";
+
+    public SrPipeline(AssetManager assets, Accel accel, int threads) throws IOException {
+        this.assets = assets;
+        this.accel = accel;
+        this.threads = threads;
+        try (InputStream in = assets.open("model/manifest.json")) {
+            ByteArrayOutputStream b = new ByteArrayOutputStream();
+            byte[] buf = new byte[8192];
+            for (int n; (n = in.read(buf)) > 0; ) b.write(buf, 0, n);
+            manifest = new Manifest(b.toString(StandardCharsets.UTF_8.name()));
+        }
+    }
+
+    private MappedByteBuffer map(String name) throws IOException {
+        AssetFileDescriptor fd = assets.openFd("model/" + name);
+        try (FileInputStream in = new FileInputStream(fd.getFileDescriptor())) {
+            return in.getChannel().map(FileChannel.MapMode.READ_ONLY, fd.getStartOffset(), fd.getDeclaredLength());
+        }
+    }
+
+    /** An interpreter on the chosen delegate; if the delegate refuses the graph, CPU with a notice. */
+    private Interpreter interpreter(String file) throws IOException {
+        Interpreter it = interpreters.get(file);
+        if (it != null) return it;
+        Interpreter.Options cpu = new Interpreter.Options().setNumThreads(threads);
+        if (accel != Accel.CPU) {
+            try {
+                Delegate d = accel == Accel.NNAPI ? new NnApiDelegate() : new GpuDelegate();
+                delegates.add(d);
+                it = new Interpreter(map(file), new Interpreter.Options().addDelegate(d).setNumThreads(threads));
+            } catch (RuntimeException e) {
+                notice = accel + " refused " + file + " (" + e.getMessage() + "): running it on the CPU";
+            }
+        }
+        if (it == null) it = new Interpreter(map(file), cpu);
+        interpreters.put(file, it);
+        return it;
+    }
+
+    private static ByteBuffer input(float[] tileHwc) {
+        ByteBuffer b = ByteBuffer.allocateDirect(tileHwc.length * 4).order(ByteOrder.nativeOrder());
+        b.asFloatBuffer().put(tileHwc);
+        return b;
+    }
+
+    public Result run(Bitmap src, Progress progress) throws IOException {
+        int w = src.getWidth(), h = src.getHeight(), t = manifest.tile, s = manifest.scale;
+        if (w < 2 || h < 2) throw new IllegalArgumentException("image of " + w + "x" + h + " is too small to upscale");
+        int overlap = Math.min(16, t / 4);
+        int[] px = new int[w * h];
+        src.getPixels(px, 0, w, 0, 0, w, h);
+        float[] rgb = new float[w * h * 3];
+        for (int i = 0; i < px.length; i++) {
+            rgb[3 * i] = ((px[i] >> 16) & 0xff) / 255f;
+            rgb[3 * i + 1] = ((px[i] >> 8) & 0xff) / 255f;
+            rgb[3 * i + 2] = (px[i] & 0xff) / 255f;
+        }
+        TilePlan plan = new TilePlan(h, w, t, t - overlap, s, "blend");
+        int n = plan.size();
+        Result r = new Result();
+        r.tileBits = new int[n];
+        long t0 = System.nanoTime();
+        Interpreter ctrl = interpreter(manifest.controllerFile);
+        for (int k = 0; k < n; k++) {
+            // controller outputs by name: logits (1, 3), entropy (1,), bits (1,) int32
+            Map<Integer, Object> outs = new HashMap<>();
+            int[][] bits = new int[1][1];
+            for (int o = 0; o < ctrl.getOutputTensorCount(); o++) {
+                int[] shape = ctrl.getOutputTensor(o).shape();
+                if (ctrl.getOutputTensor(o).dataType() == org.tensorflow.lite.DataType.INT32) outs.put(o, bits[0]);
+                else outs.put(o, shape.length == 2 ? new float[1][shape[1]] : new float[shape[0]]);
+            }
+            ctrl.runForMultipleInputsOutputs(new Object[] {input(plan.extract(rgb, 3, k))}, outs);
+            r.tileBits[k] = bits[0][0];
+            progress.update(k + 1, 2 * n, "controller");
+        }
+        r.controllerMs = (System.nanoTime() - t0) / 1_000_000;
+        Stitcher st = new Stitcher(plan, 3);
+        int ts = t * s, done = 0;
+        float[][][][] out = new float[1][ts][ts][3];
+        long srNs = 0, stNs = 0;
+        for (int b : manifest.bits) {  // grouped by bit level: one graph resident at a time
+            for (int k = 0; k < n; k++) {
+                if (r.tileBits[k] != b) continue;
+                long a = System.nanoTime();
+                interpreter(manifest.fileForBits(b)).run(input(plan.extract(rgb, 3, k)), out);
+                long m = System.nanoTime();
+                float[] flat = new float[ts * ts * 3];
+                for (int y = 0; y < ts; y++)
+                    for (int x = 0; x < ts; x++)
+                        System.arraycopy(out[0][y][x], 0, flat, (y * ts + x) * 3, 3);
+                st.add(k, flat);
+                srNs += m - a;
+                stNs += System.nanoTime() - m;
+                progress.update(n + ++done, 2 * n, b + "-bit");
+            }
+        }
+        long a = System.nanoTime();
+        byte[] u8 = st.resultUint8();
+        int ow = w * s, oh = h * s;
+        int[] opx = new int[ow * oh];
+        for (int i = 0; i < opx.length; i++)
+            opx[i] = 0xff000000 | ((u8[3 * i] & 0xff) << 16) | ((u8[3 * i + 1] & 0xff) << 8) | (u8[3 * i + 2] & 0xff);
+        r.output = Bitmap.createBitmap(opx, ow, oh, Bitmap.Config.ARGB_8888);
+        r.stitchMs = (stNs + System.nanoTime() - a) / 1_000_000;
+        r.srMs = srNs / 1_000_000;
+        r.fab = BitLevels.fab(r.tileBits);
+        r.bitMap = BitMapOverlay.draw(src, plan, r.tileBits);
+        r.notice = notice;
+        return r;
+    }
+
+    @Override
+    public void close() {
+        for (Interpreter it : interpreters.values()) it.close();
+        for (Delegate d : delegates) if (d instanceof AutoCloseable) try { ((AutoCloseable) d).close(); } catch (Exception ignored) { }
+    }
+}

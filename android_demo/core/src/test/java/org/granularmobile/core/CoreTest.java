@@ -1,0 +1,127 @@
+package org.granularmobile.core;
+
+import static org.junit.Assert.assertArrayEquals;
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertTrue;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.security.MessageDigest;
+import java.util.List;
+import java.util.Map;
+import org.junit.Test;
+
+/** The Java core must reproduce the Python runtime's golden vectors exactly. */
+public class CoreTest {
+    static final Path GOLDEN = Paths.get(System.getProperty("golden.dir", "src/test/resources/golden"));
+    static final Path MANIFEST = Paths.get(System.getProperty("manifest.path",
+            "../../src/granular_mobile/assets/export/manifest.json"));
+
+    static String read(Path p) throws IOException { return new String(Files.readAllBytes(p), StandardCharsets.UTF_8); }
+
+    static int[] ints(Object o) {
+        List<?> l = (List<?>) o;
+        int[] a = new int[l.size()];
+        for (int i = 0; i < a.length; i++) a[i] = ((Double) l.get(i)).intValue();
+        return a;
+    }
+
+    /** Tile k's synthetic SR content, as granular_mobile.runtime.golden.synthetic_tile writes it. */
+    static float[] syntheticTile(int k, int size, int channels) {
+        float[] t = new float[size * size * channels];
+        for (int y = 0; y < size; y++)
+            for (int x = 0; x < size; x++)
+                for (int c = 0; c < channels; c++)
+                    t[(y * size + x) * channels + c] = (float) (((k * 7 + y * 3 + x * 5 + c) % 256) / 255.0);
+        return t;
+    }
+
+    static String sha256(byte[] b) throws Exception {
+        StringBuilder s = new StringBuilder();
+        for (byte x : MessageDigest.getInstance("SHA-256").digest(b)) s.append(String.format("%02x", x));
+        return s.toString();
+    }
+
+    @Test
+    @SuppressWarnings("unchecked")
+    public void tilingAndStitchingMatchPythonExactly() throws Exception {
+        Map<String, Object> g = (Map<String, Object>) Json.parse(read(GOLDEN.resolve("tiling.json")));
+        List<Object> cases = (List<Object>) g.get("cases");
+        assertTrue(cases.size() >= 5);
+        for (Object o : cases) {
+            Map<String, Object> c = (Map<String, Object>) o;
+            int h = ints(List.of(c.get("height")))[0], w = ints(List.of(c.get("width")))[0];
+            int tile = ints(List.of(c.get("tile")))[0], ov = ints(List.of(c.get("overlap")))[0];
+            int s = ints(List.of(c.get("scale")))[0];
+            String merge = (String) c.get("merge");
+            TilePlan plan = new TilePlan(h, w, tile, tile - ov, s, merge);
+            String id = h + "x" + w + "/" + tile + "/" + ov + "/" + merge;
+            assertArrayEquals(id, ints(c.get("ys")), plan.ys);
+            assertArrayEquals(id, ints(c.get("xs")), plan.xs);
+            float[][] wy = TilePlan.axisWeights(plan.ys, tile, h, s, merge);
+            List<Object> gw = (List<Object>) c.get("weights_y");
+            for (int i = 0; i < wy.length; i++) {
+                List<Object> row = (List<Object>) gw.get(i);
+                for (int j = 0; j < row.size(); j++)
+                    assertEquals(id + " weight", (float) (double) (Double) row.get(j), wy[i][j], 0.0f);
+            }
+            Stitcher st = new Stitcher(plan, 3);
+            for (int k = 0; k < plan.size(); k++) st.add(k, syntheticTile(k, tile * s, 3));
+            byte[] out = st.resultUint8();
+            int[] head = ints(c.get("output_head"));
+            for (int i = 0; i < head.length; i++) assertEquals(id + " byte " + i, head[i], out[i] & 0xff);
+            assertEquals(id, c.get("output_sha256"), sha256(out));
+        }
+    }
+
+    @Test
+    public void reflectPaddingMatchesNumpy() {
+        // numpy.pad(np.arange(4), (0, 9), mode="reflect") -> 0 1 2 3 2 1 0 1 2 3 2 1 0
+        int[] want = {0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0};
+        for (int i = 0; i < want.length; i++) assertEquals(want[i], TilePlan.reflect(i, 4));
+        assertEquals(0, TilePlan.reflect(5, 1));
+        TilePlan p = new TilePlan(3, 2, 4, 4, 2, "blend");
+        float[] img = {1, 2, 3, 4, 5, 6};  // 3x2, one channel
+        float[] t = p.extract(img, 1, 0);
+        assertArrayEquals(new float[] {1, 2, 1, 2, 3, 4, 3, 4, 5, 6, 5, 6, 3, 4, 3, 4}, t, 0f);
+    }
+
+    @Test
+    @SuppressWarnings("unchecked")
+    public void controllerRuleMatchesExportedGraph() throws Exception {
+        Path p = GOLDEN.resolve("controller.json");
+        Map<String, Object> g = (Map<String, Object>) Json.parse(read(p));
+        double[] th = {(Double) ((List<Object>) g.get("thresholds")).get(0), (Double) ((List<Object>) g.get("thresholds")).get(1)};
+        int[] gbc = ints(g.get("gbc_bits")), e2b = ints(g.get("e2b_bits")), bits = ints(g.get("bits"));
+        List<Object> logits = (List<Object>) g.get("logits"), ent = (List<Object>) g.get("entropy");
+        assertTrue(bits.length >= 16);
+        for (int i = 0; i < bits.length; i++) {
+            List<Object> l = (List<Object>) logits.get(i);
+            float[] lf = {(float) (double) (Double) l.get(0), (float) (double) (Double) l.get(1), (float) (double) (Double) l.get(2)};
+            assertEquals("tile " + i, bits[i], BitLevels.finalBits(lf, (float) (double) (Double) ent.get(i), th, gbc, e2b));
+        }
+        assertEquals(5.25, BitLevels.fab(new int[] {4, 4, 8, 5}), 1e-12);
+    }
+
+    @Test
+    public void manifestOfTheShippedExport() throws Exception {
+        Manifest m = new Manifest(read(MANIFEST));
+        assertEquals(2, m.scale);
+        assertEquals(96, m.tile);
+        assertArrayEquals(new int[] {4, 5, 6, 8}, m.bits);
+        assertTrue(m.thresholds[0] < m.thresholds[1]);
+        for (int b : m.bits) {
+            assertTrue(m.fileForBits(b).endsWith(".tflite"));
+            assertEquals(64, m.sha256.get(m.fileForBits(b)).length());
+        }
+        assertTrue(m.controllerFile.endsWith(".tflite"));
+    }
+
+    @Test(expected = IllegalArgumentException.class)
+    public void badJsonIsRejected() {
+        Json.parse("{\"a\": [1, 2,}");
+    }
+}
