@@ -40,3 +40,22 @@ def test_fp_checkpoint_initialises_quantized(arch, tmp_path):
 def test_unknown_model():
     with pytest.raises(ModelNotFoundError, match="registered"):
         create_model("vdsr")
+
+
+def test_pack_keeps_quantized_integers_exact(tmp_path):
+    from granular_mobile.checkpoint import pack_model
+
+    torch.manual_seed(0)
+    q = create_model("srresnet_gdq", n_blocks=2, n_feats=16).eval()
+    x = torch.rand(2, 3, 24, 24)
+    with torch.no_grad():
+        q(x, 0)
+        for conv in (q.body[0].conv1, q.body[1].conv2):  # realistic weight scales
+            conv.weight.mul_(3.7)
+    ints = {n: m.wq.integer_weight(m.weight).clone() for n, m in q.named_modules() if getattr(m, "quantized", False)}
+    pack_model(q, tmp_path / "p.pt")
+    back = load_model(str(tmp_path / "p.pt"))
+    for n, m in back.named_modules():
+        if getattr(m, "quantized", False):
+            assert torch.equal(m.wq.integer_weight(m.weight), ints[n]), n
+    assert (tmp_path / "p.pt").stat().st_size < 0.6 * sum(p.numel() * 4 for p in q.parameters()) + 100_000

@@ -104,3 +104,19 @@ def init_from_fp(model: GDQNet, fp_state: dict[str, torch.Tensor]) -> None:
     bad = [k for k in missing if not any(a in k for a in allowed)]
     if bad or unexpected:
         raise CheckpointError(f"full-precision state dict does not fit: missing {bad[:5]}, unexpected {unexpected[:5]}")
+
+
+@torch.no_grad()
+def pack_model(model: GDQNet, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> None:
+    """Compact copy for shipping: no training state, conv/linear weights in fp16.
+
+    Quantized conv weights are first snapped onto their int8 grid (w = k * alpha): fp16 keeps
+    k * alpha within 0.06 * alpha of it for |k| <= 127, so the integers the model uses (and
+    exports) are exactly the same after loading. Other weights lose fp16 precision; evaluate
+    the packed file, not the training checkpoint.
+    """
+    m = unwrap(model)
+    for mod in m.modules():
+        if getattr(mod, "quantized", False):
+            mod.weight.copy_(mod.wq.integer_weight(mod.weight) * mod.wq.alpha)
+    save_model(m, path, meta=meta, half=True)

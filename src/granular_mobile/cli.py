@@ -210,6 +210,22 @@ def calibrate_cmd(
     console.print(f"E2B thresholds at tile {tile} ({n} tiles): {e2b.thresholds[0]:.4f}, {e2b.thresholds[1]:.4f} -> {out}")
 
 
+@app.command("pack")
+def pack_cmd(
+    ckpt: str = typer.Argument(..., help="Checkpoint to pack (e.g. runs/gdq_x2/final.pt)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output file."),
+) -> None:
+    """Write a compact checkpoint for shipping (fp16 weights; quantized integers kept exact).
+
+    Example: gdq pack runs/gdq_x2/final.pt -o src/granular_mobile/assets/srresnet_gdq_x2.pt
+    """
+    from .checkpoint import load_model, pack_model, read_checkpoint
+
+    meta = read_checkpoint(ckpt).get("meta", {})
+    pack_model(load_model(ckpt), out, meta={**meta, "packed_from": str(ckpt)})
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+
+
 @app.command("eval")
 def eval_cmd(
     model: str = typer.Option("default", "--model", "-m", help="Checkpoint, or 'default' (the shipped model)."),
