@@ -166,7 +166,7 @@ def test_bn_folds_into_scales_without_touching_integers():
     with torch.no_grad():
         ref = m(x, m.cfg.quant.index(6)).double()
     noq = run_program(prog, x, emulate=False).double()  # no output requantization: same maths as torch
-    # float32 (torch) vs float64 (program) flips a few rounding ties: > 80 dB is the same maths
+    # torch and the program sum in different orders, which flips a few rounding ties: > 80 dB is the same maths
     assert float(((noq - ref) ** 2).mean()) < 1e-8
 
 

@@ -65,9 +65,9 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def calibration_tiles(tile: int) -> torch.Tensor:
-    """Bundled natural-image LR tiles (training data, 96 px), cropped or tiled to ``tile``."""
-    arr = np.load(ASSETS / "calib_tiles.npz")["tiles"]  # (N, 96, 96, 3) uint8
+def calibration_tiles(tile: int, n: int = 24) -> torch.Tensor:
+    """``n`` bundled natural-image LR tiles (training data, 96 px), cropped or tiled to ``tile``."""
+    arr = np.load(ASSETS / "calib_tiles.npz")["tiles"][:n]  # (N, 96, 96, 3) uint8
     if tile < arr.shape[1]:
         arr = arr[:, :tile, :tile]
     elif tile > arr.shape[1]:

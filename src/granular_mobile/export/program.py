@@ -269,53 +269,66 @@ def _fq(x: torch.Tensor, q: QParams) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_program(prog: Program, x: torch.Tensor, emulate: bool = True, record: dict[str, float] | None = None) -> torch.Tensor:
-    """Execute ``prog`` on NCHW [0, 1] tiles in float64.
+def run_program(prog: Program, x: torch.Tensor, emulate: bool = True, record: dict[str, float] | None = None,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Execute ``prog`` on NCHW [0, 1] tiles.
 
     ``emulate``: apply the integer numerics (input quantization of integer convs, int8 output
-    requantization) exactly as the exported graphs do; False skips the output requantization
-    (what calibration measures). ``record``: updated with max|t| of every tensor.
+    requantization) as the exported graphs do; False skips the output requantization (what
+    calibration measures). ``record``: updated with max|t| of every tensor. Tensors are
+    dropped after their last use, so memory stays at a few activations.
     """
-    env: dict[str, torch.Tensor] = {prog.input: x.double()}
+    env: dict[str, torch.Tensor] = {prog.input: x.to(dtype)}
+    last: dict[str, int] = {}
+    for i, n in enumerate(prog.nodes):
+        for t in ((n.a, n.b) if isinstance(n, Add) else (n.inp,)):
+            last[t] = i
+    keep = {prog.output}
 
     def rec(name: str, v: torch.Tensor) -> None:
         if record is not None:
             record[name] = max(record.get(name, 0.0), float(v.abs().max()))
 
-    for n in prog.nodes:
+    def const(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(dtype)
+
+    for i, n in enumerate(prog.nodes):
         if isinstance(n, Conv):
             xin = env[n.inp]
             if n.in_q is not None and n.in_q.scale > 0:  # scale 0: not calibrated yet, run float
                 xin = _fq(xin, n.in_q)
-            w = torch.from_numpy(n.weight.astype(np.float64))
-            if n.w_scale is not None:
-                w = w * torch.from_numpy(n.w_scale).view(-1, 1, 1, 1)
-            b = torch.from_numpy(np.asarray(n.bias, dtype=np.float64)) if n.bias is not None else None
-            if b is not None and n.in_q is not None and n.in_q.scale > 0 and n.w_scale is not None:
-                # int32 bias on the accumulator grid (scale = x_scale * w_scale), as kernels store it
-                g = n.in_q.scale * torch.from_numpy(n.w_scale)
-                b = torch.round(b / g) * g
+            w = const(n.weight.astype(np.float64) * (1.0 if n.w_scale is None else n.w_scale[:, None, None, None]))
+            b = None
+            if n.bias is not None:
+                bias = np.asarray(n.bias, dtype=np.float64)
+                if n.in_q is not None and n.in_q.scale > 0 and n.w_scale is not None:
+                    # int32 bias on the accumulator grid (scale = x_scale * w_scale), as kernels store it
+                    g = n.in_q.scale * n.w_scale
+                    bias = np.round(bias / g) * g
+                b = const(bias)
             y = F.conv2d(xin, w, b, padding=n.pad)
             rec(n.out, y)
             if emulate and n.out_scale is not None:
                 y = torch.clamp(torch.round(y / n.out_scale), -128, 127) * n.out_scale
             env[n.out] = y
         elif isinstance(n, PRelu):
-            env[n.out] = F.prelu(env[n.inp], torch.tensor([n.slope], dtype=torch.float64))
+            env[n.out] = F.prelu(env[n.inp], torch.tensor([n.slope], dtype=dtype))
         elif isinstance(n, Relu):
             env[n.out] = F.relu(env[n.inp])
         elif isinstance(n, Affine):
-            env[n.out] = env[n.inp] * torch.from_numpy(n.scale).view(1, -1, 1, 1) + torch.from_numpy(n.shift).view(1, -1, 1, 1)
+            env[n.out] = env[n.inp] * const(n.scale).view(1, -1, 1, 1) + const(n.shift).view(1, -1, 1, 1)
         elif isinstance(n, Add):
             env[n.out] = env[n.a] * n.a_mul + env[n.b]
         elif isinstance(n, DepthToSpace):
             env[n.out] = F.pixel_shuffle(env[n.inp], n.block)
         if not isinstance(n, Conv):
             rec(n.out, env[n.out])
+        for t in [t for t, j in last.items() if j == i and t not in keep]:
+            env.pop(t, None)
     return env[prog.output].float()
 
 
-def calibrate_program(prog: Program, tiles: torch.Tensor, batch: int = 8) -> Program:
+def calibrate_program(prog: Program, tiles: torch.Tensor, batch: int = 4) -> Program:
     """Set int8 input scales of int8 full-precision layers and output scales of every integer conv.
 
     Ranges are the max |x| over ``tiles`` (N, 3, T, T) [0, 1] of the execution without
