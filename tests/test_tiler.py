@@ -38,3 +38,25 @@ def test_center_merge_gives_each_pixel_to_one_tile():
     for (y, x), w in zip(plan.positions, plan.weights()):
         acc[y * 2:y * 2 + 192, x * 2:x * 2 + 192] += w
     assert set(np.unique(acc)) == {1.0}
+
+
+@pytest.mark.parametrize("merge", ["center", "blend"])
+@pytest.mark.parametrize("hw", [(96, 96), (130, 250), (40, 70), (191, 97)])
+def test_band_stitcher_equals_whole_image_stitcher(merge, hw):
+    from granular_mobile.runtime.tiler import BandStitcher
+
+    s, t = 2, 32
+    plan = TilePlan(hw[0], hw[1], t, 24, s, merge)
+    rng = np.random.default_rng(1)
+    srs = rng.random((len(plan), t * s, t * s, 3)).astype(np.float32)
+    whole = Stitcher(plan)
+    band = BandStitcher(plan)
+    rows = []
+    for k, tl in enumerate(srs):
+        whole.add(k, tl)
+    for r in range(len(plan.ys)):
+        for c in range(len(plan.xs)):
+            band.add(r, c, srs[r * len(plan.xs) + c])
+        rows.append(band.flush(r))
+    want = np.clip(np.round(whole.result() * 255.0), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(np.concatenate(rows), want)

@@ -126,3 +126,47 @@ class Stitcher:
         if np.any(ws <= 0):
             raise RuntimeError("stitching left pixels without a tile (internal error in the tile plan)")
         return self.acc[:h, :w] / ws
+
+
+class BandStitcher:
+    """Row-by-row stitching with a band accumulator one tile high: memory is O(tile * width),
+    not O(image). Tiles must be added tile row by tile row (``plan.ys`` order); ``flush(i)``
+    after row i returns the output rows no later tile touches. Same additions in the same
+    order as ``Stitcher``, so the result is identical."""
+
+    def __init__(self, plan: TilePlan, channels: int = 3) -> None:
+        self.plan = plan
+        s, t = plan.scale, plan.tile
+        self.pw = max(plan.width, t) * s
+        self.out_h, self.out_w = plan.height * s, plan.width * s
+        self.acc = np.zeros((t * s, self.pw, channels), dtype=np.float32)
+        self.wsum = np.zeros((t * s, self.pw, 1), dtype=np.float32)
+        self.origin = 0  # output row of acc[0]
+        self.wy = axis_weights(plan.ys, t, plan.height, s, plan.merge)
+        self.wx = axis_weights(plan.xs, t, plan.width, s, plan.merge)
+
+    def add(self, row: int, col: int, sr_tile: np.ndarray) -> None:
+        s, ts = self.plan.scale, self.plan.tile * self.plan.scale
+        y0 = self.plan.ys[row] * s - self.origin
+        x0 = self.plan.xs[col] * s
+        w = np.outer(self.wy[row], self.wx[col])[..., None]
+        self.acc[y0:y0 + ts, x0:x0 + ts] += sr_tile * w
+        self.wsum[y0:y0 + ts, x0:x0 + ts] += w
+
+    def flush(self, row: int) -> np.ndarray:
+        """uint8 output rows finished after tile row ``row`` (all of them after the last row)."""
+        s = self.plan.scale
+        last = row == len(self.plan.ys) - 1
+        end = self.out_h if last else self.plan.ys[row + 1] * s
+        n = end - self.origin
+        ws = self.wsum[:n, : self.out_w]
+        if np.any(ws <= 0):
+            raise RuntimeError("stitching left pixels without a tile (internal error in the tile plan)")
+        out = np.clip(np.round(self.acc[:n, : self.out_w] / ws * 255.0), 0, 255).astype(np.uint8)
+        # shift the unfinished rows to the top of the band
+        self.acc[: len(self.acc) - n] = self.acc[n:].copy()
+        self.acc[len(self.acc) - n:] = 0
+        self.wsum[: len(self.wsum) - n] = self.wsum[n:].copy()
+        self.wsum[len(self.wsum) - n:] = 0
+        self.origin = end
+        return out

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError, ImageError
 from .backends import Backend, create_backend
-from .tiler import Stitcher, TilePlan, extract_tiles
+from .tiler import BandStitcher, TilePlan, pad_to_tile
 
 
 @dataclass
@@ -92,46 +92,55 @@ class Upscaler:
         return sr, rep
 
     def _rgb(self, rgb: np.ndarray, progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, Report]:
+        """Tile row by tile row: controller on the row's tiles, SR grouped by bit level, band
+        stitching. Memory is bounded by one tile row, plus the uint8 output."""
         be = self.backend
         t = be.tile
         plan = TilePlan(rgb.shape[0], rgb.shape[1], t, t - self.overlap, be.scale, self.merge)
         rep = Report(backend=be.name, precision=self.precision, bits_mode=str(self.bits), tile=t, overlap=self.overlap,
                      plan={"ys": plan.ys, "xs": plan.xs})
-        n = len(plan)
+        n, ncol = len(plan), len(plan.xs)
         rep.tiles = n
-        tiles = extract_tiles(rgb, plan).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-        t0 = time.perf_counter()
-        if self.precision == "fp32":
-            tile_bits = [32] * n
-        elif self.bits == "auto":
-            tile_bits = []
-            for i in range(0, n, be.max_batch):
-                tile_bits += [int(b) for b in be.controller(tiles[i:i + be.max_batch])[2]]
-        else:
-            tile_bits = [int(self.bits)] * n
-        rep.timings_s["controller"] = time.perf_counter() - t0
-        st = Stitcher(plan)
-        done = 0
-        for b in sorted(set(tile_bits)):
-            idx = [i for i, tb in enumerate(tile_bits) if tb == b]
-            for j in range(0, len(idx), be.max_batch):
-                chunk = idx[j:j + be.max_batch]
-                t1 = time.perf_counter()
-                out = be.sr(tiles[chunk], None if b == 32 else b)
-                t2 = time.perf_counter()
-                for k, i in enumerate(chunk):
-                    st.add(i, out[k].transpose(1, 2, 0))
-                rep.timings_s["sr"] += t2 - t1
-                rep.timings_s["stitch"] += time.perf_counter() - t2
-                done += len(chunk)
-                if progress:
-                    progress(done, n)
-        t3 = time.perf_counter()
-        res = st.result()
-        sr = np.clip(np.round(res * 255.0), 0, 255).astype(np.uint8)
-        rep.timings_s["stitch"] += time.perf_counter() - t3
+        src = pad_to_tile(rgb, t)
+        out = np.empty((plan.height * be.scale, plan.width * be.scale, 3), np.uint8)
+        st = BandStitcher(plan)
+        tile_bits: list[int] = []
+        done, row0 = 0, 0
+        for r, y in enumerate(plan.ys):
+            tiles = np.stack([src[y:y + t, x:x + t] for x in plan.xs]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+            t0 = time.perf_counter()
+            if self.precision == "fp32":
+                row_bits = [32] * ncol
+            elif self.bits == "auto":
+                row_bits = []
+                for i in range(0, ncol, be.max_batch):
+                    row_bits += [int(b) for b in be.controller(tiles[i:i + be.max_batch])[2]]
+            else:
+                row_bits = [int(self.bits)] * ncol
+            rep.timings_s["controller"] += time.perf_counter() - t0
+            srs: dict[int, np.ndarray] = {}
+            for b in sorted(set(row_bits)):
+                idx = [i for i, tb in enumerate(row_bits) if tb == b]
+                for j in range(0, len(idx), be.max_batch):
+                    chunk = idx[j:j + be.max_batch]
+                    t1 = time.perf_counter()
+                    res = be.sr(tiles[chunk], None if b == 32 else b)
+                    rep.timings_s["sr"] += time.perf_counter() - t1
+                    for k, i in enumerate(chunk):
+                        srs[i] = res[k]
+                    done += len(chunk)
+                    if progress:
+                        progress(done, n)
+            t2 = time.perf_counter()
+            for c in range(ncol):  # stitch in plan order: identical sums to a whole-image stitch
+                st.add(r, c, srs[c].transpose(1, 2, 0))
+            band = st.flush(r)
+            out[row0:row0 + len(band)] = band
+            row0 += len(band)
+            rep.timings_s["stitch"] += time.perf_counter() - t2
+            tile_bits += row_bits
         rep.tile_bits = tile_bits
         if self.precision != "fp32":
             rep.tiles_per_bit = {str(b): c for b, c in sorted(Counter(tile_bits).items())}
             rep.fab = float(np.mean(tile_bits))
-        return sr, rep
+        return out, rep
