@@ -8,13 +8,13 @@ R=${RUNS:-runs}
 A=src/granular_mobile/assets
 resume() { [ -f "$1/last.pt" ] && echo --resume || true; }
 
-# 1. full precision (2000 iterations of batch 16 x 32x32 LR crops, warm-up + cosine, lr 1e-3)
-gdq train -o "$R/fp_x2" --model srresnet --scale 2 --patch 32 --batch 16 --iters 2000 --lr 1e-3 --warmup 100 \
+# 1. full precision (1600 iterations of batch 16 x 32x32 LR crops, warm-up + cosine, lr 1e-3)
+gdq train -o "$R/fp_x2" --model srresnet --scale 2 --patch 32 --batch 16 --iters 1600 --lr 1e-3 --warmup 100 \
   --eval-every 500 --ckpt-every 50 --threads 2 $(resume "$R/fp_x2")
 
 # 2. Granular-DQ fine-tuning, bit budget 4.5 (shipped) and 4.0 (reported)
 for f in 4.5 4.0; do
-  gdq quantize --init "$R/fp_x2/final.pt" -o "$R/gdq_x2_f$f" --target-fab "$f" --iters 200 --patch 32 --batch 16 \
+  gdq quantize --init "$R/fp_x2/final.pt" -o "$R/gdq_x2_f$f" --target-fab "$f" --iters 150 --patch 32 --batch 16 \
     --lr 1e-4 --warmup 20 --eval-every 100 --ckpt-every 20 --threads 1 $(resume "$R/gdq_x2_f$f")
 done
 
