@@ -1,7 +1,6 @@
 """The export driver: targets table, calibration, manifest, parity checks (``gdq export``)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -18,6 +17,7 @@ from ..checkpoint import ASSETS, DEFAULT_FILES, DEFAULT_MODEL, load_model
 from ..config import to_dict
 from ..errors import ConfigError, DataError
 from ..models import GDQNet
+from ..runtime.manifest import sha256
 from .controller import ControllerSpec, controller_spec
 from .program import FP_LAYER_MODES, Program, build_program, calibrate_program
 
@@ -55,14 +55,6 @@ TARGETS: dict[str, Target] = {
     "onnx": Target("onnx", ".onnx", "NCHW", _write_onnx),
     "tflite": Target("tflite", ".tflite", "NHWC", _write_tflite, ("single_file",)),
 }
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def calibration_tiles(tile: int, n: int = 24) -> torch.Tensor:

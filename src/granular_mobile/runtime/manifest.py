@@ -11,7 +11,7 @@ from ..errors import ConfigError, ModelNotFoundError
 SCHEMA_VERSION = 1
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -61,7 +61,7 @@ class Manifest:
             want = self.data.get("files", {}).get(name, {}).get("sha256")
             if want is None:
                 raise ConfigError(f"'{name}' is not listed in {self.dir / 'manifest.json'}")
-            if _sha256(p) != want:
+            if sha256(p) != want:
                 raise ConfigError(f"'{p}' does not match the sha256 in manifest.json (modified or corrupt file; re-export)")
             self._checked.add(name)
         return p

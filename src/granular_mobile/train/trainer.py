@@ -95,14 +95,6 @@ def _dist_setup() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def _all_mean(x: float, world: int, device: torch.device) -> float:
-    if world == 1:
-        return x
-    t = torch.tensor([x], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t.item()) / world
-
-
 # -- E2B calibration ------------------------------------------------------------------
 @torch.no_grad()
 def calibrate_e2b(images: list[np.ndarray], cfg: E2BConfig, scale: int, tile: int | None = None) -> tuple[E2BConfig, int]:
@@ -159,10 +151,9 @@ def train(
             raise CheckpointError(f"--resume: no '{last}' to resume from")
         state = read_checkpoint(last)
         model_cfg = from_dict(ModelConfig, state["model"])
-        old = state["train"]["config"]
-        for k in ("mode",):
-            if old[k] != getattr(cfg, k):
-                raise ConfigError(f"--resume: checkpoint was trained with {k}={old[k]!r}, not {getattr(cfg, k)!r}")
+        old_mode = state["train"]["config"]["mode"]
+        if old_mode != cfg.mode:
+            raise ConfigError(f"--resume: '{last}' was trained with mode={old_mode!r}, not {cfg.mode!r}")
     if model_cfg is None:
         raise ConfigError("a model config is needed (or --resume)")
     if (cfg.mode == "qat") != model_cfg.quantized:

@@ -5,22 +5,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ConfigError, require
-from ..manifest import Manifest
+from ...errors import require
+from .exported import ExportedBackend
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(ExportedBackend):
     name = "onnxruntime"
+    target = "onnx"
     max_batch = 8
 
     def __init__(self, export_dir: str | Path, threads: int = 0) -> None:
         self.ort = require("onnxruntime", "runtime")
-        self.m = Manifest(export_dir)
-        self.t = self.m.target("onnx")
-        self.scale, self.tile, self.bits = self.m.scale, self.m.tile, self.m.bits
-        self.has_fp = bool(self.t.get("fp32"))
-        self.model_id = self.m.model_id
-        self.threads = threads
+        super().__init__(export_dir, threads)
         self._sessions: dict[str, object] = {}
 
     def _session(self, fname: str):
@@ -38,12 +34,4 @@ class OnnxRuntimeBackend:
         return logits, ent, bits.astype(np.int64)
 
     def sr(self, tiles: np.ndarray, bits: int | None) -> np.ndarray:
-        if bits is None:
-            if not self.has_fp:
-                raise ConfigError("this export has no full-precision graph (sr_fp32); --precision fp32 is unavailable")
-            fname = self.t["fp32"]
-        else:
-            fname = self.t["sr"].get(str(bits))
-            if fname is None:
-                raise ConfigError(f"no graph for {bits} bits; valid: {list(self.bits)}")
-        return self._session(fname).run(None, {"lr": np.ascontiguousarray(tiles, np.float32)})[0]
+        return self._session(self.graph_file(bits)).run(None, {"lr": np.ascontiguousarray(tiles, np.float32)})[0]

@@ -5,27 +5,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ConfigError, require
-from ..manifest import Manifest
+from ...errors import require
+from .exported import ExportedBackend
 
 
-class TFLiteBackend:
+class TFLiteBackend(ExportedBackend):
     name = "tflite"
+    target = "tflite"
     max_batch = 1
 
     def __init__(self, export_dir: str | Path, threads: int = 0) -> None:
         self.litert = require("ai_edge_litert.interpreter", "tflite")
-        self.m = Manifest(export_dir)
-        self.t = self.m.target("tflite")
-        self.scale, self.tile, self.bits = self.m.scale, self.m.tile, self.m.bits
-        self.has_fp = bool(self.t.get("fp32"))
-        self.model_id = self.m.model_id
-        self.threads = threads or None
+        super().__init__(export_dir, threads)
         self._interp: dict[str, object] = {}
 
     def _run(self, fname: str, tiles: np.ndarray) -> list[dict[str, np.ndarray]]:
         if fname not in self._interp:
-            it = self.litert.Interpreter(model_path=str(self.m.file(fname)), num_threads=self.threads)
+            it = self.litert.Interpreter(model_path=str(self.m.file(fname)), num_threads=self.threads or None)
             it.allocate_tensors()
             self._interp[fname] = it
         it = self._interp[fname]
@@ -53,13 +49,5 @@ class TFLiteBackend:
         return np.stack(logits), np.asarray(ent, np.float32), np.asarray(bits, np.int64)
 
     def sr(self, tiles: np.ndarray, bits: int | None) -> np.ndarray:
-        if bits is None:
-            if not self.has_fp:
-                raise ConfigError("this export has no full-precision graph (sr_fp32); --precision fp32 is unavailable")
-            fname = self.t["fp32"]
-        else:
-            fname = self.t["sr"].get(str(bits))
-            if fname is None:
-                raise ConfigError(f"no graph for {bits} bits; valid: {list(self.bits)}")
-        res = self._run(fname, tiles)
+        res = self._run(self.graph_file(bits), tiles)
         return np.stack([next(iter(r.values())) for r in res]).transpose(0, 3, 1, 2)

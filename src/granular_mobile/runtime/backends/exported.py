@@ -1,0 +1,32 @@
+"""Common part of the backends that run exported graphs (manifest, sha256 checks, file choice)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...errors import ConfigError
+from ..manifest import Manifest
+
+
+class ExportedBackend:
+    name = ""
+    target = ""  # manifest target: "onnx" | "tflite"
+    max_batch = 1
+
+    def __init__(self, export_dir: str | Path, threads: int = 0) -> None:
+        self.m = Manifest(export_dir)
+        self.t = self.m.target(self.target)
+        self.scale, self.tile, self.bits = self.m.scale, self.m.tile, self.m.bits
+        self.has_fp = bool(self.t.get("fp32"))
+        self.model_id = self.m.model_id
+        self.threads = threads
+
+    def graph_file(self, bits: int | None) -> str:
+        """The SR graph for a bit-width (None: the full-precision twin)."""
+        if bits is None:
+            if not self.has_fp:
+                raise ConfigError("this export has no full-precision graph (sr_fp32); --precision fp32 is unavailable")
+            return self.t["fp32"]
+        fname = self.t["sr"].get(str(bits))
+        if fname is None:
+            raise ConfigError(f"no graph for {bits} bits; valid: {list(self.bits)}")
+        return fname
