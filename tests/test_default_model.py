@@ -1,0 +1,45 @@
+"""The shipped default model: loads, runs out of the box, and matches its model card."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BENCH, ROOT, needs_data
+from granular_mobile.checkpoint import DEFAULT_FILES, load_model
+
+ASSETS = ROOT / "src" / "granular_mobile" / "assets"
+
+
+def test_files_and_configs():
+    q, fp = load_model("default"), load_model("default", fp=True)
+    assert q.cfg.name == "srresnet_gdq" and fp.cfg.name == "srresnet" and q.cfg.scale == fp.cfg.scale == 2
+    assert q.cfg.e2b.calibrated and q.cfg.e2b.tile == 96
+    for p in DEFAULT_FILES.values():
+        assert p.stat().st_size < 4e6  # "a weights file of a few MB"
+    man = json.loads((ASSETS / "export" / "manifest.json").read_text())
+    assert man["e2b"]["thresholds"] == list(q.cfg.e2b.thresholds)
+    assert (ASSETS / "MODEL_CARD.md").is_file()
+
+
+def test_quick_start_run_without_torch(tmp_path):
+    """README quick start command 1 (after install): default backend onnxruntime, no torch."""
+    code = ("import sys, runpy; sys.argv = ['gdq', 'run', %r, '-o', %r, '--stats', %r];\n"
+            "try:\n    runpy.run_module('granular_mobile.cli', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "assert 'torch' not in sys.modules\n") % (str(ASSETS / "sample.png"), str(tmp_path / "o.png"), str(tmp_path / "s.json"))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["backend"] == "onnxruntime" and s["tiles"] == 6 and 4 <= s["fab"] <= 8
+
+
+@needs_data
+def test_set5_matches_model_card():
+    from granular_mobile.eval import benchmark_pairs, evaluate_dataset
+
+    r = evaluate_dataset(load_model("default"), benchmark_pairs(BENCH, "Set5", 2), "Set5", 2)
+    card = json.loads((ROOT / "docs" / "eval_default_f4.5.json").read_text())["results"]
+    want = next(x for x in card if x["dataset"] == "Set5" and x["model"] == "srresnet_gdq")
+    assert r.psnr == pytest.approx(want["psnr"], abs=0.01) and r.fab == pytest.approx(want["fab"], abs=1e-3)
