@@ -96,3 +96,12 @@ def test_eval_json(tiny_ckpts, tiny_bench, tmp_path):
     assert [x["model"] for x in res] == ["srresnet_gdq", "srresnet", "bicubic"]
     assert res[0]["fab"] is not None and res[2]["psnr"] > 25
     assert sum(int(v) for v in res[0]["tiles_per_bit"].values()) > 0
+
+
+def test_outputs_respect_umask(tmp_path):
+    import stat
+
+    from granular_mobile.imageio import default_mode, write_rgb
+
+    write_rgb(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+    assert stat.S_IMODE((tmp_path / "a.png").stat().st_mode) == default_mode()

@@ -14,6 +14,7 @@ import torch
 
 from .config import ModelConfig, from_dict, to_dict
 from .errors import CheckpointError, ConfigError, ModelNotFoundError
+from .imageio import default_mode
 from .models import GDQNet, build_from_config
 
 FORMAT = "granular-mobile"
@@ -31,6 +32,7 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

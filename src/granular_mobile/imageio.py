@@ -40,10 +40,18 @@ def write_rgb(path: str | os.PathLike[str], img: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(buf.tobytes())
+        os.chmod(tmp, default_mode())
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def default_mode() -> int:
+    """0o666 minus the umask: what a plain open() would give (mkstemp uses 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
