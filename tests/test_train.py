@@ -91,3 +91,32 @@ def test_torchrun_ddp_two_processes(tiny_data, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     ck = read_checkpoint(tmp_path / "ddp" / "final.pt")
     assert ck["meta"]["world_size"] == 2 and ck["meta"]["iteration"] == 6
+
+
+def test_gate_warmup_random_levels_and_frozen_gate(fp_run, tiny_data, tmp_path):
+    _, fp_final, _ = fp_run
+    fabs = []
+    cfg = _cfg(tiny_data, mode="qat", iters=12, lr=5e-4, gate_warmup=12, warmup=1)
+    mc = ModelConfig(arch="srresnet", quantized=True, **TINY)
+    final = train(cfg, tmp_path, mc, init=str(fp_final), on_step=lambda d: fabs.append(d["fab"]), log=lambda s: None)
+    m = load_model(str(final))
+    assert m.encoder.gbc.gate[0].bias.abs().max() == 0  # initialised to zero; frozen during warm-up
+    # the reported FAB (EMA of the batch mean level) moves: levels are drawn at random
+    assert len({round(f, 6) for f in fabs}) > 1 and all(4 <= f <= 8 for f in fabs)
+
+
+def test_budget_term_pulls_fab_up_when_below_target():
+    import torch
+
+    from granular_mobile.models import create_model
+
+    m = create_model("srresnet_gdq", n_blocks=1, n_feats=8).train()
+    with torch.no_grad():
+        m(torch.rand(4, 3, 16, 16), 0)
+        m.encoder.gbc.gate[0].bias.copy_(torch.tensor([5.0, 0.0, 0.0]))  # gate prefers 4 bits
+    _, ctrl = m(torch.rand(8, 3, 16, 16), return_ctrl=True)
+    gap = ctrl.expected_bits.mean() - 4.5
+    assert gap < 0
+    gap.abs().backward()
+    # descending the two-sided term lowers the 4-bit logit (raises FAB); relu() would give no gradient
+    assert m.encoder.gbc.gate[0].bias.grad[0] > 0

@@ -132,6 +132,8 @@ def quantize_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="Run folder."),
     target_fab: float = typer.Option(4.5, help="Bit budget: mean tile bit-width the gate is pushed below."),
     fab_lambda: float = typer.Option(0.05, help="Weight of the bit-budget term."),
+    fab_two_sided: bool = typer.Option(True, help="Penalise |E[FAB] - target| (else only FAB above the target)."),
+    gate_warmup: int = typer.Option(0, help="Iterations with random bit levels and a frozen gate before the gate trains."),
     bits: str = typer.Option("4,5,6,8", help="Activation bit set."),
     data: str = _TRAIN_HELP_COMMON["data"],
     patch: int = typer.Option(48, help="LR patch side (pixels)."),
@@ -163,6 +165,7 @@ def quantize_cmd(
 
     cfg = TrainConfig(mode="qat", data=tuple(_split(data)), patch=patch, batch=batch, iters=iters, lr=lr,
                       warmup=warmup, schedule=schedule, seed=seed, target_fab=target_fab, fab_lambda=fab_lambda,
+                      fab_two_sided=fab_two_sided, gate_warmup=gate_warmup,
                       gate_lr_mult=gate_lr_mult, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root,
                       val_set=val_set, threads=threads)
     mc = None
