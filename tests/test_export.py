@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from conftest import BENCH
-from granular_mobile.checkpoint import save_model
 from granular_mobile.export import export
 from granular_mobile.export.exporter import calibration_tiles, parity_ok, sha256
 from granular_mobile.export.program import build_program, calibrate_program, run_program

@@ -106,7 +106,6 @@ def test_gate_warmup_random_levels_and_frozen_gate(fp_run, tiny_data, tmp_path):
 
 
 def test_budget_term_pulls_fab_up_when_below_target():
-    import torch
 
     from granular_mobile.models import create_model
 

@@ -15,7 +15,7 @@ import torch
 from .. import __version__
 from ..checkpoint import ASSETS, DEFAULT_FILES, DEFAULT_MODEL, load_model
 from ..config import to_dict
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..models import GDQNet
 from ..runtime.manifest import sha256
 from .controller import ControllerSpec, controller_spec

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..checkpoint import atomic_save, init_from_fp, read_checkpoint, save_model, unwrap
+from ..checkpoint import init_from_fp, read_checkpoint, save_model
 from ..config import E2BConfig, ModelConfig, TileConfig, from_dict, to_dict
 from ..controller.e2b import tile_entropy
 from ..data.dataset import CropSampler, load_folder_images, tile_grid
