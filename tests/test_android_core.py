@@ -4,6 +4,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -18,7 +19,14 @@ def test_golden_vectors_are_current(tmp_path):
     golden.write(tmp_path)
     for name in ("tiling.json", "controller.json"):
         assert (GOLDEN / name).is_file(), f"missing {name}: run python -m granular_mobile.runtime.golden {GOLDEN}"
-        assert json.loads((tmp_path / name).read_text()) == json.loads((GOLDEN / name).read_text()), name
+    # tiling is numpy float32 arithmetic: identical everywhere
+    assert json.loads((tmp_path / "tiling.json").read_text()) == json.loads((GOLDEN / "tiling.json").read_text())
+    # the controller vectors come from onnxruntime, whose float kernels may round differently
+    # on another CPU: values within tolerance, decisions exact
+    new, old = (json.loads((d / "controller.json").read_text()) for d in (tmp_path, GOLDEN))
+    assert new["bits"] == old["bits"] and new["thresholds"] == old["thresholds"]
+    np.testing.assert_allclose(new["logits"], old["logits"], atol=1e-4)
+    np.testing.assert_allclose(new["entropy"], old["entropy"], atol=1e-5)
 
 
 @pytest.mark.skipif(shutil.which("javac") is None or not Path("/usr/share/java/junit4.jar").is_file(),
