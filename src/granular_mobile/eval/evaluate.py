@@ -1,4 +1,4 @@
-"""Tiled PyTorch inference and benchmark evaluation (``gdq eval``)."""
+"""Benchmark evaluation of PyTorch models (``gdq eval``), tiled by the runtime's Upscaler."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..config import TileConfig
 from ..data.imresize import imresize_uint8
@@ -16,37 +15,8 @@ from ..errors import DataError
 from ..imageio import list_images, read_rgb
 from ..metrics import bitops, fab, psnr_y, ssim_y
 from ..models import GDQNet, count_macs
-from ..runtime.tiler import Stitcher, TilePlan, extract_tiles
-
-
-@torch.no_grad()
-def upscale_tiled(
-    model: GDQNet, img: np.ndarray, tiles: TileConfig = TileConfig(), batch: int = 8,
-    bit_index: int | None = None,
-) -> tuple[np.ndarray, list[int]]:
-    """Upscale an RGB uint8 HWC image tile by tile. Returns (SR uint8, bit-width of each tile).
-
-    Tiles are [0, 1] floats; the output is clamped and rounded once, here.
-    """
-    model.eval()
-    dev = next(model.parameters()).device
-    s = model.cfg.scale
-    plan = TilePlan(img.shape[0], img.shape[1], tiles.tile, tiles.step, s, tiles.merge)
-    st = Stitcher(plan)
-    tile_bits: list[int] = []
-    n = len(plan)
-    for i0 in range(0, n, batch):
-        idx = list(range(i0, min(n, i0 + batch)))
-        t = torch.from_numpy(extract_tiles(img, plan, idx)).to(dev).permute(0, 3, 1, 2).float() / 255.0
-        sr, ctrl = model.forward_with_bits(t, bit_index)
-        if model.cfg.quantized:
-            bi = ctrl.bit_index.tolist() if ctrl is not None else [bit_index] * len(idx)
-            tile_bits += [model.bits[b] for b in bi]
-        out = sr.permute(0, 2, 3, 1).cpu().numpy()
-        for k, i in enumerate(idx):
-            st.add(i, out[k])
-    res = st.result()
-    return np.clip(np.round(res * 255.0), 0, 255).astype(np.uint8), tile_bits
+from ..runtime import Upscaler
+from ..runtime.backends.torch import TorchBackend
 
 
 def benchmark_pairs(root: str | os.PathLike[str], name: str, scale: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -95,18 +65,24 @@ def evaluate_dataset(
     if model is not None:
         rows = count_macs(model, tiles.tile, tiles.tile)
         macs = [(m, q) for _, m, q in rows]
+        # the runtime's own tiling, with the paper's protocol: static tiles every `step`
+        # pixels, each keeping its central part
+        q = model.cfg.quantized
+        up = Upscaler(TorchBackend.from_models(model, tile=tiles.tile),
+                      bits="auto" if bit_index is None else model.bits[bit_index], precision="int8" if q else "fp32",
+                      overlap=tiles.overlap, merge=tiles.merge)
     for _, lr, hr in pairs:
         if model is None:
             sr = imresize_uint8(lr, scale)
         else:
-            sr, tb = upscale_tiled(model, lr, tiles, bit_index=bit_index)
+            sr, rep = up(lr)
+            tb = rep.tile_bits
             if model.cfg.quantized:
                 fabs.append(fab(tb))
                 counts.update(tb)
                 bops.append(bitops(macs, tb) / 1e9)
             else:
-                n_tiles = len(TilePlan(lr.shape[0], lr.shape[1], tiles.tile, tiles.step, scale))
-                bops.append(sum(m for m, _ in macs) * 32 * 32 * n_tiles / 1e9)
+                bops.append(sum(m for m, _ in macs) * 32 * 32 * rep.tiles / 1e9)
         ps.append(psnr_y(sr, hr, scale))
         ss.append(ssim_y(sr, hr, scale))
         if progress:

@@ -17,26 +17,40 @@ class TorchBackend:
         torch = require("torch", "torch")
         from ...checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model, resolve_model_path
 
-        self._torch = torch
         if threads:
             torch.set_num_threads(threads)
-        self.gdq = load_model(model)
-        self.fp = None
-        if not self.gdq.cfg.quantized:
-            self.gdq, self.fp = None, self.gdq
-        elif model == DEFAULT_MODEL and DEFAULT_FILES["fp"].is_file():
-            self.fp = load_model(DEFAULT_MODEL, fp=True)
-        m = self.gdq or self.fp
+        gdq = load_model(model)
+        fp = load_model(DEFAULT_MODEL, fp=True) if model == DEFAULT_MODEL and DEFAULT_FILES["fp"].is_file() else None
+        model_id = hashlib.sha256(Path(resolve_model_path(model)).read_bytes()).hexdigest()[:16]
+        self._setup(gdq, fp, tile, model_id)
+
+    @classmethod
+    def from_models(cls, model, fp=None, tile: int | None = None) -> "TorchBackend":
+        """Wrap in-memory models (a Granular-DQ model and/or its full-precision twin), e.g. during
+        training; inputs go to the model's device."""
+        self = cls.__new__(cls)
+        self._setup(model, fp, tile, "in-memory")
+        return self
+
+    def _setup(self, gdq, fp, tile: int | None, model_id: str) -> None:
+        self._torch = require("torch", "torch")
+        if not gdq.cfg.quantized:
+            gdq, fp = None, gdq
+        self.gdq, self.fp = gdq, fp
+        for m in (gdq, fp):
+            if m is not None:
+                m.eval()
+        m = gdq or fp
+        self.device = next(m.parameters()).device
         self.scale = m.cfg.scale
-        self.bits = m.cfg.quant.bits if self.gdq is not None else ()
-        self.tile = tile or (m.cfg.e2b.tile if self.gdq is not None else 96)
-        self.has_fp = self.fp is not None
-        path = resolve_model_path(model)
-        self.model_id = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-        self.thresholds = self.gdq.cfg.e2b.thresholds if self.gdq is not None else None
+        self.bits = gdq.cfg.quant.bits if gdq is not None else ()
+        self.tile = tile or (gdq.cfg.e2b.tile if gdq is not None else 96)
+        self.has_fp = fp is not None
+        self.model_id = model_id
+        self.thresholds = gdq.cfg.e2b.thresholds if gdq is not None else None
 
     def _t(self, tiles: np.ndarray):
-        return self._torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32))
+        return self._torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
 
     def controller(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from ...errors import ConfigError
@@ -45,8 +59,8 @@ class TorchBackend:
             raise ConfigError("this model is full precision: it has no bit controller (use --precision fp32)")
         with self._torch.no_grad():
             c = self.gdq.controller(self._t(tiles))
-        bits = np.asarray(self.bits)[c.bit_index.numpy()]
-        return c.logits.numpy(), c.entropy.numpy(), bits
+        bits = np.asarray(self.bits)[c.bit_index.cpu().numpy()]
+        return c.logits.cpu().numpy(), c.entropy.cpu().numpy(), bits
 
     def sr(self, tiles: np.ndarray, bits: int | None) -> np.ndarray:
         from ...errors import ConfigError
@@ -55,7 +69,7 @@ class TorchBackend:
             if bits is None:
                 if self.fp is None:
                     raise ConfigError("no full-precision twin is available for this model")
-                return self.fp(self._t(tiles)).numpy()
+                return self.fp(self._t(tiles)).cpu().numpy()
             if self.gdq is None:
                 raise ConfigError("this model is full precision: use --precision fp32")
-            return self.gdq(self._t(tiles), self.gdq.cfg.quant.index(bits)).numpy()
+            return self.gdq(self._t(tiles), self.gdq.cfg.quant.index(bits)).cpu().numpy()
