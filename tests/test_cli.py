@@ -45,6 +45,8 @@ def test_help_and_models():
     (("eval", "--model", "missing.pt"), "does not exist"),
     (("train", "-o", "x", "--model", "vdsr"), "valid: ['srresnet', 'edsr']"),
     (("train", "-o", "x", "--scale", "3", "--data", "nowhere"), "scale 3 is not supported"),
+    (("eval", "--numerics", "int4"), "valid: ['float', 'int8']"),
+    (("calibrate", "default", "-o", "x.pt", "--target-fab", "9"), "must be within"),
 ])
 def test_errors_are_one_line(args, needle):
     r = gdq(*args)
@@ -96,6 +98,15 @@ def test_eval_json(tiny_ckpts, tiny_bench, tmp_path):
     assert [x["model"] for x in res] == ["srresnet_gdq", "srresnet", "bicubic"]
     assert res[0]["fab"] is not None and res[2]["psnr"] > 25
     assert sum(int(v) for v in res[0]["tiles_per_bit"].values()) > 0
+    # the export's integer numerics: same tiles and bits, a different (integer-rounded) result
+    j8 = tmp_path / "e8.json"
+    r = gdq("eval", "-m", tiny_ckpts / "q.pt", "--data", "Tiny", "--root", tiny_bench, "--tile", "32", "--step", "30",
+            "--numerics", "int8", "--no-bicubic", "--json", j8)
+    assert r.returncode == 0, r.stderr
+    res8 = json.loads(j8.read_text())
+    assert res8["numerics"] == "int8" and res8["results"][0]["model"] == "srresnet_gdq int8"
+    assert res8["results"][0]["tiles_per_bit"] == res[0]["tiles_per_bit"]
+    assert res8["results"][0]["psnr"] != res[0]["psnr"] and abs(res8["results"][0]["psnr"] - res[0]["psnr"]) < 1.0
 
 
 def test_outputs_respect_umask(tmp_path):

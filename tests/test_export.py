@@ -93,25 +93,35 @@ def test_manifest_describes_files(exported):
 
 
 def test_onnx_quantized_convs_run_as_integer_kernels(exported):
-    """onnxruntime's optimized graph has an integer conv for every quantized (and int8 fp) layer."""
+    """onnxruntime's optimized graph runs every conv as QLinearConv and keeps the tensors
+    between convs integer (QLinearAdd / QLinearLeakyRelu), with no float conv or add left."""
     import onnx
     import onnxruntime as ort
 
     arch, m, out, man = exported
     convs = build_program(m, 4, "int8").convs
     n_int = len([c for c in convs if c.integer])
-    assert n_int == 2 * 2 + 4  # 4 block convs + head, body end, upsampler (x2), tail
-    # EDSR's head output feeds a QuantizeLinear directly (block 0's k-bit input); onnxruntime
-    # then keeps that one full-precision-layer conv in float (known limitation, see README)
-    expected = n_int if arch == "srresnet" else n_int - 1
+    # 4 block convs + head, body end, upsampler (x2), tail, + one depthwise BatchNorm per SRResNet block
+    assert n_int == 2 * 2 + 4 + (2 if arch == "srresnet" else 0)
     for b in (4, 5, 6, 8):
         so = ort.SessionOptions()
         so.optimized_model_filepath = str(out / f"opt_{b}.onnx")
         ort.InferenceSession(str(out / f"sr_a{b}.onnx"), so, providers=["CPUExecutionProvider"])
         ops = Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
-        assert ops["QLinearConv"] == expected, ops
-        assert ops["Conv"] == n_int - expected, ops
+        assert ops["QLinearConv"] == n_int, ops
+        assert ops["QLinearAdd"] == 3, ops  # two residual adds + the long skip
+        assert not {"Conv", "Add", "Mul", "PRelu", "LeakyRelu"} & set(ops), ops
         (out / f"opt_{b}.onnx").unlink()
+
+
+def test_parity_is_measured_against_integer_numerics_and_float_model(exported):
+    """--verify reports both the distance to PyTorch with the export's rounding points (the
+    45 dB criterion) and to the float-numerics model (the cost of deploying in int8)."""
+    _, m, out, man = exported
+    for e in man["parity"].values():
+        for b in ("4", "8"):
+            v = e["sr"][b]
+            assert 0 < v["psnr_vs_float_db"] <= v["psnr_db"] + 3.0, v
 
 
 def test_tflite_full_integer(exported):

@@ -187,18 +187,25 @@ def calibrate_cmd(
     tile: int = typer.Option(96, help="Deployment tile size (LR pixels)."),
     data: str = _TRAIN_HELP_COMMON["data"],
     quantiles: str = typer.Option("", help="q1,q2 (default: the model's, 0.5,0.9)."),
+    target_fab: Optional[float] = typer.Option(None, help="Also shift the GBC gate's bias so the deployed (argmax) "
+                                               "controller averages this many bits on the data's tiles."),
 ) -> None:
-    """Recompute the E2B entropy thresholds for a tile size on a data folder.
+    """Recompute the E2B entropy thresholds for a tile size on a data folder; optionally set the
+    controller's operating point (average bits) with --target-fab.
 
-    Example: gdq calibrate runs/gdq_x2/final.pt --tile 128 -o model_t128.pt
+    Examples:
+      gdq calibrate runs/gdq_x2/final.pt --tile 128 -o model_t128.pt
+      gdq calibrate runs/gdq_x2/final.pt --target-fab 4.5 -o model_f45.pt
     """
     import dataclasses
 
     from .checkpoint import load_model, save_model
     from .data.dataset import load_folder_images
     from .models import build_from_config
-    from .train import calibrate_e2b
+    from .train import calibrate_e2b, calibrate_gate
 
+    if target_fab is not None and not (4.0 <= target_fab <= 8.0):
+        raise ConfigError(f"--target-fab {target_fab} must be within the bit levels' range [4, 8]")
     m = load_model(model)
     if not m.cfg.quantized:
         raise ConfigError(f"'{model}' is a full-precision model; E2B thresholds belong to Granular-DQ models")
@@ -209,8 +216,14 @@ def calibrate_cmd(
     e2b, n = calibrate_e2b(images, e2b, m.cfg.scale, tile)
     new = build_from_config(dataclasses.replace(m.cfg, e2b=e2b))
     new.load_state_dict(m.state_dict())
-    save_model(new, out, meta={"calibrated_on": _split(data), "tiles": n})
-    console.print(f"E2B thresholds at tile {tile} ({n} tiles): {e2b.thresholds[0]:.4f}, {e2b.thresholds[1]:.4f} -> {out}")
+    meta: dict = {"calibrated_on": _split(data), "tiles": n}
+    console.print(f"E2B thresholds at tile {tile} ({n} tiles): {e2b.thresholds[0]:.4f}, {e2b.thresholds[1]:.4f}")
+    if target_fab is not None:
+        t, before, after, _ = calibrate_gate(new, images, target_fab, tile)
+        meta["gate_bias_shift"] = {"t": t, "target_fab": target_fab, "fab_before": before, "fab_after": after}
+        console.print(f"gate bias shift t = {t:+.2f} * (0, 1, 2): FAB {before:.3f} -> {after:.3f} (target {target_fab})")
+    save_model(new, out, meta=meta)
+    console.print(f"-> {out}")
 
 
 @app.command("pack")
@@ -240,18 +253,23 @@ def eval_cmd(
     fp: Optional[str] = typer.Option(None, help="Full-precision twin checkpoint ('default' model: found automatically)."),
     bits: Optional[int] = typer.Option(None, help="Force every tile to this bit-width (static quantization)."),
     bicubic: bool = typer.Option(True, help="Also report bicubic."),
+    numerics: str = typer.Option("float", help="float: the model as trained | int8: the integer numerics of "
+                                 "`gdq export` (int8 full-precision layers and tensors), what a device computes."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON."),
 ) -> None:
     """PSNR / SSIM (Y, shave = scale), FAB, BitOPs and tiles per bit on benchmark sets.
 
     Examples:
       gdq eval --data Set5,Set14,BSD100 --scale 2
+      gdq eval --data Set5 --numerics int8   # the deployed (full-integer) numerics
       gdq eval --model runs/gdq_x2/final.pt --fp runs/fp_x2/final.pt --json eval.json
     """
     from .checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
     from .config import TileConfig
     from .eval import benchmark_pairs, evaluate_dataset
 
+    if numerics not in ("float", "int8"):
+        raise ConfigError(f"--numerics '{numerics}' is unknown; valid: ['float', 'int8']")
     m = load_model(model)
     s = scale or m.cfg.scale
     if s != m.cfg.scale:
@@ -275,8 +293,10 @@ def eval_cmd(
         adv = lambda n: pb.advance(task, n)  # noqa: E731
         for name, pairs in sets.items():
             for kind, mm in models:
-                label = f"{mm.cfg.name}" + (f" (bits={bits})" if kind == "gdq" and bits else "")
-                results.append(evaluate_dataset(mm, pairs, name, s, tiles, label, bit_index if kind == "gdq" else None, adv))
+                label = (f"{mm.cfg.name}" + (f" (bits={bits})" if kind == "gdq" and bits else "")
+                         + (" int8" if kind == "gdq" and numerics == "int8" else ""))
+                results.append(evaluate_dataset(mm, pairs, name, s, tiles, label, bit_index if kind == "gdq" else None, adv,
+                                                numerics=numerics))
             if bicubic:
                 results.append(evaluate_dataset(None, pairs, name, s, tiles, "bicubic", progress=adv))
     t = Table("set", "model", "PSNR", "SSIM", "FAB", "GBitOPs/img", "tiles 4/5/6/8")
@@ -287,7 +307,7 @@ def eval_cmd(
     console.print(t)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"scale": s, "tile": tile, "step": step, "results": [r.to_dict() for r in results]}, indent=2))
+        json_out.write_text(json.dumps({"scale": s, "tile": tile, "step": step, "numerics": numerics, "results": [r.to_dict() for r in results]}, indent=2))
         console.print(f"wrote {json_out}")
 
 

@@ -56,9 +56,11 @@ class EvalResult:
 def evaluate_dataset(
     model: GDQNet | None, pairs: list[tuple[str, np.ndarray, np.ndarray]], dataset: str, scale: int,
     tiles: TileConfig = TileConfig(), label: str = "", bit_index: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, numerics: str = "float",
 ) -> EvalResult:
-    """PSNR/SSIM (Y, shave = scale) of a model over (name, LR, HR) pairs; model None = bicubic."""
+    """PSNR/SSIM (Y, shave = scale) of a model over (name, LR, HR) pairs; model None = bicubic.
+
+    ``numerics="int8"``: the exported graphs' integer numerics (see ``TorchBackend.from_models``)."""
     ps, ss, fabs, bops = [], [], [], []
     counts: Counter[int] = Counter()
     macs = None
@@ -68,7 +70,7 @@ def evaluate_dataset(
         # the runtime's own tiling, with the paper's protocol: static tiles every `step`
         # pixels, each keeping its central part
         q = model.cfg.quantized
-        up = Upscaler(TorchBackend.from_models(model, tile=tiles.tile),
+        up = Upscaler(TorchBackend.from_models(model, tile=tiles.tile, numerics=numerics if q else "float"),
                       bits="auto" if bit_index is None else model.bits[bit_index], precision="int8" if q else "fp32",
                       overlap=tiles.overlap, merge=tiles.merge)
     for _, lr, hr in pairs:

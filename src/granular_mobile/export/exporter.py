@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..models import GDQNet
 from ..runtime.manifest import sha256
 from .controller import ControllerSpec, controller_spec
-from .program import FP_LAYER_MODES, Program, build_program, calibrate_program
+from .program import FP_LAYER_MODES, Program, build_program, calibrate_program, deployed_programs
 
 SCHEMA_VERSION = 1
 
@@ -116,7 +116,7 @@ def export(
         log(f"warning: E2B thresholds were calibrated at tile {m.cfg.e2b.tile}, exporting at {tile} "
             f"(run `gdq calibrate --tile {tile}` for matching thresholds)")
     calib = calibration_tiles(tile)
-    progs = {b: calibrate_program(build_program(m, b, fp_layers), calib) for b in m.bits}
+    progs = deployed_programs(m, calib, fp_layers)
     fp_prog = calibrate_program(build_program(fpm, None), calib) if fpm is not None else None
     ctrl = controller_spec(m)
     out = Path(out_dir)
@@ -160,7 +160,7 @@ def export(
     if verify:
         from .verify import verify_export
 
-        manifest["parity"] = verify_export(out, manifest, m, fpm, verify_root, log=log)
+        manifest["parity"] = verify_export(out, manifest, m, fpm, verify_root, progs=progs, log=log)
     manifest["export_seconds"] = round(time.time() - t0, 1)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest

@@ -1,10 +1,12 @@
-"""ONNX target: QCDQ graphs that onnxruntime's CPU provider runs as QLinearConv.
+"""ONNX target: QDQ graphs that onnxruntime's CPU provider runs with integer kernels.
 
-Per integer conv: QuantizeLinear(x, alpha, 0) -> Clip(q, lo, hi) on the integer type ->
-DequantizeLinear -> Conv(DequantizeLinear(int8 W, per-channel scale), DequantizeLinear(int32
-bias)) -> QuantizeLinear(int8 output) -> DequantizeLinear. The clamp is an integer Clip
+Every rounding point of the program is one QuantizeLinear -> (Clip) -> DequantizeLinear:
+per integer conv, DQ(input) -> Conv(DQ(int8 W, per-channel scale), DQ(int32 bias)) ->
+Q(output) -> DQ, which onnxruntime fuses into QLinearConv. A k-bit range is an integer Clip
 between Q and DQ: a float Clip before QuantizeLinear blocks the fusion, and 4-bit ONNX types
-are not executed as integers by onnxruntime (EXPORT_NOTES.md).
+are not executed as integers by onnxruntime (EXPORT_NOTES.md). In full-integer graphs the
+PReLU (LeakyRelu), residual Add and DepthToSpace also sit between QDQ pairs, so they run as
+QLinearLeakyRelu / QLinearAdd / int8 DepthToSpace and the graph stays integer between convs.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import require
-from .program import Add, Affine, Conv, DepthToSpace, PRelu, Program, Relu
+from .program import Add, Affine, Conv, DepthToSpace, PRelu, Program, QParams, Relu
 
 OPSET = 21
 
@@ -39,68 +41,119 @@ class _G:
         return out
 
 
-def _np_int(dtype: str):
-    return np.int8 if dtype == "int8" else np.uint8
+def _int_type(q: QParams) -> tuple[type, int, int, int]:
+    """(numpy type, zero-point, lo, hi) that carry ``q`` in ONNX.
+
+    Signed ranges travel as uint8 with zero-point -lo (the same values). onnxruntime fuses
+    Q -> Clip(uint8) -> DQ -> Conv into QLinearConv, but not with an int8 Clip (measured: the
+    conv stayed float); and with int8 activations its x86 kernels lost 10+ dB against the
+    integer reference at 8 bits (int16 saturation of the s8s8 path, measured), while the
+    u8s8 path matches it.
+    """
+    if q.signed:
+        return np.uint8, -q.lo, 0, q.hi - q.lo
+    return np.uint8, 0, q.lo, q.hi
 
 
-def _conv(g: _G, n: Conv, x: str) -> str:
-    if n.in_q is None:  # float conv
-        ins = [x, g.const(n.name + "_w", n.weight.astype(np.float32))]
-        if n.bias is not None:
-            ins.append(g.const(n.name + "_b", n.bias.astype(np.float32)))
-        return g.node("Conv", ins, n.out, pads=[n.pad] * 4, kernel_shape=list(n.weight.shape[2:]))
-    q = n.in_q
-    # k-bit activations travel as uint8: a signed range [-2^(k-1), 2^(k-1) - 1] is the same
-    # values with zero-point 2^(k-1). onnxruntime fuses Q -> Clip(uint8) -> DQ -> Conv into
-    # QLinearConv, but not with an int8 Clip (measured: the conv stayed float).
-    if q.signed and (q.lo, q.hi) != (-128, 127):
-        it, zp, lo, hi = np.uint8, -q.lo, 0, q.hi - q.lo
-    else:
-        it = _np_int(q.dtype)
-        zp, lo, hi = 0, q.lo, q.hi
-    s_in = g.const(n.name + "_xs", np.float32(q.scale))
-    zp_in = g.const(n.name + "_xzp", it(zp))
-    xq = g.node("QuantizeLinear", [x, s_in, zp_in])
-    info = np.iinfo(it)
-    if lo > info.min or hi < info.max:
-        xq = g.node("Clip", [xq, g.const(n.name + "_lo", it(lo)), g.const(n.name + "_hi", it(hi))])
-    xd = g.node("DequantizeLinear", [xq, s_in, zp_in])
-    ws = n.w_scale.astype(np.float32)
-    wd = g.node("DequantizeLinear", [g.const(n.name + "_wq", n.weight.astype(np.int8)), g.const(n.name + "_ws", ws),
-                                     g.const(n.name + "_wzp", np.zeros(len(ws), np.int8))], axis=0)
-    ins = [xd, wd]
-    if n.bias is not None:
-        bs = (np.float32(q.scale) * ws).astype(np.float32)
-        bq = np.clip(np.round(n.bias / bs.astype(np.float64)), -(2**31), 2**31 - 1).astype(np.int32)
-        ins.append(g.node("DequantizeLinear", [g.const(n.name + "_bq", bq), g.const(n.name + "_bs", bs),
-                                               g.const(n.name + "_bzp", np.zeros(len(bs), np.int32))], axis=0))
-    y = g.node("Conv", ins, pads=[n.pad] * 4, kernel_shape=list(n.weight.shape[2:]))
-    s_out = g.const(n.name + "_ys", np.float32(n.out_scale))
-    zp_out = g.const(n.name + "_yzp", np.int8(0))
-    yq = g.node("QuantizeLinear", [y, s_out, zp_out])
-    return g.node("DequantizeLinear", [yq, s_out, zp_out], n.out)
+class _Emitter:
+    """Tracks which float tensors are DequantizeLinear outputs, and of which integer tensor, so
+    each rounding point of the program is one Q -> (Clip) -> DQ and consumers reuse it."""
+
+    def __init__(self, g: _G) -> None:
+        self.g = g
+        self.qt: dict[str, tuple[str, str, str, QParams]] = {}  # dq tensor -> (q tensor, scale, zp, params)
+
+    def quant(self, x: str, q: QParams, out: str, hint: str) -> str:
+        g = self.g
+        it, zp, lo, hi = _int_type(q)
+        s = g.const(hint + "_s", np.float32(q.scale))
+        z = g.const(hint + "_zp", it(zp))
+        xq = g.node("QuantizeLinear", [x, s, z])
+        info = np.iinfo(it)
+        if lo > info.min or hi < info.max:
+            xq = g.node("Clip", [xq, g.const(hint + "_lo", it(lo)), g.const(hint + "_hi", it(hi))])
+        g.node("DequantizeLinear", [xq, s, z], out)
+        self.qt[out] = (xq, s, z, q)
+        return out
+
+    def on_grid(self, x: str, q: QParams) -> bool:
+        return x in self.qt and self.qt[x][3] is q
+
+    def conv(self, n: Conv) -> str:
+        g = self.g
+        x = n.inp
+        attrs = dict(pads=[n.pad] * 4, kernel_shape=list(n.weight.shape[2:]), group=n.groups)
+        if n.in_q is None:  # float conv
+            ins = [x, g.const(n.name + "_w", n.weight.astype(np.float32))]
+            if n.bias is not None:
+                ins.append(g.const(n.name + "_b", n.bias.astype(np.float32)))
+            y = g.node("Conv", ins, None if n.out_q else n.out, **attrs)
+        else:
+            q = n.in_q
+            xd = x if self.on_grid(x, q) else self.quant(x, q, f"{n.name}_xq", n.name + "_x")
+            ws = n.w_scale.astype(np.float32)
+            _, _, _, xhi = _int_type(q)
+            wmax = int(np.abs(n.weight.astype(np.int32)).max())
+            if n.groups == 1 and 2 * xhi * wmax > 32767:
+                # onnxruntime's x86 u8s8 kernels (AVX2 without VNNI) add products in int16 pairs
+                # with saturation; with uint8 weights (zero-point 128, the same integers) it
+                # takes the u8u8 kernels, which do not saturate (measured: 44.7 -> 60+ dB)
+                wq, wzp = (n.weight.astype(np.int16) + 128).astype(np.uint8), np.full(len(ws), 128, np.uint8)
+            else:
+                wq, wzp = n.weight.astype(np.int8), np.zeros(len(ws), np.int8)
+            wd = g.node("DequantizeLinear", [g.const(n.name + "_wq", wq), g.const(n.name + "_ws", ws),
+                                             g.const(n.name + "_wzp", wzp)], axis=0)
+            ins = [xd, wd]
+            if n.bias is not None:
+                bs = (np.float32(q.scale) * ws).astype(np.float32)
+                bq = np.clip(np.round(n.bias / bs.astype(np.float64)), -(2**31), 2**31 - 1).astype(np.int32)
+                ins.append(g.node("DequantizeLinear", [g.const(n.name + "_bq", bq), g.const(n.name + "_bs", bs),
+                                                       g.const(n.name + "_bzp", np.zeros(len(bs), np.int32))], axis=0))
+            y = g.node("Conv", ins, None if n.out_q else n.out, **attrs)
+        return self.quant(y, n.out_q, n.out, n.name + "_y") if n.out_q else y
+
+    def node(self, n) -> None:
+        g = self.g
+        if isinstance(n, Conv):
+            self.conv(n)
+            return
+        out = None if n.out_q is not None else n.out
+        if isinstance(n, PRelu):
+            # one slope: LeakyRelu, which onnxruntime runs as QLinearLeakyRelu between QDQ pairs
+            y = (g.node("LeakyRelu", [n.inp], out, alpha=float(n.slope)) if n.out_q is not None
+                 else g.node("PRelu", [n.inp, g.const("slope", np.array([n.slope], np.float32))], out))
+        elif isinstance(n, Relu):
+            y = g.node("Relu", [n.inp], out)
+        elif isinstance(n, Affine):
+            m = g.node("Mul", [n.inp, g.const("bn_s", n.scale.astype(np.float32).reshape(1, -1, 1, 1))])
+            y = g.node("Add", [m, g.const("bn_t", n.shift.astype(np.float32).reshape(1, -1, 1, 1))], out)
+        elif isinstance(n, Add):
+            a = n.a
+            if n.a_mul != 1.0:
+                if n.a in self.qt and n.a_mul > 0:
+                    # the shortcut factor rides on the dequantization scale: exact, and the Add
+                    # keeps DQ inputs so onnxruntime fuses it into QLinearAdd
+                    xq, s, z, q = self.qt[n.a]
+                    a = g.node("DequantizeLinear", [xq, g.const("res_s", np.float32(q.scale * n.a_mul)), z])
+                else:
+                    a = g.node("Mul", [n.a, g.const("res_s", np.array([n.a_mul], np.float32))])
+            y = g.node("Add", [a, n.b], out)
+        elif isinstance(n, DepthToSpace):
+            # a permutation keeps the grid; the Q/DQ pair after it (exact) lets onnxruntime run
+            # it on the integer tensor and fuse what follows
+            y = g.node("DepthToSpace", [n.inp], out, blocksize=n.block, mode="CRD")
+        else:  # pragma: no cover
+            raise TypeError(n)
+        if n.out_q is not None:
+            self.quant(y, n.out_q, n.out, n.out)
 
 
 def program_to_onnx(prog: Program, tile: int, batch: int | str = "N", name: str = "sr"):
     """ONNX ModelProto of a program: input 'lr' (N, 3, T, T) float [0, 1] -> 'sr' (N, 3, T*s, T*s)."""
     g = _G()
+    em = _Emitter(g)
     for n in prog.nodes:
-        if isinstance(n, Conv):
-            _conv(g, n, n.inp)
-        elif isinstance(n, PRelu):
-            g.node("PRelu", [n.inp, g.const("slope", np.array([n.slope], np.float32))], n.out)
-        elif isinstance(n, Relu):
-            g.node("Relu", [n.inp], n.out)
-        elif isinstance(n, Affine):
-            m = g.node("Mul", [n.inp, g.const("bn_s", n.scale.astype(np.float32).reshape(1, -1, 1, 1))])
-            g.node("Add", [m, g.const("bn_t", n.shift.astype(np.float32).reshape(1, -1, 1, 1))], n.out)
-        elif isinstance(n, Add):
-            a = n.a if n.a_mul == 1.0 else g.node("Mul", [n.a, g.const("res_s", np.array([n.a_mul], np.float32))])
-            g.node("Add", [a, n.b], n.out)
-        elif isinstance(n, DepthToSpace):
-            g.node("DepthToSpace", [n.inp], n.out, blocksize=n.block, mode="CRD")
-        else:  # pragma: no cover
-            raise TypeError(n)
+        em.node(n)
     h = g.h
     onnx = g.onnx
     scale = _scale_of(prog)

@@ -1,8 +1,8 @@
 """The network at one static bit level, as a flat list of export nodes.
 
-One architecture walk serves every target: the torch emulator (calibration of the int8
-requantization ranges, and the integer-numerics reference), the ONNX emitter and the TF
-emitter. Numerics decided here:
+One architecture walk serves every target: the torch executor (calibration, and the
+integer-numerics reference that ``--verify`` and ``gdq eval --numerics int8`` use), the ONNX
+emitter and the TF emitter. The program fixes every rounding point, so the three agree:
 
 - quantized block convs: the learned activation step alpha_k is the int8/uint8 scale with
   zero-point 0 and the k-bit range kept as an integer clamp; weights are the trained int8
@@ -13,8 +13,13 @@ emitter. Numerics decided here:
   scale is max|y| / 127 over calibration tiles, so nothing is clipped on those tiles.
 - layers the paper keeps in full precision (head, body-end conv, upsampler, tail) are either
   float convs (``fp_layers="float"``) or int8 with per-channel 7-bit weight PTQ (see
-  QMAX_FP) and calibrated input scales (``"int8"``, what NNAPI / NPUs need). The input tile is
-  exact on uint8 with scale 1/255.
+  QMAX_FP) (``"int8"``, what NNAPI / NPUs need). In ``"int8"`` the whole graph is integer:
+  every tensor (PReLU, BatchNorm, residual sums) is int8 with a calibrated scale, a tensor
+  that feeds only a k-bit conv is written directly at that conv's step and k-bit range, a
+  BatchNorm between PReLU and conv is a depthwise 1x1 integer conv (one exact int8 weight
+  per channel), and the input tile is exact on uint8 with scale 1/255. Both targets execute
+  exactly these rounding points (TFLite needs int8 tensors everywhere anyway; the ONNX
+  graph carries them as QDQ pairs that onnxruntime runs as QLinear* kernels).
 - rgb_range is folded into the head weights and the tail weights/bias.
 - PixelShuffle is DepthToSpace in CRD order (ONNX mode="CRD"); the TF emitter permutes the
   upsampler's output channels for TF's DCR order.
@@ -52,19 +57,29 @@ class QParams:
     def dtype(self) -> str:
         return "int8" if self.signed else "uint8"
 
+    @property
+    def kbit(self) -> bool:
+        """A range narrower than its 8-bit type (needs an integer clamp)."""
+        return (self.lo, self.hi) not in ((-128, 127), (0, 255))
+
+
+def int8_sym(max_abs: float) -> QParams:
+    return QParams(max(max_abs, 1e-8) / 127.0, -128, 127, True)
+
 
 @dataclass
 class Conv:
     name: str
     inp: str
     out: str
-    weight: np.ndarray  # float32 (float conv) or int8 integers (integer conv), OIHW
+    weight: np.ndarray  # float32 (float conv) or int8 integers (integer conv), OIHW (O, I/groups, kh, kw)
     w_scale: np.ndarray | None  # (O,) float per-channel scale of the integers; None: float weights
     bias: np.ndarray | None  # (O,) float
     pad: int
     in_q: QParams | None = None  # integer input (None: float input)
     quantized_layer: bool = False  # one of the paper's quantized block convs
-    out_scale: float | None = None  # int8 output requantization scale (set by calibration)
+    out_q: QParams | None = None  # integer output (set by calibration)
+    groups: int = 1
 
     @property
     def integer(self) -> bool:
@@ -76,16 +91,18 @@ class PRelu:
     inp: str
     out: str
     slope: float
+    out_q: QParams | None = None
 
 
 @dataclass
 class Affine:
-    """Per-channel y = x * scale + shift (a BatchNorm that does not follow a conv)."""
+    """Per-channel y = x * scale + shift (a BatchNorm that does not follow a conv; float graphs)."""
 
     inp: str
     out: str
     scale: np.ndarray
     shift: np.ndarray
+    out_q: QParams | None = None
 
 
 @dataclass
@@ -96,19 +113,24 @@ class Add:
     b: str
     out: str
     a_mul: float = 1.0
+    out_q: QParams | None = None
 
 
 @dataclass
 class Relu:
     inp: str
     out: str
+    out_q: QParams | None = None
 
 
 @dataclass
 class DepthToSpace:
+    """A pure permutation: an integer input stays on its grid."""
+
     inp: str
     out: str
     block: int
+    out_q: QParams | None = None  # always the input's (set by calibration)
 
 
 Node = Conv | PRelu | Affine | Add | Relu | DepthToSpace
@@ -126,6 +148,24 @@ class Program:
     @property
     def convs(self) -> list[Conv]:
         return [n for n in self.nodes if isinstance(n, Conv)]
+
+    @property
+    def full_integer(self) -> bool:
+        return self.bits is not None and self.fp_layers == "int8"
+
+    def producers(self) -> dict[str, Node]:
+        return {n.out: n for n in self.nodes}
+
+    def consumers(self) -> dict[str, list[Node]]:
+        uses: dict[str, list[Node]] = {}
+        for n in self.nodes:
+            for t in node_inputs(n):
+                uses.setdefault(t, []).append(n)
+        return uses
+
+
+def node_inputs(n: Node) -> tuple[str, ...]:
+    return (n.a, n.b) if isinstance(n, Add) else (n.inp,)
 
 
 def _bn_fold(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
@@ -166,6 +206,19 @@ class _Builder:
                                    in_q=in_q or QParams(0.0, -128, 127, True)))
         else:
             self.nodes.append(Conv(name, inp, out, w.astype(np.float32), None, b, conv.padding[0]))
+        return out
+
+    def affine(self, name: str, inp: str, s: np.ndarray, t: np.ndarray) -> str:
+        """A BatchNorm after a nonlinearity: float per-channel affine, or (full integer) a
+        depthwise 1x1 conv whose int8 weight +-127 with scale |s|/127 is exactly s."""
+        out = self.t(name)
+        if self.fp_layers != "int8":
+            self.nodes.append(Affine(inp, out, s, t))
+            return out
+        a = np.abs(s)
+        w = np.where(a > 0, np.sign(s) * 127, 0).astype(np.int8).reshape(-1, 1, 1, 1)
+        self.nodes.append(Conv(name, inp, out, w, np.where(a > 0, a / 127.0, 1.0), t, 0,
+                               in_q=QParams(0.0, -128, 127, True), groups=len(s)))
         return out
 
     def q_conv(self, name: str, inp: str, conv, bit_index: int, bn: nn.BatchNorm2d | None = None) -> str:
@@ -218,8 +271,7 @@ def build_program(model: GDQNet, bits: int | None, fp_layers: str = "float") -> 
             a = b.t(f"b{i}_act")
             b.nodes.append(PRelu(c1, a, float(blk.act.weight.detach())))
             s, t = _bn_fold(blk.bn1)
-            n1 = b.t(f"b{i}_bn1")
-            b.nodes.append(Affine(a, n1, s, t))
+            n1 = b.affine(f"b{i}_bn1", a, s, t)
             if bi is not None:
                 c2 = b.q_conv(f"b{i}_conv2", n1, blk.conv2, bi, bn=blk.bn2)
             else:
@@ -263,25 +315,26 @@ def build_program(model: GDQNet, bits: int | None, fp_layers: str = "float") -> 
     return Program(b.nodes, bits=bits, fp_layers=mode)
 
 
-# -- torch execution: calibration and integer-numerics emulation -------------------------
+# -- torch execution: calibration and integer-numerics reference ------------------------
 def _fq(x: torch.Tensor, q: QParams) -> torch.Tensor:
     return torch.clamp(torch.round(x / q.scale), q.lo, q.hi) * q.scale
 
 
 @torch.no_grad()
 def run_program(prog: Program, x: torch.Tensor, emulate: bool = True, record: dict[str, float] | None = None,
-                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                dtype: torch.dtype = torch.float32, trace: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Execute ``prog`` on NCHW [0, 1] tiles.
 
-    ``emulate``: apply the integer numerics (input quantization of integer convs, int8 output
-    requantization) as the exported graphs do; False skips the output requantization (what
-    calibration measures). ``record``: updated with max|t| of every tensor. Tensors are
-    dropped after their last use, so memory stays at a few activations.
+    ``emulate``: apply every integer rounding point of the program (conv inputs, and the int8
+    outputs set by calibration) as the exported graphs do; False applies only the k-bit
+    inputs of the quantized convs (what calibration measures). ``record``: updated with
+    max|t| of every tensor. Tensors are dropped after their last use, so memory stays at a
+    few activations. ``trace``: filled with every tensor (debugging a target tensor by tensor).
     """
     env: dict[str, torch.Tensor] = {prog.input: x.to(dtype)}
     last: dict[str, int] = {}
     for i, n in enumerate(prog.nodes):
-        for t in ((n.a, n.b) if isinstance(n, Add) else (n.inp,)):
+        for t in node_inputs(n):
             last[t] = i
     keep = {prog.output}
 
@@ -295,52 +348,86 @@ def run_program(prog: Program, x: torch.Tensor, emulate: bool = True, record: di
     for i, n in enumerate(prog.nodes):
         if isinstance(n, Conv):
             xin = env[n.inp]
-            if n.in_q is not None and n.in_q.scale > 0:  # scale 0: not calibrated yet, run float
-                xin = _fq(xin, n.in_q)
-            w = const(n.weight.astype(np.float64) * (1.0 if n.w_scale is None else n.w_scale[:, None, None, None]))
-            b = None
-            if n.bias is not None:
-                bias = np.asarray(n.bias, dtype=np.float64)
-                if n.in_q is not None and n.in_q.scale > 0 and n.w_scale is not None:
-                    # int32 bias on the accumulator grid (scale = x_scale * w_scale), as kernels store it
+            quant_in = n.in_q is not None and n.in_q.scale > 0 and (emulate or n.quantized_layer)
+            if quant_in and n.w_scale is not None:
+                # integer conv, computed as integer kernels do: integer inputs times integer
+                # weights (exact in float32: the partial sums stay far below 2^24), plus the
+                # int32 bias, times the per-channel scale in float64
+                xi = torch.clamp(torch.round(xin / n.in_q.scale), n.in_q.lo, n.in_q.hi)
+                acc = F.conv2d(xi.float(), torch.from_numpy(n.weight.astype(np.float32)), padding=n.pad,
+                               groups=n.groups).double()
+                g = n.in_q.scale * np.asarray(n.w_scale, np.float64)
+                if n.bias is not None:
+                    acc = acc + torch.from_numpy(np.round(np.asarray(n.bias, np.float64) / g)).view(1, -1, 1, 1)
+                y = (acc * torch.from_numpy(g).view(1, -1, 1, 1)).to(dtype)
+            else:
+                if quant_in:
+                    xin = _fq(xin, n.in_q)
+                w = const(n.weight.astype(np.float64) * (1.0 if n.w_scale is None else n.w_scale[:, None, None, None]))
+                bias = None if n.bias is None else np.asarray(n.bias, dtype=np.float64)
+                if bias is not None and quant_in and n.w_scale is not None:
                     g = n.in_q.scale * n.w_scale
                     bias = np.round(bias / g) * g
-                b = const(bias)
-            y = F.conv2d(xin, w, b, padding=n.pad)
-            rec(n.out, y)
-            if emulate and n.out_scale is not None:
-                y = torch.clamp(torch.round(y / n.out_scale), -128, 127) * n.out_scale
-            env[n.out] = y
+                b = None if bias is None else const(bias)
+                y = F.conv2d(xin, w, b, padding=n.pad, groups=n.groups)
         elif isinstance(n, PRelu):
-            env[n.out] = F.prelu(env[n.inp], torch.tensor([n.slope], dtype=dtype))
+            y = F.prelu(env[n.inp], torch.tensor([n.slope], dtype=dtype))
         elif isinstance(n, Relu):
-            env[n.out] = F.relu(env[n.inp])
+            y = F.relu(env[n.inp])
         elif isinstance(n, Affine):
-            env[n.out] = env[n.inp] * const(n.scale).view(1, -1, 1, 1) + const(n.shift).view(1, -1, 1, 1)
+            y = env[n.inp] * const(n.scale).view(1, -1, 1, 1) + const(n.shift).view(1, -1, 1, 1)
         elif isinstance(n, Add):
-            env[n.out] = env[n.a] * n.a_mul + env[n.b]
+            y = env[n.a] * n.a_mul + env[n.b]
         elif isinstance(n, DepthToSpace):
-            env[n.out] = F.pixel_shuffle(env[n.inp], n.block)
-        if not isinstance(n, Conv):
-            rec(n.out, env[n.out])
+            y = F.pixel_shuffle(env[n.inp], n.block)
+        else:  # pragma: no cover
+            raise TypeError(n)
+        rec(n.out, y)
+        if emulate and n.out_q is not None and not isinstance(n, DepthToSpace):
+            y = _fq(y, n.out_q)
+        env[n.out] = y
+        if trace is not None:
+            trace[n.out] = y
         for t in [t for t, j in last.items() if j == i and t not in keep]:
             env.pop(t, None)
     return env[prog.output].float()
 
 
 def calibrate_program(prog: Program, tiles: torch.Tensor, batch: int = 4) -> Program:
-    """Set int8 input scales of int8 full-precision layers and output scales of every integer conv.
+    """Set the integer scales that are not learned: int8 outputs (max|x| / 127 over ``tiles``
+    (N, 3, T, T) [0, 1], measured without output requantization, so no calibration value is
+    clipped) and the inputs of int8 full-precision layers (their producer's grid).
 
-    Ranges are the max |x| over ``tiles`` (N, 3, T, T) [0, 1] of the execution without
-    output requantization, so no calibration value is clipped.
+    Integer conv outputs always get an int8 grid; in a full-integer program every other
+    tensor does too, and a tensor whose only consumer is a k-bit conv is written directly at
+    that conv's step and k-bit range (one rounding instead of two).
     """
     ranges: dict[str, float] = {}
     for i in range(0, len(tiles), batch):
         run_program(prog, tiles[i:i + batch], emulate=False, record=ranges)
     prog.ranges = ranges
+    uses = prog.consumers()
+    prod = prog.producers()
+    for n in prog.nodes:
+        if isinstance(n, DepthToSpace):
+            n.out_q = getattr(prod.get(n.inp), "out_q", None)
+            continue
+        if not (prog.full_integer or (isinstance(n, Conv) and n.integer)):
+            continue
+        u = uses.get(n.out, [])
+        if prog.full_integer and len(u) == 1 and isinstance(u[0], Conv) and u[0].quantized_layer:
+            n.out_q = u[0].in_q
+        else:
+            n.out_q = int8_sym(ranges[n.out])
     for n in prog.convs:
-        if n.in_q is not None and n.in_q.scale == 0.0:  # int8 full-precision layer: calibrated input
-            n.in_q.scale = max(ranges.get(n.inp, 1.0), 1e-8) / 127.0
-        if n.integer:
-            n.out_scale = max(ranges[n.out], 1e-8) / 127.0
+        if n.in_q is not None and n.in_q.scale == 0.0:  # int8 full-precision layer: its producer's grid
+            p = prod.get(n.inp)
+            pq = getattr(p, "out_q", None)
+            n.in_q = pq if pq is not None else int8_sym(ranges.get(n.inp, 1.0))
     return prog
+
+
+def deployed_programs(model: GDQNet, tiles: torch.Tensor, fp_layers: str = "int8") -> dict[int, Program]:
+    """The calibrated program of every bit level: what ``gdq export`` writes, and what
+    ``gdq eval --numerics int8`` runs in PyTorch."""
+    return {b: calibrate_program(build_program(model, b, fp_layers), tiles) for b in model.bits}

@@ -32,45 +32,26 @@ def _crd_to_dcr(c_out: int, r: int) -> np.ndarray:
     return np.array([ci * r * r + k for k in range(r * r) for ci in range(c)])
 
 
-def _fq_sym(tf, x, rng: float):
-    s = max(rng, 1e-8) / 127.0
-    return tf.quantization.fake_quant_with_min_max_args(x, min=-128.0 * s, max=127.0 * s, num_bits=8)
-
-
-def _kbit_range(q) -> tuple[float, float]:
-    return (-128.0 * q.scale, 127.0 * q.scale) if q.signed else (0.0, 255.0 * q.scale)
-
-
 def _tf_program(tf, prog: Program, quantized: bool):
     """Python callable building the TF ops of ``prog`` on an NHWC [0, 1] input.
 
-    The converter keeps only the first of two consecutive fake-quants on a tensor (measured:
-    a second range is silently dropped), so a k-bit input is quantized where a real op
-    produces it: a BN / ReLU that feeds only that conv writes it at the learned step; a
-    tensor that also feeds elsewhere (the residual stream into conv1) goes through a 1x1
-    depthwise identity (weight 1, exact in int8 per channel) whose output carries the step.
+    Every integer tensor gets one fake-quant with the program's scale (``out_q``). The
+    converter keeps only the first of two consecutive fake-quants on a tensor (measured: a
+    second range is silently dropped), which is why the program writes a tensor that feeds
+    only a k-bit conv directly at that conv's step; a tensor that also feeds elsewhere (the
+    residual stream into conv1) is requantized by a 1x1 depthwise identity (weight 1, exact
+    in int8) whose output carries the k-bit step.
     """
     d2s_before = {n.inp: n.block for n in prog.nodes if isinstance(n, DepthToSpace)}
-    rng = prog.ranges
-    uses: dict[str, list] = {}
-    for n in prog.nodes:
-        for t in ((n.a, n.b) if isinstance(n, Add) else (n.inp,)):
-            uses.setdefault(t, []).append(n)
-    # tensors whose producer writes them directly at a k-bit conv's step
-    direct: dict[str, Conv] = {}
-    for n in prog.nodes:
-        if isinstance(n, (Affine, Relu, PRelu)) and len(uses.get(n.out, [])) == 1:
-            c = uses[n.out][0]
-            if isinstance(c, Conv) and c.quantized_layer:
-                direct[n.out] = c
 
     def fq(x, lo: float, hi: float, narrow: bool = False):
         return tf.quantization.fake_quant_with_min_max_args(x, min=lo, max=hi, num_bits=8, narrow_range=narrow)
 
-    def kbit(x, q):
-        """x already carries q's int8 scale: apply the k-bit clamp (int8 MAXIMUM/MINIMUM)."""
-        lo, hi = _kbit_range(q)
-        if (q.lo, q.hi) in ((-128, 127), (0, 255)):
+    def to_grid(x, q):
+        """Fake-quant x to q's 8-bit type; a k-bit range adds the integer clamp (int8 MAXIMUM/MINIMUM)."""
+        lo, hi = _type_range(q)
+        x = fq(x, lo, hi)
+        if not q.kbit:
             return x
         # MAXIMUM/MINIMUM need one scale on operands and output: the bounds get it too
         c = lambda v: fq(tf.constant(v, tf.float32), lo, hi)  # noqa: E731
@@ -80,12 +61,16 @@ def _tf_program(tf, prog: Program, quantized: bool):
         # weight 1 is exact per tensor (integer 127, scale 1/127)
         one = fq(tf.ones((1, 1, x.shape[-1], 1), tf.float32), -1.0, 1.0, narrow=True)
         y = tf.nn.depthwise_conv2d(x, one, strides=[1, 1, 1, 1], padding="VALID")
-        return kbit(fq(y, *_kbit_range(q)), q)
+        return to_grid(y, q)
 
-    def conv(n: Conv, x, x_ready: bool):
+    def conv(n: Conv, x, on_grid: bool):
         w = n.weight.astype(np.float64)
         if n.w_scale is not None:
             w = w * n.w_scale[:, None, None, None]
+        if n.groups > 1:
+            # depthwise 1x1 (a BatchNorm): a dense conv with a diagonal weight, because
+            # per-channel fake-quant on depthwise weights crashed the interpreter (measured)
+            w = np.diag(w.reshape(-1)).reshape(w.shape[0], w.shape[0], 1, 1)
         b = None if n.bias is None else np.asarray(n.bias, np.float64)
         scale = n.w_scale
         if n.out in d2s_before:
@@ -94,61 +79,56 @@ def _tf_program(tf, prog: Program, quantized: bool):
             scale = None if scale is None else scale[perm]
         wt = tf.constant(w.transpose(2, 3, 1, 0).astype(np.float32))  # OIHW -> HWIO
         if quantized and n.in_q is not None:
-            if n.quantized_layer and not x_ready:
+            if not on_grid:
                 x = requant(x, n.in_q)
-            s = tf.constant((127.0 * scale).astype(np.float32))
+            s = tf.constant((127.0 * np.maximum(scale, 1e-12)).astype(np.float32))
             wt = tf.quantization.fake_quant_with_min_max_vars_per_channel(wt, min=-s, max=s, num_bits=8, narrow_range=True)
-        y = tf.nn.conv2d(x, wt, strides=1, padding="SAME")
+        y = tf.nn.conv2d(x, wt, strides=1, padding="SAME" if n.pad else "VALID")
         if b is not None:
             y = tf.nn.bias_add(y, tf.constant(b.astype(np.float32)))
-        if quantized:
-            y = _fq_sym(tf, y, rng[n.out] if n.out_scale is None else n.out_scale * 127.0)
         return y
 
     def run(x):
         env = {prog.input: fq(x, 0.0, 1.0) if quantized else x}
-        ready: set[str] = set()
+        grid: dict[str, object] = {}  # tensor -> the QParams it is on
+        first = next(iter(prog.convs))
+        if quantized and first.in_q is not None:
+            grid[prog.input] = first.in_q  # uint8, scale 1/255: what fq(x, 0, 1) gives
         for n in prog.nodes:
             if isinstance(n, Conv):
-                env[n.out] = conv(n, env[n.inp], n.inp in ready)
-                continue
-            if isinstance(n, PRelu):
+                y = conv(n, env[n.inp], grid.get(n.inp) is n.in_q)
+            elif isinstance(n, PRelu):
                 y = tf.nn.leaky_relu(env[n.inp], alpha=n.slope)
             elif isinstance(n, Relu):
                 y = tf.nn.relu(env[n.inp])
             elif isinstance(n, Affine):
-                # a 1x1 conv with a diagonal weight: per-output-channel int8 represents each
-                # channel's factor exactly (a per-tensor depthwise weight would not)
-                c = len(n.scale)
-                w = tf.constant(np.diag(n.scale).astype(np.float32).reshape(1, 1, c, c))
-                if quantized:
-                    s = tf.constant(np.maximum(np.abs(n.scale), 1e-12).astype(np.float32))
-                    w = tf.quantization.fake_quant_with_min_max_vars_per_channel(w, min=-s, max=s, num_bits=8, narrow_range=True)
-                y = tf.nn.conv2d(env[n.inp], w, strides=1, padding="VALID")
-                y = tf.nn.bias_add(y, tf.constant(n.shift.astype(np.float32)))
+                y = env[n.inp] * n.scale.astype(np.float32) + n.shift.astype(np.float32)
             elif isinstance(n, Add):
                 a = env[n.a]
                 if n.a_mul != 1.0:
                     a = a * np.float32(n.a_mul)
-                    if quantized:
-                        a = _fq_sym(tf, a, rng[n.a] * abs(n.a_mul))
+                    qa = grid.get(n.a)
+                    if quantized and qa is not None:  # exact: the same integers on a scaled grid
+                        a = fq(a, -128.0 * qa.scale * abs(n.a_mul), 127.0 * qa.scale * abs(n.a_mul))
                 y = a + env[n.b]
             elif isinstance(n, DepthToSpace):
                 env[n.out] = tf.nn.depth_to_space(env[n.inp], n.block)
+                if n.out_q is not None:
+                    grid[n.out] = n.out_q
                 continue
             else:  # pragma: no cover
                 raise TypeError(n)
-            if not quantized:
-                env[n.out] = y
-            elif n.out in direct:
-                q = direct[n.out].in_q
-                env[n.out] = kbit(fq(y, *_kbit_range(q)), q)
-                ready.add(n.out)
-            else:
-                env[n.out] = _fq_sym(tf, y, rng[n.out])
+            if quantized and n.out_q is not None:
+                y = to_grid(y, n.out_q)
+                grid[n.out] = n.out_q
+            env[n.out] = y
         return env[prog.output]
 
     return run
+
+
+def _type_range(q) -> tuple[float, float]:
+    return (-128.0 * q.scale, 127.0 * q.scale) if q.signed else (0.0, 255.0 * q.scale)
 
 
 def _tf_controller(tf, spec: ControllerSpec):

@@ -9,6 +9,9 @@ import numpy as np
 from ...errors import require
 
 
+NUMERICS = ("float", "int8")
+
+
 class TorchBackend:
     name = "torch"
     max_batch = 16
@@ -25,15 +28,29 @@ class TorchBackend:
         self._setup(gdq, fp, tile, model_id)
 
     @classmethod
-    def from_models(cls, model, fp=None, tile: int | None = None) -> "TorchBackend":
+    def from_models(cls, model, fp=None, tile: int | None = None, numerics: str = "float") -> "TorchBackend":
         """Wrap in-memory models (a Granular-DQ model and/or its full-precision twin), e.g. during
-        training; inputs go to the model's device."""
+        training; inputs go to the model's device.
+
+        ``numerics="int8"`` runs the bit-level subgraphs with the export's integer numerics (the
+        calibrated programs of ``gdq export``: int8 full-precision layers and int8 tensors
+        between convs), i.e. what a device computes; "float" runs the model as trained."""
+        from ...errors import ConfigError
+
+        if numerics not in NUMERICS:
+            raise ConfigError(f"numerics '{numerics}' is unknown; valid: {list(NUMERICS)}")
         self = cls.__new__(cls)
         self._setup(model, fp, tile, "in-memory")
+        if numerics == "int8" and self.gdq is not None:
+            from ...export.exporter import calibration_tiles
+            from ...export.program import deployed_programs
+
+            self.programs = deployed_programs(self.gdq.cpu(), calibration_tiles(self.tile))
         return self
 
     def _setup(self, gdq, fp, tile: int | None, model_id: str) -> None:
         self._torch = require("torch", "torch")
+        self.programs = None
         if not gdq.cfg.quantized:
             gdq, fp = None, gdq
         self.gdq, self.fp = gdq, fp
@@ -72,4 +89,8 @@ class TorchBackend:
                 return self.fp(self._t(tiles)).cpu().numpy()
             if self.gdq is None:
                 raise ConfigError("this model is full precision: use --precision fp32")
+            if self.programs is not None:
+                from ...export.program import run_program
+
+                return run_program(self.programs[bits], self._t(tiles).cpu()).numpy()
             return self.gdq(self._t(tiles), self.gdq.cfg.quant.index(bits)).cpu().numpy()
