@@ -267,9 +267,10 @@ def eval_cmd(
     from .checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
     from .config import TileConfig
     from .eval import benchmark_pairs, evaluate_dataset
+    from .runtime.backends.torch import NUMERICS
 
-    if numerics not in ("float", "int8"):
-        raise ConfigError(f"--numerics '{numerics}' is unknown; valid: ['float', 'int8']")
+    if numerics not in NUMERICS:  # checked before the data is read
+        raise ConfigError(f"--numerics '{numerics}' is unknown; valid: {list(NUMERICS)}")
     m = load_model(model)
     s = scale or m.cfg.scale
     if s != m.cfg.scale:

@@ -91,9 +91,9 @@ def _tf_program(tf, prog: Program, quantized: bool):
     def run(x):
         env = {prog.input: fq(x, 0.0, 1.0) if quantized else x}
         grid: dict[str, object] = {}  # tensor -> the QParams it is on
-        first = next(iter(prog.convs))
-        if quantized and first.in_q is not None:
-            grid[prog.input] = first.in_q  # uint8, scale 1/255: what fq(x, 0, 1) gives
+        head = next(c for c in prog.convs if c.inp == prog.input)
+        if quantized and head.in_q is not None:
+            grid[prog.input] = head.in_q  # uint8, scale 1/255: what fq(x, 0, 1) gives
         for n in prog.nodes:
             if isinstance(n, Conv):
                 y = conv(n, env[n.inp], grid.get(n.inp) is n.in_q)

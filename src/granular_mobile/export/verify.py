@@ -12,8 +12,8 @@ import torch
 from ..errors import DataError
 from ..eval.evaluate import benchmark_pairs
 from ..models import GDQNet
-from .program import Program, run_program
 from ..runtime.tiler import TilePlan, extract_tiles
+from .program import Program, run_program
 
 
 def verify_tiles(root: str | Path, scale: int, tile: int, max_tiles: int = 64, sets: tuple[str, ...] = ("Set5", "Set14")) -> np.ndarray:

@@ -143,11 +143,11 @@ def calibrate_gate(model: GDQNet, images: list[np.ndarray], target_fab: float, t
     grid = np.round(np.arange(-40.0, 40.0001, 0.01), 2)
     fabs = np.array([fab_at(float(t)) for t in grid])
     err = np.abs(fabs - target_fab)
-    best = grid[err <= err.min() + 1e-9]
-    t = float(best[np.argmin(np.abs(best))])
-    before, after = fab_at(0.0), float(fabs[np.argmin(np.abs(grid - t))])
+    closest = np.flatnonzero(err <= err.min() + 1e-9)
+    i = int(closest[np.argmin(np.abs(grid[closest]))])  # the smallest shift among the closest
+    t = float(grid[i])
     model.encoder.gbc.gate[0].bias.add_(t * step.to(model.encoder.gbc.gate[0].bias))
-    return t, before, after, len(tiles)
+    return t, float(fabs[np.argmin(np.abs(grid))]), float(fabs[i]), len(tiles)
 
 
 # -- training -------------------------------------------------------------------------

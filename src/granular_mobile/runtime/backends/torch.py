@@ -1,6 +1,7 @@
 """PyTorch backend: runs the checkpoint directly (fake-quantized; the reference for parity)."""
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 
@@ -45,7 +46,9 @@ class TorchBackend:
             from ...export.exporter import calibration_tiles
             from ...export.program import deployed_programs
 
-            self.programs = deployed_programs(self.gdq.cpu(), calibration_tiles(self.tile))
+            # programs are built from CPU parameters; copy rather than move the caller's model
+            gdq = self.gdq if self.device.type == "cpu" else copy.deepcopy(self.gdq).cpu()
+            self.programs = deployed_programs(gdq, calibration_tiles(self.tile))
         return self
 
     def _setup(self, gdq, fp, tile: int | None, model_id: str) -> None:
