@@ -10,7 +10,12 @@ emitter and the TF emitter. The program fixes every rounding point, so the three
   scale (w_alpha * gamma / sigma) and an int32 bias; the integers never change. A negative
   fold factor flips the sign of that channel's integers (the range [-127, 127] is symmetric).
 - every integer conv writes int8 (the output requantization that integer kernels need); its
-  scale is max|y| / 127 over calibration tiles, so nothing is clipped on those tiles.
+  scale is max|y| / 127 over calibration tiles, so nothing is clipped on those tiles. The SR
+  output is the exception: it is written on the 8-bit image grid (see OUTPUT_Q).
+- the torch executor computes the integer arithmetic of onnxruntime's kernels exactly
+  (float32 requantization multipliers, QLinearAdd's fused multiply-adds, round half to
+  even): the ONNX graphs match it bit for bit. TFLite (XNNPack) rounds ADD and LEAKY_RELU
+  with fixed-point multipliers, so it differs by single steps there.
 - layers the paper keeps in full precision (head, body-end conv, upsampler, tail) are either
   float convs (``fp_layers="float"``) or int8 with per-channel 7-bit weight PTQ (see
   QMAX_FP) (``"int8"``, what NNAPI / NPUs need). In ``"int8"`` the whole graph is integer:
@@ -61,6 +66,13 @@ class QParams:
     def kbit(self) -> bool:
         """A range narrower than its 8-bit type (needs an integer clamp)."""
         return (self.lo, self.hi) not in ((-128, 127), (0, 255))
+
+
+#: the SR output of an integer graph: the 8-bit image grid (uint8, step 1/255, [0, 1]). The
+#: runtime clamps to [0, 1] and rounds to 8 bits anyway, so this rounding point costs nothing,
+#: while a symmetric int8 grid over max|sr| would be a 2.2/255 step: one flip of it at a
+#: rounding tie was the largest part of the export-vs-reference differences.
+OUTPUT_Q = QParams(1.0 / 255.0, 0, 255, False)
 
 
 def int8_sym(max_abs: float) -> QParams:
@@ -315,9 +327,48 @@ def build_program(model: GDQNet, bits: int | None, fp_layers: str = "float") -> 
     return Program(b.nodes, bits=bits, fp_layers=mode)
 
 
+# -- integer arithmetic shared by the emitters and the reference ---------------------------
+def int32_bias(n: Conv) -> np.ndarray:
+    """The int32 bias of an integer conv: bias / (s_in * s_w), the step product in float32 as the
+    graph stores it."""
+    bs = (np.float32(n.in_q.scale) * np.asarray(n.w_scale, np.float32)).astype(np.float64)
+    return np.clip(np.round(np.asarray(n.bias, np.float64) / bs), -(2**31), 2**31 - 1).astype(np.int32)
+
+
+def requant_multiplier(n: Conv) -> np.ndarray:
+    """Per-channel float32 (s_in * s_w) / s_out, evaluated in float32 as the runtimes do."""
+    return (np.float32(n.in_q.scale) * np.asarray(n.w_scale, np.float32) / np.float32(n.out_q.scale)).astype(np.float32)
+
+
 # -- torch execution: calibration and integer-numerics reference ------------------------
 def _fq(x: torch.Tensor, q: QParams) -> torch.Tensor:
     return torch.clamp(torch.round(x / q.scale), q.lo, q.hi) * q.scale
+
+
+def _f32(v: float) -> float:
+    return float(np.float32(v))
+
+
+def _integer_add(a: torch.Tensor, qa: QParams, a_mul: float, b: torch.Tensor, qb: QParams, qc: QParams) -> torch.Tensor:
+    """A quantized residual sum as onnxruntime's QLinearAdd computes it on uint8 (zero-point -lo
+    for signed grids): c = rint(fma(a_u, sa/sc, fma(b_u, sb/sc, zc - (za sa/sc + zb sb/sc)))) in
+    float32, clamped. Each fused multiply-add is exact in float64 (8-bit integer times a float32)
+    and rounded to float32 once, as the hardware FMA does."""
+    def u8(x: torch.Tensor, q: QParams) -> tuple[torch.Tensor, int]:
+        z = -q.lo if q.signed else 0
+        return torch.round(x.double() / q.scale) + z, z
+
+    ua, za = u8(a, qa)
+    ub, zb = u8(b, qb)
+    zc = -qc.lo if qc.signed else 0
+    sa = _f32(qa.scale * a_mul) if a_mul != 1.0 else _f32(qa.scale)
+    ra = _f32(np.float32(sa) / np.float32(qc.scale))
+    rb = _f32(np.float32(qb.scale) / np.float32(qc.scale))
+    fixed = _f32(np.float32(zc) - np.float32(ra * za + rb * zb))
+    t = (ub * rb + fixed).float().double()
+    t = (ua * ra + t).float()
+    c = torch.clamp(torch.round(t), 0, 255) - zc
+    return torch.clamp(c, qc.lo, qc.hi) * np.float32(qc.scale)
 
 
 @torch.no_grad()
@@ -332,6 +383,7 @@ def run_program(prog: Program, x: torch.Tensor, emulate: bool = True, record: di
     few activations. ``trace``: filled with every tensor (debugging a target tensor by tensor).
     """
     env: dict[str, torch.Tensor] = {prog.input: x.to(dtype)}
+    grids = {n.out: n.out_q for n in prog.nodes if n.out_q is not None}
     last: dict[str, int] = {}
     for i, n in enumerate(prog.nodes):
         for t in node_inputs(n):
@@ -356,10 +408,18 @@ def run_program(prog: Program, x: torch.Tensor, emulate: bool = True, record: di
                 xi = torch.clamp(torch.round(xin / n.in_q.scale), n.in_q.lo, n.in_q.hi)
                 acc = F.conv2d(xi.float(), torch.from_numpy(n.weight.astype(np.float32)), padding=n.pad,
                                groups=n.groups).double()
-                g = n.in_q.scale * np.asarray(n.w_scale, np.float64)
                 if n.bias is not None:
-                    acc = acc + torch.from_numpy(np.round(np.asarray(n.bias, np.float64) / g)).view(1, -1, 1, 1)
-                y = (acc * torch.from_numpy(g).view(1, -1, 1, 1)).to(dtype)
+                    acc = acc + torch.from_numpy(int32_bias(n)).double().view(1, -1, 1, 1)
+                if emulate and n.out_q is not None:
+                    # the output requantization of integer kernels (onnxruntime's MLAS and
+                    # XNNPack's fp32 requantization alike): float32(acc) times the float32
+                    # multiplier s_in * s_w / s_out, one rounding half to even
+                    m32 = torch.from_numpy(requant_multiplier(n)).view(1, -1, 1, 1)
+                    yi = torch.clamp(torch.round(acc.float() * m32), n.out_q.lo, n.out_q.hi)
+                    y = (yi * np.float32(n.out_q.scale)).to(dtype)
+                else:
+                    g = n.in_q.scale * np.asarray(n.w_scale, np.float64)
+                    y = (acc * torch.from_numpy(g).view(1, -1, 1, 1)).to(dtype)
             else:
                 if quant_in:
                     xin = _fq(xin, n.in_q)
@@ -377,7 +437,11 @@ def run_program(prog: Program, x: torch.Tensor, emulate: bool = True, record: di
         elif isinstance(n, Affine):
             y = env[n.inp] * const(n.scale).view(1, -1, 1, 1) + const(n.shift).view(1, -1, 1, 1)
         elif isinstance(n, Add):
-            y = env[n.a] * n.a_mul + env[n.b]
+            qa, qb = grids.get(n.a), grids.get(n.b)
+            if emulate and n.out_q is not None and qa is not None and qb is not None and n.a_mul > 0:
+                y = _integer_add(env[n.a], qa, n.a_mul, env[n.b], qb, n.out_q).to(dtype)
+            else:
+                y = env[n.a] * n.a_mul + env[n.b]
         elif isinstance(n, DepthToSpace):
             y = F.pixel_shuffle(env[n.inp], n.block)
         else:  # pragma: no cover
@@ -415,7 +479,9 @@ def calibrate_program(prog: Program, tiles: torch.Tensor, batch: int = 4) -> Pro
         if not (prog.full_integer or (isinstance(n, Conv) and n.integer)):
             continue
         u = uses.get(n.out, [])
-        if prog.full_integer and len(u) == 1 and isinstance(u[0], Conv) and u[0].quantized_layer:
+        if n.out == prog.output:
+            n.out_q = OUTPUT_Q
+        elif prog.full_integer and len(u) == 1 and isinstance(u[0], Conv) and u[0].quantized_layer:
             n.out_q = u[0].in_q
         else:
             n.out_q = int8_sym(ranges[n.out])
