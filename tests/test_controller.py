@@ -91,12 +91,12 @@ def test_calibrate_gate_reaches_target_fab(target):
     rng = np.random.default_rng(1)
     imgs = [(rng.random((64, 64, 3)) * rng.random() * 255).astype(np.uint8) for _ in range(12)]
     bias0 = m.encoder.gbc.gate[0].bias.detach().clone()
-    t, before, after, n = calibrate_gate(m, imgs, target, tile=16)
+    from granular_mobile.data.dataset import tile_grid
+
+    t, before, after, n = calibrate_gate(m, tile_grid(imgs, 16, 2), target)
     assert n == 12 * 4  # 64 px HR -> 32 px LR -> 2 x 2 tiles of 16
     assert abs(after - target) < 0.35, (t, before, after)
     # what the model now does on the same tiles is what was reported
-    from granular_mobile.data.dataset import tile_grid
-
     tiles = torch.from_numpy(tile_grid(imgs, 16, 2))
     with torch.no_grad():
         got = float(np.asarray(m.bits)[m.controller(tiles).bit_index.numpy()].mean())

@@ -200,7 +200,7 @@ def calibrate_cmd(
     import dataclasses
 
     from .checkpoint import load_model, save_model
-    from .data.dataset import load_folder_images
+    from .data.dataset import load_folder_images, tile_grid
     from .models import build_from_config
     from .train import calibrate_e2b, calibrate_gate
 
@@ -213,13 +213,14 @@ def calibrate_cmd(
     if quantiles:
         e2b = dataclasses.replace(e2b, quantiles=tuple(float(q) for q in _split(quantiles)))
     images = load_folder_images(_split(data))
-    e2b, n = calibrate_e2b(images, e2b, m.cfg.scale, tile)
+    tiles = tile_grid(images, tile, m.cfg.scale)  # cut once: the thresholds and the gate use the same tiles
+    e2b, n = calibrate_e2b(images, e2b, m.cfg.scale, tile, tiles=tiles)
     new = build_from_config(dataclasses.replace(m.cfg, e2b=e2b))
     new.load_state_dict(m.state_dict())
     meta: dict = {"calibrated_on": _split(data), "tiles": n}
     console.print(f"E2B thresholds at tile {tile} ({n} tiles): {e2b.thresholds[0]:.4f}, {e2b.thresholds[1]:.4f}")
     if target_fab is not None:
-        t, before, after, _ = calibrate_gate(new, images, target_fab, tile)
+        t, before, after, _ = calibrate_gate(new, tiles, target_fab)
         meta["gate_bias_shift"] = {"t": t, "target_fab": target_fab, "fab_before": before, "fab_after": after}
         console.print(f"gate bias shift t = {t:+.2f} * (0, 1, 2): FAB {before:.3f} -> {after:.3f} (target {target_fab})")
     save_model(new, out, meta=meta)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import require
-from .program import Add, Affine, Conv, DepthToSpace, PRelu, Program, QParams, Relu, int32_bias
+from .program import Add, Affine, Conv, DepthToSpace, PRelu, Program, QParams, Relu, acc_scale, int32_bias
 
 OPSET = 21
 
@@ -49,9 +49,7 @@ def _int_type(q: QParams) -> tuple[type, int, int, int]:
     not with an int8 Clip, and it fused the residual adds into QLinearAdd only once the
     tensors were uint8.
     """
-    if q.signed:
-        return np.uint8, -q.lo, 0, q.hi - q.lo
-    return np.uint8, 0, q.lo, q.hi
+    return np.uint8, q.zero_point, q.lo + q.zero_point, q.hi + q.zero_point
 
 
 class _Emitter:
@@ -110,9 +108,8 @@ class _Emitter:
                                              g.const(n.name + "_wzp", wzp)], axis=0)
             ins = [xd, wd]
             if n.bias is not None:
-                bs = (np.float32(q.scale) * ws).astype(np.float32)
-                bq = int32_bias(n)
-                ins.append(g.node("DequantizeLinear", [g.const(n.name + "_bq", bq), g.const(n.name + "_bs", bs),
+                bs = acc_scale(n)
+                ins.append(g.node("DequantizeLinear", [g.const(n.name + "_bq", int32_bias(n)), g.const(n.name + "_bs", bs),
                                                        g.const(n.name + "_bzp", np.zeros(len(bs), np.int32))], axis=0))
             y = g.node("Conv", ins, None if n.out_q else n.out, **attrs)
         return self.quant(y, n.out_q, n.out, n.name + "_y") if n.out_q else y

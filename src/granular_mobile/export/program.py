@@ -31,6 +31,7 @@ emitter and the TF emitter. The program fixes every rounding point, so the three
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,6 +62,12 @@ class QParams:
     @property
     def dtype(self) -> str:
         return "int8" if self.signed else "uint8"
+
+    @property
+    def zero_point(self) -> int:
+        """Zero-point when carried as uint8 (how onnxruntime runs every activation here): a
+        signed range is the same values shifted by -lo."""
+        return -self.lo if self.signed else 0
 
     @property
     def kbit(self) -> bool:
@@ -363,21 +370,26 @@ def _tail_at_lr(nodes: list[Node]) -> list[Node]:
     conv = Conv(tail.name, act.out if act else d2s.inp, lr_out, w, rep(tail.w_scale), rep(tail.bias), hi,
                 in_q=tail.in_q, quantized_layer=tail.quantized_layer)
     head = nodes[:i - 1] if act is not None else nodes[:i]
-    mid = [PRelu(d2s.inp, act.out, act.slope)] if act is not None else []
+    mid = [dataclasses.replace(act, inp=d2s.inp)] if act is not None else []
     return head + mid + [conv, DepthToSpace(lr_out, tail.out, r)]
 
 
 # -- integer arithmetic shared by the emitters and the reference ---------------------------
+def acc_scale(n: Conv) -> np.ndarray:
+    """Per-channel step of an integer conv's int32 accumulator, s_in * s_w, in float32 as the
+    graph stores it (the bias's DequantizeLinear scale)."""
+    return (np.float32(n.in_q.scale) * np.asarray(n.w_scale, np.float32)).astype(np.float32)
+
+
 def int32_bias(n: Conv) -> np.ndarray:
-    """The int32 bias of an integer conv: bias / (s_in * s_w), the step product in float32 as the
-    graph stores it."""
-    bs = (np.float32(n.in_q.scale) * np.asarray(n.w_scale, np.float32)).astype(np.float64)
+    """The int32 bias of an integer conv: bias / (s_in * s_w)."""
+    bs = acc_scale(n).astype(np.float64)
     return np.clip(np.round(np.asarray(n.bias, np.float64) / bs), -(2**31), 2**31 - 1).astype(np.int32)
 
 
 def requant_multiplier(n: Conv) -> np.ndarray:
     """Per-channel float32 (s_in * s_w) / s_out, evaluated in float32 as the runtimes do."""
-    return (np.float32(n.in_q.scale) * np.asarray(n.w_scale, np.float32) / np.float32(n.out_q.scale)).astype(np.float32)
+    return (acc_scale(n) / np.float32(n.out_q.scale)).astype(np.float32)
 
 
 # -- torch execution: calibration and integer-numerics reference ------------------------
@@ -394,15 +406,12 @@ def _integer_add(a: torch.Tensor, qa: QParams, a_mul: float, b: torch.Tensor, qb
     for signed grids): c = rint(fma(a_u, sa/sc, fma(b_u, sb/sc, zc - (za sa/sc + zb sb/sc)))) in
     float32, clamped. Each fused multiply-add is exact in float64 (8-bit integer times a float32)
     and rounded to float32 once, as the hardware FMA does."""
-    def u8(x: torch.Tensor, q: QParams) -> tuple[torch.Tensor, int]:
-        z = -q.lo if q.signed else 0
-        return torch.round(x.double() / q.scale) + z, z
+    def u8(x: torch.Tensor, q: QParams) -> torch.Tensor:
+        return torch.round(x.double() / q.scale) + q.zero_point
 
-    ua, za = u8(a, qa)
-    ub, zb = u8(b, qb)
-    zc = -qc.lo if qc.signed else 0
-    sa = _f32(qa.scale * a_mul) if a_mul != 1.0 else _f32(qa.scale)
-    ra = _f32(np.float32(sa) / np.float32(qc.scale))
+    ua, ub = u8(a, qa), u8(b, qb)
+    za, zb, zc = qa.zero_point, qb.zero_point, qc.zero_point
+    ra = _f32(np.float32(qa.scale * a_mul) / np.float32(qc.scale))
     rb = _f32(np.float32(qb.scale) / np.float32(qc.scale))
     fixed = _f32(np.float32(zc) - np.float32(ra * za + rb * zb))
     t = (ub * rb + fixed).float().double()
@@ -464,11 +473,7 @@ def run_program(prog: Program, x: torch.Tensor, emulate: bool = True, record: di
                 if quant_in:
                     xin = _fq(xin, n.in_q)
                 w = const(n.weight.astype(np.float64) * (1.0 if n.w_scale is None else n.w_scale[:, None, None, None]))
-                bias = None if n.bias is None else np.asarray(n.bias, dtype=np.float64)
-                if bias is not None and quant_in and n.w_scale is not None:
-                    g = n.in_q.scale * n.w_scale
-                    bias = np.round(bias / g) * g
-                b = None if bias is None else const(bias)
+                b = None if n.bias is None else const(np.asarray(n.bias, dtype=np.float64))
                 y = F.conv2d(xin, w, b, padding=n.pad, groups=n.groups)
         elif isinstance(n, PRelu):
             y = F.prelu(env[n.inp], torch.tensor([n.slope], dtype=dtype))

@@ -103,21 +103,25 @@ def _dist_setup() -> tuple[int, int, torch.device]:
 
 # -- E2B calibration ------------------------------------------------------------------
 @torch.no_grad()
-def calibrate_e2b(images: list[np.ndarray], cfg: E2BConfig, scale: int, tile: int | None = None) -> tuple[E2BConfig, int]:
-    """E2B thresholds = quantiles of tile entropy over LR tiles of ``tile`` px (the deployment size)."""
+def calibrate_e2b(images: list[np.ndarray], cfg: E2BConfig, scale: int, tile: int | None = None,
+                  tiles: np.ndarray | None = None) -> tuple[E2BConfig, int]:
+    """E2B thresholds = quantiles of tile entropy over LR tiles of ``tile`` px (the deployment size).
+
+    ``tiles``: those LR tiles (``tile_grid(images, tile, scale)``) when the caller already cut
+    them (``gdq calibrate`` also hands them to ``calibrate_gate``)."""
     tile = tile or cfg.tile
-    tiles = torch.from_numpy(tile_grid(images, tile, scale))
+    tiles = torch.from_numpy(tile_grid(images, tile, scale) if tiles is None else tiles)
     h = torch.cat([tile_entropy(tiles[i:i + 64], cfg.bins, cfg.sigma) for i in range(0, len(tiles), 64)]).numpy()
     t1, t2 = (float(np.quantile(h, q)) for q in cfg.quantiles)
     return dataclasses.replace(cfg, thresholds=(t1, t2), tile=tile, calibrated=True), len(h)
 
 
 @torch.no_grad()
-def calibrate_gate(model: GDQNet, images: list[np.ndarray], target_fab: float, tile: int | None = None,
-                   ) -> tuple[float, float, float, int]:
+def calibrate_gate(model: GDQNet, tiles: np.ndarray, target_fab: float) -> tuple[float, float, float, int]:
     """Shift the GBC gate's bias by t * (0, 1, 2) so that the deterministic controller (argmax)
-    averages ``target_fab`` bits over LR tiles of ``images``; returns (t, FAB before, FAB after,
-    tiles). Changes ``model`` in place.
+    averages ``target_fab`` bits over ``tiles`` (N, 3, T, T) LR [0, 1], e.g. ``tile_grid`` of
+    training images at the deployment tile; returns (t, FAB before, FAB after, tiles). Changes
+    ``model`` in place.
 
     Why: training budgets the expected bits under Gumbel sampling, which the argmax of the
     deployed controller does not follow (measured: 4.97 bits in training, 4.00 at inference),
@@ -126,8 +130,7 @@ def calibrate_gate(model: GDQNet, images: list[np.ndarray], target_fab: float, t
     of the trained gate is kept.
     """
     model.eval()
-    tile = tile or model.cfg.e2b.tile
-    tiles = torch.from_numpy(tile_grid(images, tile, model.cfg.scale))
+    tiles = torch.from_numpy(tiles)
     logits, ents = [], []
     for i in range(0, len(tiles), 32):
         c = model.controller(tiles[i:i + 32])
