@@ -16,8 +16,8 @@ gdq train -o "$R/fp_x2" --model srresnet --scale 2 --patch 32 --batch 16 --iters
 gdq pack "$R/fp_x2/last.pt" -o "$R/fp3200.pt"
 
 # 2. Granular-DQ fine-tuning: 600 iterations with random bit levels and a frozen gate (every
-#    level's quantizers train), then the gate under the bit budget. The shipped model stopped
-#    at iteration 800 of 1200 (session time); this resumes to the end
+#    level's quantizers train), then the gate under the bit budget. Session 3 stopped at
+#    iteration 800 of 1200 (session time); session 4 resumed it to the end: the shipped model
 gdq quantize --init "$R/fp3200.pt" -o "$R/gdq_x2_q2" --target-fab 4.5 --iters 1200 --gate-warmup 600 \
   --patch 32 --batch 16 --lr 1e-4 --warmup 30 --eval-every 400 --ckpt-every 25 --threads 1 $(resume "$R/gdq_x2_q2")
 gdq pack "$R/gdq_x2_q2/last.pt" -o "$R/gdq_q2.pt"
@@ -36,5 +36,5 @@ gdq pack "$R/gdq_q2_f4.5.pt" -o "$A/srresnet_gdq_x2.pt"
 gdq eval --data Set5,Set14,BSD100 --json docs/eval_default_f4.5.json
 gdq eval --data Set5 --numerics int8 --no-bicubic --json docs/eval_default_f4.5_int8_set5.json
 gdq export --target all -o "$A/export" --verify
-gdq bench --json docs/bench_default.json
+gdq bench --rounds 5 --json docs/bench_default.json
 python -m granular_mobile.runtime.golden android_demo/core/src/test/resources/golden

@@ -16,12 +16,21 @@ def test_bench_tiny(tiny_export, tmp_path):
     cv2.imwrite(str(imgs / "a.png"), (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8))
     j = tmp_path / "b.json"
     r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "bench", "-m", str(exp), "--backends",
-                        "onnxruntime,tflite", "--threads", "1", "--images", str(imgs), "--torch-model", str(ck / "fp.pt"),
+                        "onnxruntime,tflite", "--threads", "1", "--rounds", "2", "--images", str(imgs), "--torch-model", str(ck / "fp.pt"),
                         "--json", str(j)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(j.read_text())
     modes = {(x["backend"], x["mode"]) for x in res["rows"]}
     assert modes == {(b, m) for b in ("onnxruntime", "tflite") for m in ("fp32", "int8_static", "gdq_dynamic")} | {("torch", "fp32")}
     assert all(x["ms_per_tile"] > 0 and x["peak_rss_mb"] > 0 for x in res["rows"])
+    # two interleaved rounds per configuration; the row keeps the faster
+    assert all(len(x["ms_per_tile_rounds"]) == 2 and x["ms_per_tile"] == min(x["ms_per_tile_rounds"]) for x in res["rows"])
     assert "onnxruntime@1: dynamic / PyTorch fp32" in res["ratios"]
     assert "| backend | threads |" in r.stdout
+
+
+def test_bench_rejects_zero_rounds(tiny_export):
+    exp, _ = tiny_export
+    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "bench", "-m", str(exp), "--rounds", "0"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "--rounds" in r.stdout + r.stderr and "Traceback" not in r.stderr

@@ -87,6 +87,17 @@ def test_onnx_integer_graphs_match_the_reference_bit_for_bit(exported):
         assert v["psnr_db"] >= 80.0, (arch, g, v)
 
 
+def test_tflite_integer_graphs_track_the_reference(exported):
+    # LiteRT's int8 kernels requantize like the reference except the residual ADD (XNNPack's
+    # 20-bit fixed-point multipliers) and rare float32 multiplier ties; PReLU is built so that
+    # its integers equal the reference's (max of two requantized branches), where the int8
+    # LEAKY_RELU kernel alone left the default model at 44.4 dB
+    arch, m, out, man = exported
+    for g in ("4", "5", "6", "8"):
+        v = man["parity"]["tflite"]["sr"][g]
+        assert v["psnr_db"] >= 55.0, (arch, g, v)
+
+
 def test_manifest_describes_files(exported):
     _, m, out, man = exported
     disk = json.loads((out / "manifest.json").read_text())
@@ -109,6 +120,8 @@ def test_onnx_quantized_convs_run_as_integer_kernels(exported):
     import onnx
     import onnxruntime as ort
 
+    from granular_mobile.runtime.backends import onnxruntime as ortb
+
     arch, m, out, man = exported
     convs = build_program(m, 4, "int8").convs
     n_int = len([c for c in convs if c.integer])
@@ -116,6 +129,8 @@ def test_onnx_quantized_convs_run_as_integer_kernels(exported):
     assert n_int == 2 * 2 + 4 + (2 if arch == "srresnet" else 0)
     for b in (4, 5, 6, 8):
         so = ort.SessionOptions()
+        # once a backend (--verify) sized the process's shared pool, sessions must use it
+        so.use_per_session_threads = ortb._shared_pool is None
         so.optimized_model_filepath = str(out / f"opt_{b}.onnx")
         ort.InferenceSession(str(out / f"sr_a{b}.onnx"), so, providers=["CPUExecutionProvider"])
         ops = Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
@@ -138,7 +153,7 @@ def test_parity_is_measured_against_integer_numerics_and_float_model(exported):
 def test_tflite_full_integer(exported):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    _, m, out, man = exported
+    arch, m, out, man = exported
     for b in (4, 8):
         it = Interpreter(model_path=str(out / f"sr_a{b}.tflite"),
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
@@ -148,8 +163,11 @@ def test_tflite_full_integer(exported):
         assert convs and all(td[o["inputs"][0]]["dtype"] == np.int8 and td[o["inputs"][1]]["dtype"] == np.int8 for o in convs)
         float_ops = {o["op_name"] for o in ops if any(td[i]["dtype"] == np.float32 for i in o["outputs"])}
         assert float_ops <= {"DEQUANTIZE"}, float_ops
+        names = Counter(o["op_name"] for o in ops)
+        # PReLU (SRResNet) as an integer MAXIMUM of two requantized branches, never the int8 LEAKY_RELU
+        assert "LEAKY_RELU" not in names and (arch != "srresnet" or names["MAXIMUM"] >= 1), names
         if b == 4:  # the k-bit clamp survives as integer MINIMUM/MAXIMUM
-            assert {"MINIMUM", "MAXIMUM"} <= {o["op_name"] for o in ops}
+            assert names["MINIMUM"] >= 1, names
     t = man["targets"]["tflite"]
     assert t["signatures"] == ["controller", "sr_a4", "sr_a5", "sr_a6", "sr_a8"]
     it = Interpreter(model_path=str(out / t["single_file"]))

@@ -119,3 +119,18 @@ def test_bitmap_marks_every_tile(tiny_export, tmp_path):
     # the first tile's corner carries its bit level's tint
     want = (0.55 * 128 + 0.45 * np.array(COLOURS[rep.tile_bits[0]])).astype(np.uint8)
     assert np.abs(bm[2, 2].astype(int) - want).max() <= 1
+
+
+def test_onnxruntime_backends_share_the_process_thread_pool(tiny_export):
+    """All onnxruntime sessions of a process run on one pool sized by the first backend; a
+    backend asking for another size gets a clear error, not a silently ignored option."""
+    from granular_mobile.runtime.backends import onnxruntime as ortb
+
+    exp, _ = tiny_export
+    n = ortb._shared_pool if ortb._shared_pool is not None else 1
+    a, b = ortb.OnnxRuntimeBackend(exp, threads=n), ortb.OnnxRuntimeBackend(exp, threads=n)
+    tiles = np.random.default_rng(0).random((2, 3, a.tile, a.tile), dtype=np.float32)
+    np.testing.assert_array_equal(a.sr(tiles, 4), b.sr(tiles, 4))
+    assert ortb._shared_pool == n
+    with pytest.raises(ConfigError, match="one thread count per process"):
+        ortb.OnnxRuntimeBackend(exp, threads=n + 1)

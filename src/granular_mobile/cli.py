@@ -431,7 +431,7 @@ def run_cmd(
     precision: str = typer.Option("int8", help="int8 (Granular-DQ) | fp32 (the full-precision twin)."),
     tile: Optional[int] = typer.Option(None, help="LR tile size (default: the model's calibration tile, 96)."),
     overlap: Optional[int] = typer.Option(None, help="Overlap between tiles (LR pixels), blended linearly (default min(16, tile/4))."),
-    threads: int = typer.Option(0, help="CPU threads (0: backend default)."),
+    threads: int = typer.Option(0, help="CPU threads (0: backend default; onnxruntime: one value per process)."),
     stats: Optional[Path] = typer.Option(None, help="Write tiles per bit level, FAB, timings as JSON."),
     bitmap: Optional[Path] = typer.Option(None, help="Write the input tinted by each tile's bit level (one input)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
@@ -493,6 +493,7 @@ def bench_cmd(
     images: Optional[Path] = typer.Option(None, help="Folder of images (default: the bundled sample)."),
     torch_model: str = typer.Option("default", help="Checkpoint for the PyTorch fp32 baseline ('' to skip)."),
     repeat: int = typer.Option(1, help="Passes over the images per configuration."),
+    rounds: int = typer.Option(3, help="Interleaved rounds over all configurations; each row keeps its fastest."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON."),
 ) -> None:
     """Latency per tile and per output megapixel, and peak RSS: fp32, static int8 and
@@ -500,7 +501,7 @@ def bench_cmd(
 
     Examples:
       gdq bench
-      gdq bench --backends onnxruntime --threads 2 --images photos/ --json bench.json
+      gdq bench --rounds 1 --backends onnxruntime --threads 2 --images photos/ --json bench.json
     """
     from .bench import bench, markdown
     from .checkpoint import ASSETS
@@ -510,7 +511,7 @@ def bench_cmd(
     if not imgs:
         raise ConfigError(f"no images in '{images}'")
     res = bench(model, _split(backends), [int(t) for t in _split(threads)], imgs, repeat, torch_model or None,
-                log=lambda s: console.print(s, highlight=False))
+                log=lambda s: console.print(s, highlight=False), rounds=rounds)
     typer.echo(markdown(res))
     if json_out:
         json_out.write_text(json.dumps(res, indent=2))

@@ -10,7 +10,11 @@ carrying OUR scales; TFLiteConverter turns them into int8 tensors with exactly t
 - every other tensor (conv outputs, PReLU, BN, residual adds) int8 with a range from
   calibration (max |x|, symmetric).
 BN1 (a per-channel affine between PReLU and conv2) is a 1x1 depthwise conv whose per-channel
-weight is exactly representable (one value per channel). Single-slope PReLU is LEAKY_RELU.
+weight is exactly representable (one value per channel). Single-slope PReLU is LEAKY_RELU in
+the float graph; in the integer graphs it is max(x, slope * x) on the output grid (two 1x1
+depthwise requantizations, or one when the output keeps the input's grid, and an integer
+MAXIMUM), because the int8 LEAKY_RELU kernel's 8-bit multipliers do not round like the
+reference (see ``prelu`` below).
 DepthToSpace: TF uses DCR channel order, PyTorch's PixelShuffle CRD, so the preceding conv's
 output channels are permuted.
 """
@@ -57,11 +61,32 @@ def _tf_program(tf, prog: Program, quantized: bool):
         c = lambda v: fq(tf.constant(v, tf.float32), lo, hi)  # noqa: E731
         return fq(tf.minimum(fq(tf.maximum(x, c(q.lo * q.scale)), lo, hi), c(q.hi * q.scale)), lo, hi)
 
+    def scale_dw(x, w: float):
+        """x * w as a 1x1 depthwise conv: the weight is the integer 127 with scale |w| / 127 per
+        tensor, and the conv requantizes in float32 with one rounding, as the reference does."""
+        k = fq(tf.fill((1, 1, x.shape[-1], 1), np.float32(w)), -abs(w), abs(w), narrow=True)
+        return tf.nn.depthwise_conv2d(x, k, strides=[1, 1, 1, 1], padding="VALID")
+
     def requant(x, q):
-        # weight 1 is exact per tensor (integer 127, scale 1/127)
-        one = fq(tf.ones((1, 1, x.shape[-1], 1), tf.float32), -1.0, 1.0, narrow=True)
-        y = tf.nn.depthwise_conv2d(x, one, strides=[1, 1, 1, 1], padding="VALID")
-        return to_grid(y, q)
+        return to_grid(scale_dw(x, 1.0), q)
+
+    def prelu(x, q_in, slope: float, q_out):
+        """PReLU of an integer tensor onto q_out as max(x, slope * x) (min for slope > 1).
+
+        LiteRT's int8 LEAKY_RELU (XNNPack) rounds its two multipliers s_in / s_out and
+        slope * s_in / s_out to 8 fractional bits and rounds half up: measured against the
+        float requantization of the reference, 1 % of the outputs of a PReLU were off by one
+        step, and the flips grew through the following convs to 25 % of the residual stream
+        and below 45 dB at the output. Rounding is monotone, so max(rint(a), rint(b)) =
+        rint(max(a, b)): both branches requantized by a depthwise conv (float32 multiplier,
+        one rounding) and an integer MAXIMUM of two tensors on one grid give the reference's
+        integers exactly; when q_out is the input's grid the identity branch is x itself.
+        """
+        lo, hi = _type_range(q_out)
+        same = q_in.scale == q_out.scale and q_in.signed == q_out.signed
+        pos = x if same else fq(scale_dw(x, 1.0), lo, hi)
+        neg = fq(scale_dw(x, slope), lo, hi)
+        return tf.maximum(pos, neg) if slope <= 1.0 else tf.minimum(pos, neg)
 
     def conv(n: Conv, x, on_grid: bool):
         w = n.weight.astype(np.float64)
@@ -98,9 +123,19 @@ def _tf_program(tf, prog: Program, quantized: bool):
             if isinstance(n, Conv):
                 y = conv(n, env[n.inp], grid.get(n.inp) is n.in_q)
             elif isinstance(n, PRelu):
-                y = tf.nn.leaky_relu(env[n.inp], alpha=n.slope)
+                qi = grid.get(n.inp)
+                if quantized and qi is not None and n.out_q is not None and n.slope >= 0.0:
+                    y = prelu(env[n.inp], qi, n.slope, n.out_q)
+                else:
+                    y = tf.nn.leaky_relu(env[n.inp], alpha=n.slope)
             elif isinstance(n, Relu):
-                y = tf.nn.relu(env[n.inp])
+                qi = grid.get(n.inp)
+                if quantized and qi is not None and n.out_q is not None and qi.scale != n.out_q.scale:
+                    # a fused RELU on a depthwise requantization: one float32 rounding, where the
+                    # int8 RELU kernel rescales in fixed point (measured 54 dB at 4 bits on a tiny EDSR)
+                    y = tf.nn.relu(scale_dw(env[n.inp], 1.0))
+                else:
+                    y = tf.nn.relu(env[n.inp])
             elif isinstance(n, Affine):
                 y = env[n.inp] * n.scale.astype(np.float32) + n.shift.astype(np.float32)
             elif isinstance(n, Add):

@@ -64,6 +64,9 @@ class Upscaler:
     @classmethod
     def load(cls, model: str = "default", backend: str = "onnxruntime", threads: int = 0, tile: int | None = None,
              **kw) -> "Upscaler":
+        """``threads``: CPU threads (0: the backend's default). onnxruntime runs every session of
+        a process on one pool, sized by the first onnxruntime backend: a later one asking for
+        another size raises ConfigError."""
         return cls(create_backend(backend, model, threads=threads, tile=tile), **kw)
 
     def __call__(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, Report]:
