@@ -14,8 +14,9 @@ emitter and the TF emitter. The program fixes every rounding point, so the three
   output is the exception: it is written on the 8-bit image grid (see OUTPUT_Q).
 - the torch executor computes the integer arithmetic of onnxruntime's kernels exactly
   (float32 requantization multipliers, QLinearAdd's fused multiply-adds, round half to
-  even): the ONNX graphs match it bit for bit. TFLite (XNNPack) rounds ADD and LEAKY_RELU
-  with fixed-point multipliers, so it differs by single steps there.
+  even): the ONNX graphs match it bit for bit. TFLite's integer graphs build PReLU so that
+  it matches too (see export/tflite.py); XNNPack's int8 ADD rounds with 20-bit fixed-point
+  multipliers, which differs by a step on rare inputs.
 - layers the paper keeps in full precision (head, body-end conv, upsampler, tail) are either
   float convs (``fp_layers="float"``) or int8 with per-channel 7-bit weight PTQ (see
   QMAX_FP) (``"int8"``, what NNAPI / NPUs need). In ``"int8"`` the whole graph is integer:
