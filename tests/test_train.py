@@ -50,6 +50,22 @@ def test_resume_continues_to_more_iterations(fp_run, tmp_path):
     assert read_checkpoint(run / "final.pt")["meta"]["iteration"] == 70
 
 
+def test_fp_init_starts_from_the_checkpoint_weights(fp_run, tiny_data, tmp_path):
+    _, fp_final, losses = fp_run
+    seen = []
+    mc = ModelConfig(arch="srresnet", quantized=False, **TINY)
+    final = train(_cfg(tiny_data, iters=5, lr=1e-9, lr_min=1e-12, warmup=1), tmp_path, mc, init=str(fp_final),
+                  on_step=lambda d: seen.append(d["loss"]), log=lambda s: None)
+    # a negligible learning rate: the first loss is the trained model's, not a fresh one's
+    assert seen[0] < 0.8 * losses[0]
+    a, b = read_checkpoint(fp_final)["state_dict"], read_checkpoint(final)["state_dict"]
+    w = next(k for k in a if k.endswith("weight") and a[k].dim() == 4)
+    assert torch.allclose(a[w], b[w], atol=1e-6)
+    with pytest.raises(CheckpointError, match="is not"):
+        train(_cfg(tiny_data, iters=2), tmp_path / "x", ModelConfig(arch="srresnet", quantized=False, n_blocks=3, n_feats=16),
+              init=str(fp_final), log=lambda s: None)
+
+
 def test_resume_needs_checkpoint(tmp_path, tiny_data):
     with pytest.raises(CheckpointError, match="no '.*last.pt' to resume"):
         train(_cfg(tiny_data), tmp_path, resume=True)

@@ -102,6 +102,8 @@ def train_cmd(
     val_set: str = typer.Option("Set5", help="Validation set."),
     threads: int = typer.Option(0, help="CPU threads (0: torch default)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start from this full-precision checkpoint's weights "
+                                       "(fresh optimizer and schedule; its model must match --model/--scale/...)."),
 ) -> None:
     """Train a full-precision model (L1, Adam, warm-up + cosine/step schedule).
 
@@ -110,6 +112,7 @@ def train_cmd(
     Examples:
       gdq train -o runs/fp_x2
       gdq train -o runs/fp_x2 --resume --iters 20000
+      gdq train -o runs/fp_x2_ft --init src/granular_mobile/assets/srresnet_x2.pt --patch 48 --lr 5e-4
       torchrun --nproc_per_node 4 -m granular_mobile.cli train -o runs/fp_x2
     """
     from .config import ModelConfig
@@ -122,7 +125,9 @@ def train_cmd(
                       seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root, val_set=val_set,
                       threads=threads)
     mc = ModelConfig(arch=model, scale=scale, n_blocks=n_blocks, n_feats=n_feats, quantized=False)
-    final = _train_common(cfg, out, mc, None, resume)
+    if init is not None and resume:
+        raise ConfigError("--init and --resume exclude each other: --resume continues OUT/last.pt")
+    final = _train_common(cfg, out, mc, init, resume)
     console.print(f"wrote {final}")
 
 

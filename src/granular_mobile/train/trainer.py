@@ -181,6 +181,9 @@ def train(
 ) -> Path:
     """Train; returns the path of the final checkpoint (``out_dir/final.pt``).
 
+    ``init``: the full-precision checkpoint a fine-tuning starts from (required for "qat";
+    optional for "fp", whose model config must then equal the checkpoint's).
+
     Writes ``last.pt`` (full training state, every ``ckpt_every``), ``best.pt`` (best
     validation PSNR), ``metrics.jsonl``. ``resume`` continues from ``last.pt`` (the
     iteration count may be raised on resume to train longer; the schedule follows).
@@ -216,6 +219,8 @@ def train(
         if is_main:
             log(f"E2B thresholds at tile {e2b.tile}: {e2b.thresholds[0]:.4f}, {e2b.thresholds[1]:.4f} ({n} tiles)")
     model = build_from_config(model_cfg).to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop shapes: pick the fastest conv algorithms once
     # NHWC is ~2x faster for the forward convs of oneDNN on CPU; same numerics
     fmt = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     model = model.to(memory_format=fmt)
@@ -231,6 +236,17 @@ def train(
         else:
             sampler = CropSampler(images, model_cfg.scale, cfg.patch, seed=cfg.seed * 1000 + rank + start)
         torch.set_rng_state(state["train"]["torch_rng"])
+    elif cfg.mode == "fp" and init is not None:
+        # fine-tuning a full-precision model (e.g. a longer schedule on a faster machine): its
+        # weights, a fresh optimizer and schedule
+        fp = read_checkpoint(init)
+        fp_cfg = from_dict(ModelConfig, fp["model"])
+        # the controller/quantizer configs do not shape a full-precision network
+        if dataclasses.replace(fp_cfg, e2b=model_cfg.e2b, quant=model_cfg.quant) != model_cfg:
+            def arch(m: ModelConfig) -> str:
+                return f"{m.arch} x{m.scale}, {m.n_blocks} blocks of {m.n_feats} channels{' (quantized)' if m.quantized else ''}"
+            raise CheckpointError(f"--init {init}: its model ({arch(fp_cfg)}) is not the one asked for ({arch(model_cfg)})")
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in fp["state_dict"].items()})
     elif cfg.mode == "qat":
         if init is None:
             raise ConfigError("gdq quantize needs --init FP_CHECKPOINT (a full-precision model of the same architecture)")
