@@ -88,6 +88,27 @@ def test_qat_from_fp(fp_run, tiny_data, tmp_path):
             assert mod.initialized.item() == 1
 
 
+def test_qat_continues_from_a_granular_dq_model(fp_run, tiny_data, tmp_path):
+    _, fp_final, _ = fp_run
+    mc = ModelConfig(arch="srresnet", quantized=True, **TINY)
+    first = train(_cfg(tiny_data, mode="qat", iters=20, lr=5e-4), tmp_path / "a", mc, init=str(fp_final), log=lambda s: None)
+    trained = read_checkpoint(first)["state_dict"]
+    losses = []
+    again = train(_cfg(tiny_data, mode="qat", iters=3, lr=1e-9, lr_min=1e-12, warmup=1, gate_lr_mult=1.0), tmp_path / "b",
+                  load_model(str(first)).cfg, init=str(first), on_step=lambda d: losses.append(d["loss"]), log=lambda s: None)
+    cont = read_checkpoint(again)["state_dict"]
+    # quantizer steps and the gate are the first run's, not re-initialised from data
+    for k in trained:
+        if k.endswith(".alpha") or k.startswith("encoder."):
+            assert torch.allclose(trained[k].float(), cont[k].float(), atol=1e-6), k
+    with pytest.raises(ConfigError, match="bits"):
+        from granular_mobile.cli import app
+        from typer.testing import CliRunner
+
+        r = CliRunner().invoke(app, ["quantize", "--init", str(first), "-o", str(tmp_path / "c"), "--bits", "4,8"])
+        raise r.exception
+
+
 def test_qat_rejects_mismatched_init(fp_run, tiny_data, tmp_path):
     _, fp_final, _ = fp_run
     mc = ModelConfig(arch="srresnet", quantized=True, n_blocks=3, n_feats=16)

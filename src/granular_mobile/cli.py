@@ -133,7 +133,8 @@ def train_cmd(
 
 @app.command("quantize")
 def quantize_cmd(
-    init: str = typer.Option(..., "--init", help="Full-precision checkpoint to start from."),
+    init: str = typer.Option(..., "--init", help="Full-precision twin to start from, or a Granular-DQ model to "
+                             "fine-tune further (a new schedule; its quantizer steps and gate are kept)."),
     out: Path = typer.Option(..., "-o", "--out", help="Run folder."),
     target_fab: float = typer.Option(4.5, help="Bit budget: mean tile bit-width the gate is pushed below."),
     fab_lambda: float = typer.Option(0.05, help="Weight of the bit-budget term."),
@@ -163,6 +164,7 @@ def quantize_cmd(
     Examples:
       gdq quantize --init runs/fp_x2/final.pt -o runs/gdq_x2
       gdq quantize --init runs/fp_x2/final.pt -o runs/gdq_x2_f4 --target-fab 4.0
+      gdq quantize --init runs/gdq_x2/final.pt -o runs/gdq_x2_more --iters 3000 --lr 5e-5
     """
     from .checkpoint import read_checkpoint
     from .config import ModelConfig, QuantConfig, from_dict
@@ -174,13 +176,14 @@ def quantize_cmd(
                       gate_lr_mult=gate_lr_mult, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root,
                       val_set=val_set, threads=threads)
     mc = None
-    if not resume:
-        fp_cfg = from_dict(ModelConfig, read_checkpoint(init)["model"])
-        if fp_cfg.quantized:
-            raise ConfigError(f"--init {init} is already a Granular-DQ model; give its full-precision twin")
+    if not resume:  # (with --resume, OUT/last.pt has the model; --init is not read)
         import dataclasses
 
-        mc = dataclasses.replace(fp_cfg, quantized=True, quant=QuantConfig(bits=tuple(int(b) for b in _split(bits))))
+        fp_cfg = from_dict(ModelConfig, read_checkpoint(init)["model"])
+        want = tuple(int(b) for b in _split(bits))
+        if fp_cfg.quantized and fp_cfg.quant.bits != want:
+            raise ConfigError(f"--init {init} is a Granular-DQ model with bits {list(fp_cfg.quant.bits)}, not --bits {bits}")
+        mc = fp_cfg if fp_cfg.quantized else dataclasses.replace(fp_cfg, quantized=True, quant=QuantConfig(bits=want))
     final = _train_common(cfg, out, mc, init, resume)
     console.print(f"wrote {final}")
 

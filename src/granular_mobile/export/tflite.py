@@ -71,7 +71,8 @@ def _tf_program(tf, prog: Program, quantized: bool):
         return to_grid(scale_dw(x, 1.0), q)
 
     def prelu(x, q_in, slope: float, q_out):
-        """PReLU of an integer tensor onto q_out as max(x, slope * x) (min for slope > 1).
+        """PReLU of an integer tensor onto q_out as max(x, slope * x) (min for slope > 1); a
+        negative slope too (for x < 0, slope * x > 0 > x), which trained models do have.
 
         LiteRT's int8 LEAKY_RELU (XNNPack) rounds its two multipliers s_in / s_out and
         slope * s_in / s_out to 8 fractional bits and rounds half up: measured against the
@@ -124,7 +125,7 @@ def _tf_program(tf, prog: Program, quantized: bool):
                 y = conv(n, env[n.inp], grid.get(n.inp) is n.in_q)
             elif isinstance(n, PRelu):
                 qi = grid.get(n.inp)
-                if quantized and qi is not None and n.out_q is not None and n.slope >= 0.0:
+                if quantized and qi is not None and n.out_q is not None:
                     y = prelu(env[n.inp], qi, n.slope, n.out_q)
                 else:
                     y = tf.nn.leaky_relu(env[n.inp], alpha=n.slope)

@@ -181,8 +181,9 @@ def train(
 ) -> Path:
     """Train; returns the path of the final checkpoint (``out_dir/final.pt``).
 
-    ``init``: the full-precision checkpoint a fine-tuning starts from (required for "qat";
-    optional for "fp", whose model config must then equal the checkpoint's).
+    ``init``: the checkpoint a fine-tuning starts from: for "qat" (required) the full-precision
+    twin, or a Granular-DQ model to fine-tune further; for "fp" (optional) a full-precision
+    model of the same config.
 
     Writes ``last.pt`` (full training state, every ``ckpt_every``), ``best.pt`` (best
     validation PSNR), ``metrics.jsonl``. ``resume`` continues from ``last.pt`` (the
@@ -252,14 +253,22 @@ def train(
             raise ConfigError("gdq quantize needs --init FP_CHECKPOINT (a full-precision model of the same architecture)")
         fp = read_checkpoint(init)
         fp_cfg = from_dict(ModelConfig, fp["model"])
-        if dataclasses.replace(fp_cfg, quantized=True, e2b=model_cfg.e2b, quant=model_cfg.quant) != model_cfg:
-            raise CheckpointError(f"--init {init}: its model ({fp_cfg}) is not the full-precision twin of {model_cfg}")
-        init_from_fp(model, {k: v.float() if v.is_floating_point() else v for k, v in fp["state_dict"].items()})
-        # first batch sets quantizer signedness and steps (LSQ init), identically on every rank
-        lr0, _ = CropSampler(images, model_cfg.scale, cfg.patch, seed=12345).sample(cfg.batch)
-        model.eval()
-        with torch.no_grad():
-            model(lr0.to(device), 0)
+        sd = {k: v.float() if v.is_floating_point() else v for k, v in fp["state_dict"].items()}
+        if fp_cfg.quantized:
+            # a Granular-DQ model fine-tuned further (a new schedule): every quantizer step and the
+            # gate come from it; the E2B thresholds are recomputed above, on the same data
+            if dataclasses.replace(fp_cfg, e2b=model_cfg.e2b) != model_cfg:
+                raise CheckpointError(f"--init {init}: its Granular-DQ model ({fp_cfg}) is not {model_cfg}")
+            model.load_state_dict(sd)
+        else:
+            if dataclasses.replace(fp_cfg, quantized=True, e2b=model_cfg.e2b, quant=model_cfg.quant) != model_cfg:
+                raise CheckpointError(f"--init {init}: its model ({fp_cfg}) is not the full-precision twin of {model_cfg}")
+            init_from_fp(model, sd)
+            # first batch sets quantizer signedness and steps (LSQ init), identically on every rank
+            lr0, _ = CropSampler(images, model_cfg.scale, cfg.patch, seed=12345).sample(cfg.batch)
+            model.eval()
+            with torch.no_grad():
+                model(lr0.to(device), 0)
     if cfg.mode == "qat":
         for m in model.modules():  # quantizers initialised (from init or checkpoint)
             if hasattr(m, "initialized"):
