@@ -157,6 +157,7 @@ def test_tflite_full_integer(exported):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     arch, m, out, man = exported
+    maxima = []
     for b in (4, 8):
         it = Interpreter(model_path=str(out / f"sr_a{b}.tflite"),
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
@@ -169,8 +170,11 @@ def test_tflite_full_integer(exported):
         names = Counter(o["op_name"] for o in ops)
         # PReLU (SRResNet) as an integer MAXIMUM of two requantized branches, never the int8 LEAKY_RELU
         assert "LEAKY_RELU" not in names and (arch != "srresnet" or names["MAXIMUM"] >= 1), names
-        if b == 4:  # the k-bit clamp survives as integer MINIMUM/MAXIMUM
+        if b == 4:  # the k-bit clamp: int8 saturation below, an integer MINIMUM above
             assert names["MINIMUM"] >= 1, names
+        # MAXIMUM only for PReLU (the 8-bit graph has no k-bit clamp): the lower clamps are free
+        maxima.append(names["MAXIMUM"])
+    assert len(set(maxima)) == 1, maxima
     t = man["targets"]["tflite"]
     assert t["signatures"] == ["controller", "sr_a4", "sr_a5", "sr_a6", "sr_a8"]
     it = Interpreter(model_path=str(out / t["single_file"]))

@@ -156,3 +156,12 @@ def test_budget_term_pulls_fab_up_when_below_target():
     gap.abs().backward()
     # descending the two-sided term lowers the 4-bit logit (raises FAB); relu() would give no gradient
     assert m.encoder.gbc.gate[0].bias.grad[0] > 0
+
+
+def test_quantize_needs_init_or_resume(tmp_path):
+    from typer.testing import CliRunner
+
+    from granular_mobile.cli import app
+
+    r = CliRunner().invoke(app, ["quantize", "-o", str(tmp_path)])
+    assert isinstance(r.exception, ConfigError) and "--init" in str(r.exception)

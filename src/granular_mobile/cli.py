@@ -133,8 +133,9 @@ def train_cmd(
 
 @app.command("quantize")
 def quantize_cmd(
-    init: str = typer.Option(..., "--init", help="Full-precision twin to start from, or a Granular-DQ model to "
-                             "fine-tune further (a new schedule; its quantizer steps and gate are kept)."),
+    init: Optional[str] = typer.Option(None, "--init", help="Full-precision twin to start from, or a Granular-DQ "
+                                       "model to fine-tune further (a new schedule; its quantizer steps and gate are "
+                                       "kept). Not needed with --resume."),
     out: Path = typer.Option(..., "-o", "--out", help="Run folder."),
     target_fab: float = typer.Option(4.5, help="Bit budget: mean tile bit-width the gate is pushed below."),
     fab_lambda: float = typer.Option(0.05, help="Weight of the bit-budget term."),
@@ -179,6 +180,8 @@ def quantize_cmd(
     if not resume:  # (with --resume, OUT/last.pt has the model; --init is not read)
         import dataclasses
 
+        if init is None:
+            raise ConfigError("gdq quantize needs --init (a full-precision twin or a Granular-DQ model), or --resume")
         fp_cfg = from_dict(ModelConfig, read_checkpoint(init)["model"])
         want = tuple(int(b) for b in _split(bits))
         if fp_cfg.quantized and fp_cfg.quant.bits != want:
