@@ -164,6 +164,11 @@ def _param_groups(model: GDQNet, cfg: TrainConfig) -> list[dict[str, Any]]:
     return groups
 
 
+def _describe(m: ModelConfig) -> str:
+    q = f" (Granular-DQ, bits {'/'.join(map(str, m.quant.bits))})" if m.quantized else ""
+    return f"{m.arch} x{m.scale}, {m.n_blocks} blocks of {m.n_feats} channels{q}"
+
+
 def _freeze_bn(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -237,32 +242,28 @@ def train(
         else:
             sampler = CropSampler(images, model_cfg.scale, cfg.patch, seed=cfg.seed * 1000 + rank + start)
         torch.set_rng_state(state["train"]["torch_rng"])
-    elif cfg.mode == "fp" and init is not None:
-        # fine-tuning a full-precision model (e.g. a longer schedule on a faster machine): its
-        # weights, a fresh optimizer and schedule
-        fp = read_checkpoint(init)
-        fp_cfg = from_dict(ModelConfig, fp["model"])
-        # the controller/quantizer configs do not shape a full-precision network
-        if dataclasses.replace(fp_cfg, e2b=model_cfg.e2b, quant=model_cfg.quant) != model_cfg:
-            def arch(m: ModelConfig) -> str:
-                return f"{m.arch} x{m.scale}, {m.n_blocks} blocks of {m.n_feats} channels{' (quantized)' if m.quantized else ''}"
-            raise CheckpointError(f"--init {init}: its model ({arch(fp_cfg)}) is not the one asked for ({arch(model_cfg)})")
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in fp["state_dict"].items()})
-    elif cfg.mode == "qat":
+    elif init is not None or cfg.mode == "qat":
         if init is None:
             raise ConfigError("gdq quantize needs --init FP_CHECKPOINT (a full-precision model of the same architecture)")
-        fp = read_checkpoint(init)
-        fp_cfg = from_dict(ModelConfig, fp["model"])
-        sd = {k: v.float() if v.is_floating_point() else v for k, v in fp["state_dict"].items()}
-        if fp_cfg.quantized:
-            # a Granular-DQ model fine-tuned further (a new schedule): every quantizer step and the
-            # gate come from it; the E2B thresholds are recomputed above, on the same data
-            if dataclasses.replace(fp_cfg, e2b=model_cfg.e2b) != model_cfg:
-                raise CheckpointError(f"--init {init}: its Granular-DQ model ({fp_cfg}) is not {model_cfg}")
+        ck = read_checkpoint(init)
+        init_cfg = from_dict(ModelConfig, ck["model"])
+        sd = {k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()}
+        if init_cfg.quantized == model_cfg.quantized:
+            # the same kind of model trained further (a new schedule: fresh optimizer): all its
+            # weights, for Granular-DQ its quantizer steps and gate too. The E2B thresholds are
+            # this run's (recomputed above), and quantizer settings do not shape an fp network
+            ignored = {"e2b": model_cfg.e2b} | ({} if model_cfg.quantized else {"quant": model_cfg.quant})
+            if dataclasses.replace(init_cfg, **ignored) != model_cfg:
+                raise CheckpointError(f"--init {init}: its model ({_describe(init_cfg)}) is not the one asked for "
+                                      f"({_describe(model_cfg)})")
             model.load_state_dict(sd)
         else:
-            if dataclasses.replace(fp_cfg, quantized=True, e2b=model_cfg.e2b, quant=model_cfg.quant) != model_cfg:
-                raise CheckpointError(f"--init {init}: its model ({fp_cfg}) is not the full-precision twin of {model_cfg}")
+            if not model_cfg.quantized:
+                raise CheckpointError(f"--init {init}: its model ({_describe(init_cfg)}) is not the one asked for "
+                                      f"({_describe(model_cfg)})")
+            if dataclasses.replace(init_cfg, quantized=True, e2b=model_cfg.e2b, quant=model_cfg.quant) != model_cfg:
+                raise CheckpointError(f"--init {init}: its model ({_describe(init_cfg)}) is not the full-precision twin "
+                                      f"of the one asked for ({_describe(model_cfg)})")
             init_from_fp(model, sd)
             # first batch sets quantizer signedness and steps (LSQ init), identically on every rank
             lr0, _ = CropSampler(images, model_cfg.scale, cfg.patch, seed=12345).sample(cfg.batch)
