@@ -112,6 +112,10 @@ def test_manifest_describes_files(exported):
         t = disk["targets"][tname]
         assert t["controller"] == "controller" + suffix and t["fp32"] == "sr_fp32" + suffix
         assert t["sr"] == {str(b): f"sr_a{b}{suffix}" for b in (4, 5, 6, 8)}
+    u8u8 = disk["targets"]["onnx"]["u8u8_convs"]
+    # k-bit inputs never overflow int16 pairs; random-init weights fill [-127, 127], so at 8 bits
+    # no channel order avoids every same-sign pair above 64 and the block convs fall back
+    assert set(u8u8) == {"4", "5", "6", "8"} and u8u8["4"] == u8u8["6"] == [] and u8u8["8"]
     for name, f in disk["files"].items():
         assert sha256(out / name) == f["sha256"]
     assert "onnxruntime" in disk["versions"] and "tensorflow" in disk["versions"]

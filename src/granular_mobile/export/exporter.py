@@ -35,11 +35,15 @@ class Target:
 
 def _write_onnx(out: Path, progs: dict[int, Program], fp: Program | None, ctrl: ControllerSpec, tile: int,
                 **_: Any) -> dict[str, Any]:
+    from .channel_pairs import order_for_u8s8
     from .onnx import controller_to_onnx, program_to_onnx, save_onnx
 
-    files: dict[str, Any] = {"controller": save_onnx(controller_to_onnx(ctrl, tile), out / "controller.onnx"), "sr": {}}
+    files: dict[str, Any] = {"controller": save_onnx(controller_to_onnx(ctrl, tile), out / "controller.onnx"), "sr": {},
+                             "u8u8_convs": {}}
     for b, p in progs.items():
         files["sr"][b] = save_onnx(program_to_onnx(p, tile, name=f"sr_a{b}"), out / f"sr_a{b}.onnx")
+        # the convs left on onnxruntime's slower non-saturating kernels (channel_pairs.py)
+        files["u8u8_convs"][str(b)] = order_for_u8s8(p)[1]
     files["fp32"] = save_onnx(program_to_onnx(fp, tile, name="sr_fp32"), out / "sr_fp32.onnx") if fp else None
     return files
 
@@ -150,7 +154,7 @@ def export(
                                  "sr": {str(b): Path(p).name for b, p in files["sr"].items()},
                                  "fp32": Path(files["fp32"]).name if files.get("fp32") else None,
                                  "export_seconds": round(time.time() - t1, 1)}
-        for k in ("single_file", "signatures", "size_saved_bytes"):
+        for k in ("single_file", "signatures", "size_saved_bytes", "u8u8_convs"):
             if k in files:
                 entry[k] = files[k] if k != "single_file" else Path(files[k]).name
         manifest["targets"][tname] = entry

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import require
+from .channel_pairs import order_for_u8s8, pair_sums_fit
 from .program import Add, Affine, Conv, DepthToSpace, PRelu, Program, QParams, Relu, acc_scale, int32_bias
 
 OPSET = 21
@@ -50,6 +51,18 @@ def _int_type(q: QParams) -> tuple[type, int, int, int]:
     tensors were uint8.
     """
     return np.uint8, q.zero_point, q.lo + q.zero_point, q.hi + q.zero_point
+
+
+def _convsym_pad(out_channels: int, in_channels: int) -> int:
+    """Zero filters to add so that onnxruntime (1.32, x86) runs a conv with int8 weights in its
+    indirect symmetric kernels (MlasConvSym: >= 16 output channels, a multiple of 8; input
+    channels a multiple of 4) instead of im2col + GEMM. The x2 tail at low resolution has 12
+    output channels and 6400 values per im2col row: measured 36.6 ms of the 8-bit graph's
+    ~200 ms on one thread."""
+    if in_channels % 4:
+        return 0
+    target = max(16, -(-out_channels // 8) * 8)
+    return target - out_channels
 
 
 class _Emitter:
@@ -95,23 +108,38 @@ class _Emitter:
             xd = x if self.on_grid(x, q) else self.quant(x, q, f"{n.name}_xq", n.name + "_x")
             ws = n.w_scale.astype(np.float32)
             _, _, _, xhi = _int_type(q)
-            wmax = int(np.abs(n.weight.astype(np.int32)).max())
-            if n.groups == 1 and 2 * xhi * wmax > 32767:
+            if n.groups == 1 and not pair_sums_fit(n.weight, xhi):
                 # onnxruntime's x86 u8s8 kernels (AVX2 without VNNI) add products in int16 pairs
-                # with saturation; with uint8 weights (zero-point 128, the same integers) it
-                # takes the u8u8 kernels, which do not saturate (measured on 8 tiles against a
-                # float64 reference: 44.7 -> 53.0 dB at 8 bits; slower kernels, see README)
+                # with saturation (channel_pairs.py reorders channels so this is rare); with
+                # uint8 weights (zero-point 128, the same integers) it takes the u8u8 kernels,
+                # which do not saturate (measured on 8 tiles against a float64 reference: 44.7 ->
+                # 53.0 dB at 8 bits before the reordering) but run about 1.6x slower
                 wq, wzp = (n.weight.astype(np.int16) + 128).astype(np.uint8), np.full(len(ws), 128, np.uint8)
             else:
                 wq, wzp = n.weight.astype(np.int8), np.zeros(len(ws), np.int8)
+            bq, bs = (int32_bias(n), acc_scale(n)) if n.bias is not None else (None, None)
+            o = len(ws)
+            extra = _convsym_pad(o, n.weight.shape[1]) if wq.dtype == np.int8 and n.groups == 1 and n.out_q else 0
+            if extra:
+                # zero filters up to what onnxruntime's indirect symmetric conv accepts; sliced off below
+                wq = np.concatenate([wq, np.zeros((extra, *wq.shape[1:]), wq.dtype)])
+                # (scales copied from the first channel: with 1.0, onnxruntime left the tiny EDSR's
+                # tail a float Conv; its QDQ fusion checks bias scale = input scale * weight scale)
+                ws, wzp = np.concatenate([ws, np.full(extra, ws[0], np.float32)]), np.zeros(o + extra, np.int8)
+                if bq is not None:
+                    bq, bs = np.concatenate([bq, np.zeros(extra, bq.dtype)]), np.concatenate([bs, np.full(extra, bs[0], bs.dtype)])
             wd = g.node("DequantizeLinear", [g.const(n.name + "_wq", wq), g.const(n.name + "_ws", ws),
                                              g.const(n.name + "_wzp", wzp)], axis=0)
             ins = [xd, wd]
-            if n.bias is not None:
-                bs = acc_scale(n)
-                ins.append(g.node("DequantizeLinear", [g.const(n.name + "_bq", int32_bias(n)), g.const(n.name + "_bs", bs),
+            if bq is not None:
+                ins.append(g.node("DequantizeLinear", [g.const(n.name + "_bq", bq), g.const(n.name + "_bs", bs),
                                                        g.const(n.name + "_bzp", np.zeros(len(bs), np.int32))], axis=0))
             y = g.node("Conv", ins, None if n.out_q else n.out, **attrs)
+            if extra:
+                yq = self.quant(y, n.out_q, n.name + "_padded", n.name + "_y")
+                return g.node("Slice", [yq, g.const(n.name + "_s0", np.array([0], np.int64)),
+                                        g.const(n.name + "_s1", np.array([o], np.int64)),
+                                        g.const(n.name + "_sa", np.array([1], np.int64))], n.out)
         return self.quant(y, n.out_q, n.out, n.name + "_y") if n.out_q else y
 
     def node(self, n) -> None:
@@ -154,6 +182,7 @@ def program_to_onnx(prog: Program, tile: int, batch: int | str = "N", name: str 
     """ONNX ModelProto of a program: input 'lr' (N, 3, T, T) float [0, 1] -> 'sr' (N, 3, T*s, T*s)."""
     g = _G()
     em = _Emitter(g)
+    prog, _ = order_for_u8s8(prog)
     for n in prog.nodes:
         em.node(n)
     h = g.h
