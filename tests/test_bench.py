@@ -26,7 +26,21 @@ def test_bench_tiny(tiny_export, tmp_path):
     # two interleaved rounds per configuration; the row keeps the faster
     assert all(len(x["ms_per_tile_rounds"]) == 2 and x["ms_per_tile"] == min(x["ms_per_tile_rounds"]) for x in res["rows"])
     assert "onnxruntime@1: dynamic / PyTorch fp32" in res["ratios"]
-    assert "| backend | threads |" in r.stdout
+    assert set(res["ratios_round_median"]) == set(res["ratios"])
+    assert "| backend | threads |" in r.stdout and "median of per-round ratios" in r.stdout
+
+
+def test_round_median_ratio_pairs_rounds():
+    from granular_mobile.bench import ratios
+
+    def row(mode, rounds):
+        return {"backend": "onnxruntime", "threads": 1, "mode": mode, "ms_per_tile": min(rounds), "ms_per_tile_rounds": rounds}
+
+    # one noisy round (1: dynamic slowed alone) moves the fastest-round ratio (110 / 100), not the
+    # median of the per-round ratios (1.2, 1.0, 1.0)
+    rows = [row("int8_static", [100.0, 200.0, 110.0]), row("gdq_dynamic", [120.0, 200.0, 110.0])]
+    assert ratios(rows)["onnxruntime@1: dynamic / static int8"] == 1.1
+    assert ratios(rows, per_round=True)["onnxruntime@1: dynamic / static int8"] == 1.0
 
 
 def test_bench_rejects_zero_rounds(tiny_export):
