@@ -6,11 +6,21 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-
-from granular_mobile.export.channel_pairs import activation_max, max_matching, order_for_u8s8, pair_sums_fit
-from granular_mobile.export.exporter import calibration_tiles
-from granular_mobile.export.program import Conv, build_program, calibrate_program, run_program
 from test_export import TILE, tiny
+
+from granular_mobile.export.channel_pairs import (
+    activation_max,
+    max_matching,
+    order_for_u8s8,
+    pair_sums_fit,
+)
+from granular_mobile.export.exporter import calibration_tiles
+from granular_mobile.export.program import (
+    Conv,
+    build_program,
+    calibrate_program,
+    run_program,
+)
 
 
 def _brute_matching_size(ok: np.ndarray) -> int:

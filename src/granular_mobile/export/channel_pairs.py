@@ -25,7 +25,17 @@ import copy
 
 import numpy as np
 
-from .program import Add, Affine, Conv, DepthToSpace, PRelu, Program, QParams, Relu, node_inputs
+from .program import (
+    Add,
+    Affine,
+    Conv,
+    DepthToSpace,
+    PRelu,
+    Program,
+    QParams,
+    Relu,
+    node_inputs,
+)
 
 INT16_MAX = 32767
 
@@ -73,6 +83,28 @@ def max_matching(ok: np.ndarray) -> list[int]:
     n = len(ok)
     adj = [np.flatnonzero(ok[i]).tolist() for i in range(n)]
     match = [-1] * n
+
+    def lca(a: int, b: int, base: list[int], parent: list[int]) -> int:
+        seen = [False] * n
+        while True:
+            a = base[a]
+            seen[a] = True
+            if match[a] == -1:
+                break
+            a = parent[match[a]]
+        while True:
+            b = base[b]
+            if seen[b]:
+                return b
+            b = parent[match[b]]
+
+    def mark(v: int, b: int, child: int, blossom: list[bool], base: list[int], parent: list[int]) -> None:
+        while base[v] != b:
+            blossom[base[v]] = blossom[base[match[v]]] = True
+            parent[v] = child
+            child = match[v]
+            v = parent[match[v]]
+
     for root in range(n):
         if match[root] != -1:
             continue
@@ -81,27 +113,6 @@ def max_matching(ok: np.ndarray) -> list[int]:
         used[root] = True
         queue, head, end = [root], 0, -1
 
-        def lca(a: int, b: int) -> int:
-            seen = [False] * n
-            while True:
-                a = base[a]
-                seen[a] = True
-                if match[a] == -1:
-                    break
-                a = parent[match[a]]
-            while True:
-                b = base[b]
-                if seen[b]:
-                    return b
-                b = parent[match[b]]
-
-        def mark(v: int, b: int, child: int, blossom: list[bool]) -> None:
-            while base[v] != b:
-                blossom[base[v]] = blossom[base[match[v]]] = True
-                parent[v] = child
-                child = match[v]
-                v = parent[match[v]]
-
         while head < len(queue) and end < 0:
             v = queue[head]
             head += 1
@@ -109,10 +120,10 @@ def max_matching(ok: np.ndarray) -> list[int]:
                 if base[v] == base[to] or match[v] == to:
                     continue
                 if to == root or (match[to] != -1 and parent[match[to]] != -1):
-                    b = lca(v, to)
+                    b = lca(v, to, base, parent)
                     blossom = [False] * n
-                    mark(v, b, to, blossom)
-                    mark(to, b, v, blossom)
+                    mark(v, b, to, blossom, base, parent)
+                    mark(to, b, v, blossom, base, parent)
                     for i in range(n):
                         if blossom[base[i]]:
                             base[i] = b
