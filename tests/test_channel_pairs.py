@@ -130,7 +130,9 @@ def test_onnx_export_is_exact_with_reordered_and_fallback_convs(prog8, tmp_path)
         return w
 
     prog = _with_weight(_with_weight(prog8, "b0_conv2", clash), "b1_conv1", big)
-    path = save_onnx(program_to_onnx(prog, TILE), tmp_path / "sr_a8.onnx")
+    report: dict[str, list[str]] = {}
+    path = save_onnx(program_to_onnx(prog, TILE, report=report), tmp_path / "sr_a8.onnx")
+    assert report["u8u8_convs"] == ["b0_conv2"] == order_for_u8s8(prog)[1]
     inits = {i.name.split("__")[0]: i for i in onnx.load(path).graph.initializer}
     assert inits["b0_conv2_wq"].data_type == onnx.TensorProto.UINT8
     assert inits["b1_conv1_wq"].data_type == onnx.TensorProto.INT8

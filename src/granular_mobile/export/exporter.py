@@ -35,15 +35,15 @@ class Target:
 
 def _write_onnx(out: Path, progs: dict[int, Program], fp: Program | None, ctrl: ControllerSpec, tile: int,
                 **_: Any) -> dict[str, Any]:
-    from .channel_pairs import order_for_u8s8
     from .onnx import controller_to_onnx, program_to_onnx, save_onnx
 
     files: dict[str, Any] = {"controller": save_onnx(controller_to_onnx(ctrl, tile), out / "controller.onnx"), "sr": {},
                              "u8u8_convs": {}}
     for b, p in progs.items():
-        files["sr"][b] = save_onnx(program_to_onnx(p, tile, name=f"sr_a{b}"), out / f"sr_a{b}.onnx")
-        # the convs left on onnxruntime's slower non-saturating kernels (channel_pairs.py)
-        files["u8u8_convs"][str(b)] = order_for_u8s8(p)[1]
+        # report: the convs left on onnxruntime's slower non-saturating kernels (channel_pairs.py)
+        report: dict[str, list[str]] = {}
+        files["sr"][b] = save_onnx(program_to_onnx(p, tile, name=f"sr_a{b}", report=report), out / f"sr_a{b}.onnx")
+        files["u8u8_convs"][str(b)] = report["u8u8_convs"]
     files["fp32"] = save_onnx(program_to_onnx(fp, tile, name="sr_fp32"), out / "sr_fp32.onnx") if fp else None
     return files
 

@@ -72,6 +72,7 @@ class _Emitter:
     def __init__(self, g: _G) -> None:
         self.g = g
         self.qt: dict[str, tuple[str, str, str, QParams]] = {}  # dq tensor -> (q tensor, scale, zp, params)
+        self.u8u8: list[str] = []  # convs written with uint8 weights (onnxruntime's u8u8 kernels)
 
     def quant(self, x: str, q: QParams, out: str, hint: str) -> str:
         g = self.g
@@ -115,6 +116,7 @@ class _Emitter:
                 # which do not saturate (measured on 8 tiles against a float64 reference: 44.7 ->
                 # 53.0 dB at 8 bits before the reordering) but run about 1.6x slower
                 wq, wzp = (n.weight.astype(np.int16) + 128).astype(np.uint8), np.full(len(ws), 128, np.uint8)
+                self.u8u8.append(n.name)
             else:
                 wq, wzp = n.weight.astype(np.int8), np.zeros(len(ws), np.int8)
             bq, bs = (int32_bias(n), acc_scale(n)) if n.bias is not None else (None, None)
@@ -178,13 +180,17 @@ class _Emitter:
             self.quant(y, n.out_q, n.out, n.out)
 
 
-def program_to_onnx(prog: Program, tile: int, batch: int | str = "N", name: str = "sr"):
-    """ONNX ModelProto of a program: input 'lr' (N, 3, T, T) float [0, 1] -> 'sr' (N, 3, T*s, T*s)."""
+def program_to_onnx(prog: Program, tile: int, batch: int | str = "N", name: str = "sr",
+                    report: dict[str, list[str]] | None = None):
+    """ONNX ModelProto of a program: input 'lr' (N, 3, T, T) float [0, 1] -> 'sr' (N, 3, T*s, T*s).
+    ``report`` (optional) receives "u8u8_convs": the convs left on the u8u8 kernels."""
     g = _G()
     em = _Emitter(g)
     prog, _ = order_for_u8s8(prog)
     for n in prog.nodes:
         em.node(n)
+    if report is not None:
+        report["u8u8_convs"] = em.u8u8
     h = g.h
     onnx = g.onnx
     scale = _scale_of(prog)

@@ -244,7 +244,8 @@ def train(
         torch.set_rng_state(state["train"]["torch_rng"])
     elif init is not None or cfg.mode == "qat":
         if init is None:
-            raise ConfigError("gdq quantize needs --init FP_CHECKPOINT (a full-precision model of the same architecture)")
+            raise ConfigError("gdq quantize needs --init (a full-precision twin or a Granular-DQ model of the same "
+                              "architecture), or --resume")
         ck = read_checkpoint(init)
         init_cfg = from_dict(ModelConfig, ck["model"])
         sd = {k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()}
