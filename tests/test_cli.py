@@ -92,16 +92,16 @@ def test_run_bad_images(tiny_ckpts, tmp_path):
 def test_eval_json(tiny_ckpts, tiny_bench, tmp_path):
     j = tmp_path / "e.json"
     r = gdq("eval", "-m", tiny_ckpts / "q.pt", "--fp", tiny_ckpts / "fp.pt", "--data", "Tiny", "--root", tiny_bench,
-            "--tile", "32", "--step", "30", "--json", j)
+            "--tile", "32", "--step", "30", "--numerics", "float", "--json", j)
     assert r.returncode == 0, r.stderr
     res = json.loads(j.read_text())["results"]
-    assert [x["model"] for x in res] == ["srresnet_gdq", "srresnet", "bicubic"]
+    assert [x["model"] for x in res] == ["srresnet_gdq float", "srresnet", "bicubic"]
     assert res[0]["fab"] is not None and res[2]["psnr"] > 25
     assert sum(int(v) for v in res[0]["tiles_per_bit"].values()) > 0
-    # the export's integer numerics: same tiles and bits, a different (integer-rounded) result
+    # the export's integer numerics (the default): same tiles and bits, a different (integer-rounded) result
     j8 = tmp_path / "e8.json"
     r = gdq("eval", "-m", tiny_ckpts / "q.pt", "--data", "Tiny", "--root", tiny_bench, "--tile", "32", "--step", "30",
-            "--numerics", "int8", "--no-bicubic", "--json", j8)
+            "--no-bicubic", "--json", j8)
     assert r.returncode == 0, r.stderr
     res8 = json.loads(j8.read_text())
     assert res8["numerics"] == "int8" and res8["results"][0]["model"] == "srresnet_gdq int8"

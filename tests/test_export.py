@@ -32,7 +32,7 @@ def tiny(arch: str, seed: int = 0):
     fp = create_model(arch, n_blocks=2, n_feats=16).eval()
     with torch.no_grad():
         m.encoder.gbc.gate[0].weight.normal_(0, 1.0)
-        if arch == "srresnet":  # trained PReLU slopes go negative (six blocks of the default model)
+        if arch.startswith("srresnet"):  # trained PReLU slopes go negative (six blocks of the default model)
             for mod in (m, fp):
                 mod.body[1].act.weight.fill_(-0.04)
         m(calibration_tiles(TILE)[:8], 0)  # initialise quantizers
@@ -58,13 +58,50 @@ def verify_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module", params=["srresnet", "edsr"])
+def tiny_int8(arch: str):
+    """The tiny model with the export's numerics trained in: learned int8 grids (moved off
+    their calibrated start, so some tensors clip)."""
+    import dataclasses
+
+    from granular_mobile.models import build_from_config
+
+    m, fp = tiny(arch)
+    q = build_from_config(dataclasses.replace(m.cfg, numerics="int8")).eval()
+    q.load_state_dict(m.state_dict(), strict=False)
+    q.init_grids(calibration_tiles(TILE)[:8])
+    with torch.no_grad():
+        for g in q.grid_modules():
+            g.alpha.mul_(0.8)
+    return q, fp
+
+
+@pytest.fixture(scope="module", params=["srresnet", "edsr", "srresnet:int8"])
 def exported(request, tmp_path_factory, verify_root):
-    m, fp = tiny(request.param)
-    out = tmp_path_factory.mktemp(f"exp_{request.param}")
+    arch, _, numerics = request.param.partition(":")
+    m, fp = tiny_int8(arch) if numerics == "int8" else tiny(arch)
+    out = tmp_path_factory.mktemp(f"exp_{arch}_{numerics or 'float'}")
     man = export(m, ["onnx", "tflite"], out, tile=TILE, fp_model=fp, verify=True, verify_root=verify_root,
                  single_file=True)
     return request.param, m, out, man
+
+
+def test_int8_numerics_export_has_no_calibrated_grid(exported):
+    """An int8-numerics model's graphs carry its learned steps: the manifest says so, and
+    the parity reference is the model's own forward up to rounding ties."""
+    name, m, out, man = exported
+    assert man["model"]["config"]["numerics"] == m.cfg.numerics
+    if m.cfg.numerics != "int8":
+        pytest.skip("float-numerics model: its grids are calibrated at export")
+    sess_in = calibration_tiles(TILE)[:4]
+    from granular_mobile.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    be = OnnxRuntimeBackend(out)
+    for lv, b in enumerate(m.bits):
+        onnx_out = torch.from_numpy(be.sr(sess_in.numpy(), b))
+        with torch.no_grad():
+            y = m(sess_in, lv)
+        mse = float(((onnx_out.clamp(0, 1) - y.clamp(0, 1)) ** 2).mean())
+        assert mse == 0 or 10 * np.log10(1 / mse) > 50, (b, mse)
 
 
 def test_parity_every_graph_both_targets(exported):
@@ -133,7 +170,7 @@ def test_onnx_quantized_convs_run_as_integer_kernels(exported):
     convs = build_program(m, 4, "int8").convs
     n_int = len([c for c in convs if c.integer])
     # 4 block convs + head, body end, upsampler (x2), tail, + one depthwise BatchNorm per SRResNet block
-    assert n_int == 2 * 2 + 4 + (2 if arch == "srresnet" else 0)
+    assert n_int == 2 * 2 + 4 + (2 if arch.startswith("srresnet") else 0)
     for b in (4, 5, 6, 8):
         so = ort.SessionOptions()
         # once a backend (--verify) sized the process's shared pool, sessions must use it
@@ -173,7 +210,7 @@ def test_tflite_full_integer(exported):
         assert float_ops <= {"DEQUANTIZE"}, float_ops
         names = Counter(o["op_name"] for o in ops)
         # PReLU (SRResNet) as an integer MAXIMUM of two requantized branches, never the int8 LEAKY_RELU
-        assert "LEAKY_RELU" not in names and (arch != "srresnet" or names["MAXIMUM"] >= 1), names
+        assert "LEAKY_RELU" not in names and (not arch.startswith("srresnet") or names["MAXIMUM"] >= 1), names
         if b == 4:  # the k-bit clamp: int8 saturation below, an integer MINIMUM above
             assert names["MINIMUM"] >= 1, names
         # MAXIMUM only for PReLU (the 8-bit graph has no k-bit clamp): the lower clamps are free

@@ -165,3 +165,40 @@ def test_quantize_needs_init_or_resume(tmp_path):
 
     r = CliRunner().invoke(app, ["quantize", "-o", str(tmp_path)])
     assert isinstance(r.exception, ConfigError) and "--init" in str(r.exception)
+
+
+def test_qat_int8_numerics_from_a_float_numerics_model(fp_run, tiny_data, tmp_path):
+    """A float-numerics Granular-DQ model fine-tuned with the export's rounding points: its
+    int8 grids start at the calibrated scales, train, travel in the checkpoint, and resume."""
+    import dataclasses
+
+    from granular_mobile.data.calibration import calibration_tiles
+    from granular_mobile.export.program import deployed_programs, run_program
+
+    _, fp_final, _ = fp_run
+    mc = ModelConfig(arch="srresnet", quantized=True, **TINY)
+    first = train(_cfg(tiny_data, mode="qat", iters=10, lr=5e-4), tmp_path / "a", mc, init=str(fp_final), log=lambda s: None)
+    fl = load_model(str(first))
+    losses = []
+    cfg = _cfg(tiny_data, mode="qat", iters=20, lr=5e-4, distill=0.5, distill_from=str(fp_final), ckpt_every=10)
+    out = train(cfg, tmp_path / "b", dataclasses.replace(fl.cfg, numerics="int8"), init=str(first),
+                on_step=lambda d: losses.append(d["loss"]), log=lambda s: None)
+    m = load_model(str(out))
+    assert m.cfg.numerics == "int8" and len(m.grid_modules()) == 2 * 4 + 4 + 2
+    assert all(g.initialized.item() == 1 for g in m.grid_modules())
+    # the grids moved from their calibrated start (they train)
+    tiles = calibration_tiles(96)
+    start = deployed_programs(fl, tiles)[4]
+    learned = deployed_programs(m, None)[4]
+    moved = [a.out for a, b in zip(start.nodes, learned.nodes) if a.out_q is not None and a.out_q != b.out_q]
+    assert moved
+    x = tiles[:2, :, :32, :32]
+    assert torch.isfinite(run_program(learned, x)).all()
+    # resume keeps going with the grids of last.pt
+    seen = []
+    train(TrainConfig(**{**read_checkpoint(tmp_path / "b" / "last.pt")["train"]["config"], "iters": 22}), tmp_path / "b",
+          resume=True, on_step=lambda d: seen.append(d["iteration"]), log=lambda s: None)
+    assert seen == [21, 22]
+    # an int8-numerics model does not go back to float numerics
+    with pytest.raises(CheckpointError, match="is not the one"):
+        train(_cfg(tiny_data, mode="qat", iters=1), tmp_path / "c", fl.cfg, init=str(out), log=lambda s: None)

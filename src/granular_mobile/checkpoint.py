@@ -102,7 +102,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, fp: bool = False) -> GDQNet:
 def init_from_fp(model: GDQNet, fp_state: dict[str, torch.Tensor]) -> None:
     """Initialise a quantized model from its full-precision twin's state dict."""
     missing, unexpected = model.load_state_dict(fp_state, strict=False)
-    allowed = (".wq.", ".aq.", "encoder.", "e2b.")
+    allowed = (".wq.", ".aq.", "encoder.", "e2b.", "grids.")
     bad = [k for k in missing if not any(a in k for a in allowed)]
     if bad or unexpected:
         raise CheckpointError(f"full-precision state dict does not fit: missing {bad[:5]}, unexpected {unexpected[:5]}")

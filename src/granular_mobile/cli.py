@@ -142,6 +142,14 @@ def quantize_cmd(
     fab_two_sided: bool = typer.Option(True, help="Penalise |E[FAB] - target| (else only FAB above the target)."),
     gate_warmup: int = typer.Option(0, help="Iterations with random bit levels and a frozen gate before the gate trains."),
     bits: str = typer.Option("4,5,6,8", help="Activation bit set."),
+    numerics: str = typer.Option("int8", help="int8: train with every rounding point of the full-integer export "
+                                 "(learned int8 grids between convs; what is trained is what is deployed) | float: "
+                                 "only the quantized convs' inputs (the paper's numerics; the export calibrates the rest)."),
+    distill: float = typer.Option(0.0, help="Weight of an L1 term towards the full-precision twin's output "
+                                  "(--distill-from); 0: off."),
+    distill_from: str = typer.Option("", help="The full-precision twin for --distill ('default': the shipped one)."),
+    step_lr_mult: float = typer.Option(20.0, help="A quantizer step size moves by about lr x this fraction of its "
+                                       "size per iteration (Adam; 0.1 %% at lr 5e-5)."),
     data: str = _TRAIN_HELP_COMMON["data"],
     patch: int = typer.Option(48, help="LR patch side (pixels)."),
     batch: int = _TRAIN_HELP_COMMON["batch"],
@@ -166,15 +174,23 @@ def quantize_cmd(
       gdq quantize --init runs/fp_x2/final.pt -o runs/gdq_x2
       gdq quantize --init runs/fp_x2/final.pt -o runs/gdq_x2_f4 --target-fab 4.0
       gdq quantize --init runs/gdq_x2/final.pt -o runs/gdq_x2_more --iters 3000 --lr 5e-5
+      gdq quantize --init default -o runs/gdq_x2_int8 --distill 1 --distill-from default
     """
-    from .checkpoint import read_checkpoint
-    from .config import ModelConfig, QuantConfig, from_dict
+    from .checkpoint import read_checkpoint, resolve_model_path
+    from .config import TRAIN_NUMERICS, ModelConfig, QuantConfig, from_dict
     from .train import TrainConfig
+
+    if numerics not in TRAIN_NUMERICS:
+        raise ConfigError(f"--numerics '{numerics}' is unknown; valid: {list(TRAIN_NUMERICS)}")
+    if init == "default":
+        init = str(resolve_model_path("default"))
+    if distill_from:
+        distill_from = str(resolve_model_path(distill_from, fp=distill_from == "default"))
 
     cfg = TrainConfig(mode="qat", data=tuple(_split(data)), patch=patch, batch=batch, iters=iters, lr=lr,
                       warmup=warmup, schedule=schedule, seed=seed, target_fab=target_fab, fab_lambda=fab_lambda,
-                      fab_two_sided=fab_two_sided, gate_warmup=gate_warmup,
-                      gate_lr_mult=gate_lr_mult, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root,
+                      fab_two_sided=fab_two_sided, gate_warmup=gate_warmup, distill=distill,
+                      distill_from=distill_from, step_lr_mult=step_lr_mult, gate_lr_mult=gate_lr_mult, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root,
                       val_set=val_set, threads=threads)
     mc = None
     if not resume:  # (with --resume, OUT/last.pt has the model; --init is not read)
@@ -186,7 +202,10 @@ def quantize_cmd(
         want = tuple(int(b) for b in _split(bits))
         if fp_cfg.quantized and fp_cfg.quant.bits != want:
             raise ConfigError(f"--init {init} is a Granular-DQ model with bits {list(fp_cfg.quant.bits)}, not --bits {bits}")
-        mc = fp_cfg if fp_cfg.quantized else dataclasses.replace(fp_cfg, quantized=True, quant=QuantConfig(bits=want))
+        if fp_cfg.numerics == "int8" and numerics != "int8":
+            raise ConfigError(f"--init {init} was trained with int8 numerics; it cannot go back to --numerics float")
+        mc = dataclasses.replace(fp_cfg, numerics=numerics) if fp_cfg.quantized else dataclasses.replace(
+            fp_cfg, quantized=True, quant=QuantConfig(bits=want), numerics=numerics)
     final = _train_common(cfg, out, mc, init, resume)
     console.print(f"wrote {final}")
 
@@ -265,15 +284,16 @@ def eval_cmd(
     fp: Optional[str] = typer.Option(None, help="Full-precision twin checkpoint ('default' model: found automatically)."),
     bits: Optional[int] = typer.Option(None, help="Force every tile to this bit-width (static quantization)."),
     bicubic: bool = typer.Option(True, help="Also report bicubic."),
-    numerics: str = typer.Option("float", help="float: the model as trained | int8: the integer numerics of "
-                                 "`gdq export` (int8 full-precision layers and tensors), what a device computes."),
+    numerics: str = typer.Option("int8", help="int8: what a device computes, the integer numerics of `gdq export` "
+                                 "(int8 full-precision layers and tensors; bit-exact with the ONNX graphs) | float: "
+                                 "the PyTorch model's own forward, as trained."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON."),
 ) -> None:
     """PSNR / SSIM (Y, shave = scale), FAB, BitOPs and tiles per bit on benchmark sets.
 
     Examples:
       gdq eval --data Set5,Set14,BSD100 --scale 2
-      gdq eval --data Set5 --numerics int8   # the deployed (full-integer) numerics
+      gdq eval --data Set5 --numerics float  # the PyTorch forward instead of the deployed numerics
       gdq eval --model runs/gdq_x2/final.pt --fp runs/fp_x2/final.pt --json eval.json
     """
     from .checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
@@ -307,14 +327,15 @@ def eval_cmd(
         for name, pairs in sets.items():
             for kind, mm in models:
                 label = (f"{mm.cfg.name}" + (f" (bits={bits})" if kind == "gdq" and bits else "")
-                         + (" int8" if kind == "gdq" and numerics == "int8" else ""))
+                         + (f" {numerics}" if kind == "gdq" else ""))
                 results.append(evaluate_dataset(mm, pairs, name, s, tiles, label, bit_index if kind == "gdq" else None, adv,
                                                 numerics=numerics))
             if bicubic:
                 results.append(evaluate_dataset(None, pairs, name, s, tiles, "bicubic", progress=adv))
-    t = Table("set", "model", "PSNR", "SSIM", "FAB", "GBitOPs/img", "tiles 4/5/6/8")
+    levels = m.bits if m.cfg.quantized else ()
+    t = Table("set", "model", "PSNR", "SSIM", "FAB", "GBitOPs/img", "tiles " + "/".join(map(str, levels)))
     for r in results:
-        tb = "/".join(str(r.tiles_per_bit.get(b, 0)) for b in (4, 5, 6, 8)) if r.tiles_per_bit else ""
+        tb = "/".join(str(r.tiles_per_bit.get(b, 0)) for b in levels) if r.tiles_per_bit else ""
         t.add_row(r.dataset, r.model, f"{r.psnr:.3f}", f"{r.ssim:.4f}", "" if r.fab is None else f"{r.fab:.3f}",
                   "" if r.bitops_g is None else f"{r.bitops_g:.1f}", tb)
     console.print(t)

@@ -18,6 +18,12 @@ T = TypeVar("T")
 SUPPORTED_BITS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
 ARCHS: tuple[str, ...] = ("srresnet", "edsr")
 SCALES: tuple[int, ...] = (2, 4)
+#: what a Granular-DQ model trains with: "float" rounds only the inputs of the quantized block
+#: convs (the paper's numerics; every other tensor float), "int8" also every rounding point of
+#: the full-integer export (int8 tensors between convs with learned steps, 7-bit weights of the
+#: full-precision layers, the output on the 8-bit image grid), so what is trained is what is
+#: deployed.
+TRAIN_NUMERICS: tuple[str, ...] = ("float", "int8")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -137,8 +143,12 @@ class ModelConfig:
     gbc_groupnorm: bool = True
     quant: QuantConfig = field(default_factory=QuantConfig)
     e2b: E2BConfig = field(default_factory=E2BConfig)
+    #: see TRAIN_NUMERICS; "float" for full-precision models and older checkpoints
+    numerics: str = "float"
 
     def __post_init__(self) -> None:
+        _check(self.numerics in TRAIN_NUMERICS, f"numerics '{self.numerics}' is unknown; valid: {list(TRAIN_NUMERICS)}")
+        _check(self.numerics == "float" or self.quantized, "numerics 'int8' needs a Granular-DQ (quantized) model")
         _check(self.arch in ARCHS, f"arch '{self.arch}' is unknown; valid: {list(ARCHS)}")
         _check(self.scale in SCALES, f"scale {self.scale} is not supported; valid: {list(SCALES)}")
         _check(1 <= self.n_blocks <= 64, f"n_blocks={self.n_blocks} must be in 1..64")
@@ -148,6 +158,11 @@ class ModelConfig:
     @property
     def name(self) -> str:
         return self.arch + ("_gdq" if self.quantized else "")
+
+    @property
+    def int8_tensors(self) -> bool:
+        """Trained with the full-integer export's rounding points (numerics "int8")."""
+        return self.quantized and self.numerics == "int8"
 
 
 @dataclass(frozen=True)

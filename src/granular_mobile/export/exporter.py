@@ -15,6 +15,7 @@ import torch
 from .. import __version__
 from ..checkpoint import ASSETS, DEFAULT_FILES, DEFAULT_MODEL, load_model
 from ..config import to_dict
+from ..data.calibration import calibration_tiles
 from ..errors import ConfigError
 from ..models import GDQNet
 from ..runtime.manifest import sha256
@@ -59,17 +60,6 @@ TARGETS: dict[str, Target] = {
     "onnx": Target("onnx", ".onnx", "NCHW", _write_onnx),
     "tflite": Target("tflite", ".tflite", "NHWC", _write_tflite, ("single_file",)),
 }
-
-
-def calibration_tiles(tile: int, n: int = 24) -> torch.Tensor:
-    """``n`` bundled natural-image LR tiles (training data, 96 px), cropped or tiled to ``tile``."""
-    arr = np.load(ASSETS / "calib_tiles.npz")["tiles"][:n]  # (N, 96, 96, 3) uint8
-    if tile < arr.shape[1]:
-        arr = arr[:, :tile, :tile]
-    elif tile > arr.shape[1]:
-        reps = -(-tile // arr.shape[1])
-        arr = np.concatenate([np.tile(arr[i:i + 1], (1, reps, reps, 1))[:, :tile, :tile] for i in range(len(arr))])
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float() / 255.0
 
 
 def _versions() -> dict[str, str]:

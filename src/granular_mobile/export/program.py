@@ -19,7 +19,7 @@ emitter and the TF emitter. The program fixes every rounding point, so the three
   multipliers, which differs by a step on rare inputs.
 - layers the paper keeps in full precision (head, body-end conv, upsampler, tail) are either
   float convs (``fp_layers="float"``) or int8 with per-channel 7-bit weight PTQ (see
-  QMAX_FP) (``"int8"``, what NNAPI / NPUs need). In ``"int8"`` the whole graph is integer:
+  quant.QMAX_FP) (``"int8"``, what NNAPI / NPUs need). In ``"int8"`` the whole graph is integer:
   every tensor (PReLU, BatchNorm, residual sums) is int8 with a calibrated scale, a tensor
   that feeds only a k-bit conv is written directly at that conv's step and k-bit range, a
   BatchNorm between PReLU and conv is a depthwise 1x1 integer conv (one exact int8 weight
@@ -42,13 +42,9 @@ import torch.nn.functional as F
 
 from ..models import GDQNet
 from ..quant import act_range
+from ..quant.lsq import fp_layer_int_weight
 
 FP_LAYER_MODES = ("int8", "float")
-#: weight range of the int8 full-precision layers (PTQ): 7 bits. Their activations use the
-#: full 8-bit range, and onnxruntime's x86 u8s8 kernels saturate int16 pair sums with 8-bit
-#: weights there (measured: 41 dB vs the integer reference, 60+ dB at 7 bits), the reason
-#: onnxruntime's own quantizer has ``reduce_range``. The trained block convs keep [-127, 127].
-QMAX_FP = 63
 
 
 @dataclass
@@ -194,43 +190,70 @@ def _bn_fold(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
     return s.numpy(), t.numpy()
 
 
-def _ptq_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-output-channel symmetric int8 ([-QMAX_FP, QMAX_FP]) of a float weight."""
-    s = np.abs(w).reshape(w.shape[0], -1).max(1)
-    s = np.where(s > 0, s / QMAX_FP, 1.0)
-    q = np.clip(np.round(w / s[:, None, None, None]), -QMAX_FP, QMAX_FP)
-    return q.astype(np.int8), s
+class ProgramBuilder:
+    """What a model family's ``lower`` writes its network into, at one bit level.
 
+    ``grid``: the learned int8 grid (``quant.GridQuantizer``) of a node's output in a model
+    trained with the integer numerics; its step at this bit level becomes the tensor's scale.
+    Without one (float numerics), ``calibrate_program`` measures the scale after training."""
 
-class _Builder:
-    def __init__(self, fp_layers: str) -> None:
+    input = "lr"
+    #: the input tile: exact on uint8 with step 1/255
+    image_q = QParams(1.0 / 255.0, 0, 255, False)
+
+    def __init__(self, fp_layers: str, bit_index: int | None) -> None:
         self.nodes: list[Node] = []
         self.fp_layers = fp_layers
+        self.bit_index = bit_index
         self._n = 0
 
     def t(self, hint: str) -> str:
         self._n += 1
         return f"{hint}_{self._n}"
 
+    def _grid(self, grid) -> QParams | None:
+        """The learned grid at this level, in a full-integer program (else calibrated later)."""
+        if grid is None or self.bit_index is None or self.fp_layers != "int8":
+            return None
+        return QParams(grid.step(self.bit_index), grid.qn, grid.qp, True)
+
     def fp_conv(self, name: str, inp: str, conv: nn.Conv2d, w_mul: np.ndarray | float = 1.0,
-                b_add: np.ndarray | None = None, b_mul: float = 1.0, in_q: QParams | None = None) -> str:
-        """A full-precision layer: float conv, or int8 PTQ (per-channel) when fp_layers == int8."""
-        w = conv.weight.detach().double().numpy() * (np.asarray(w_mul).reshape(-1, 1, 1, 1) if np.ndim(w_mul) else w_mul)
+                b_add: np.ndarray | None = None, b_mul: float = 1.0, in_q: QParams | None = None,
+                bn: nn.BatchNorm2d | None = None, grid=None) -> str:
+        """A full-precision layer (``bn``: a BatchNorm right after it, folded in): float conv,
+        or int8 PTQ (per-channel) when fp_layers == int8."""
+        if bn is not None:
+            w_mul, b_add = _bn_fold(bn)
+        mul = np.broadcast_to(np.asarray(w_mul, np.float64), (conv.weight.shape[0],))
         b = conv.bias.detach().double().numpy() * b_mul if conv.bias is not None else None
         if b_add is not None:
             b = b_add if b is None else b + b_add
         out = self.t(name)
         if self.fp_layers == "int8":
-            q, s = _ptq_weight(w)
-            self.nodes.append(Conv(name, inp, out, q, s.astype(np.float64), b, conv.padding[0],
-                                   in_q=in_q or QParams(0.0, -128, 127, True)))
+            # the integers training used (quant.fp_layer_int_weight); the multiplier goes into
+            # the per-channel scale, a negative one flips that channel's integers
+            qt, st = fp_layer_int_weight(conv.weight)
+            q, s = qt.numpy(), st.numpy() * mul
+            q[s < 0] = -q[s < 0]
+            q[s == 0] = 0  # a zero multiplier (BatchNorm gamma 0): a zero channel, any scale
+            self.nodes.append(Conv(name, inp, out, q.astype(np.int8), np.where(s == 0, 1.0, np.abs(s)), b, conv.padding[0],
+                                   in_q=in_q or QParams(0.0, -128, 127, True), out_q=self._grid(grid)))
         else:
+            w = conv.weight.detach().double().numpy() * mul.reshape(-1, 1, 1, 1)
             self.nodes.append(Conv(name, inp, out, w.astype(np.float32), None, b, conv.padding[0]))
         return out
 
-    def affine(self, name: str, inp: str, s: np.ndarray, t: np.ndarray) -> str:
+    def output_conv(self, name: str, inp: str, conv: nn.Conv2d, w_mul: float = 1.0, b_mul: float = 1.0) -> None:
+        """The last conv: its output is the graph's ``sr`` (on the 8-bit image grid when integer)."""
+        self.fp_conv(name, inp, conv, w_mul=w_mul, b_mul=b_mul)
+        last = self.nodes[-1]
+        assert isinstance(last, Conv)
+        last.out = "sr"
+
+    def batchnorm(self, name: str, inp: str, bn: nn.BatchNorm2d) -> str:
         """A BatchNorm after a nonlinearity: float per-channel affine, or (full integer) a
         depthwise 1x1 conv whose int8 weight +-127 with scale |s|/127 is exactly s."""
+        s, t = _bn_fold(bn)
         out = self.t(name)
         if self.fp_layers != "int8":
             self.nodes.append(Affine(inp, out, s, t))
@@ -241,7 +264,7 @@ class _Builder:
                                in_q=QParams(0.0, -128, 127, True), groups=len(s)))
         return out
 
-    def q_conv(self, name: str, inp: str, conv, bit_index: int, bn: nn.BatchNorm2d | None = None) -> str:
+    def q_conv(self, name: str, inp: str, conv, bit_index: int, bn: nn.BatchNorm2d | None = None, grid=None) -> str:
         """One of the paper's quantized convs, at the given bit level, BN folded in exactly."""
         k = conv.aq.bits[bit_index]
         lo, hi = act_range(k, conv.aq.is_signed)
@@ -258,12 +281,34 @@ class _Builder:
         ws = np.abs(ws)
         out = self.t(name)
         self.nodes.append(Conv(name, inp, out, wint.astype(np.int8), ws, b, conv.padding[0], in_q=in_q,
-                               quantized_layer=True))
+                               quantized_layer=True, out_q=self._grid(grid)))
+        return out
+
+    def prelu(self, name: str, inp: str, act: nn.PReLU, grid=None) -> str:
+        out = self.t(name)
+        self.nodes.append(PRelu(inp, out, float(act.weight.detach()), out_q=self._grid(grid)))
+        return out
+
+    def relu(self, name: str, inp: str, grid=None) -> str:
+        out = self.t(name)
+        self.nodes.append(Relu(inp, out, out_q=self._grid(grid)))
+        return out
+
+    def add(self, name: str, a: str, b: str, a_mul: float = 1.0, grid=None) -> str:
+        """a * a_mul + b."""
+        out = self.t(name)
+        self.nodes.append(Add(a, b, out, a_mul, out_q=self._grid(grid)))
+        return out
+
+    def depth_to_space(self, name: str, inp: str, block: int) -> str:
+        out = self.t(name)
+        self.nodes.append(DepthToSpace(inp, out, block))
         return out
 
 
 def build_program(model: GDQNet, bits: int | None, fp_layers: str = "float") -> Program:
-    """The model at a static bit level (``None``: a full-precision model, all float)."""
+    """The model at a static bit level (``None``: a full-precision model, all float), as its
+    family lowers it (``GDQNet.lower``)."""
     if fp_layers not in FP_LAYER_MODES:
         from ..errors import ConfigError
 
@@ -273,65 +318,10 @@ def build_program(model: GDQNet, bits: int | None, fp_layers: str = "float") -> 
         raise ValueError("bits given for a full-precision model")
     bi = cfg.quant.index(bits) if bits is not None else None
     mode = fp_layers if bits is not None else "float"
-    b = _Builder(mode)
-    rr = cfg.rgb_range
-    x = "lr"
-    # head (rgb_range folded into the weights: conv(x * r) = conv_{W r}(x) for bias-free convs,
-    # and conv_{W r, b}(x) when there is a bias)
-    z1 = b.fp_conv("head", x, model.head[0], w_mul=rr, in_q=QParams(1.0 / 255.0, 0, 255, False))
-    h = z1
-    if len(model.head) > 1:
-        h = b.t("head_act")
-        b.nodes.append(PRelu(z1, h, float(model.head[1].weight.detach())))
-    r = h
-    nb = cfg.n_blocks
-    for i, blk in enumerate(model.body[:nb]):
-        if cfg.arch == "srresnet":
-            c1 = b.q_conv(f"b{i}_conv1", r, blk.conv1, bi) if bi is not None else b.fp_conv(f"b{i}_conv1", r, blk.conv1)
-            a = b.t(f"b{i}_act")
-            b.nodes.append(PRelu(c1, a, float(blk.act.weight.detach())))
-            s, t = _bn_fold(blk.bn1)
-            n1 = b.affine(f"b{i}_bn1", a, s, t)
-            if bi is not None:
-                c2 = b.q_conv(f"b{i}_conv2", n1, blk.conv2, bi, bn=blk.bn2)
-            else:
-                s2, t2 = _bn_fold(blk.bn2)
-                c2 = b.fp_conv(f"b{i}_conv2", n1, blk.conv2, w_mul=s2, b_add=t2)
-            o = b.t(f"b{i}_out")
-            b.nodes.append(Add(r, c2, o, float(blk.learnable_shortcut.detach())))
-        else:
-            c1 = b.q_conv(f"b{i}_conv1", r, blk.conv1, bi) if bi is not None else b.fp_conv(f"b{i}_conv1", r, blk.conv1)
-            a = b.t(f"b{i}_relu")
-            b.nodes.append(Relu(c1, a))
-            c2 = b.q_conv(f"b{i}_conv2", a, blk.conv2, bi) if bi is not None else b.fp_conv(f"b{i}_conv2", a, blk.conv2)
-            o = b.t(f"b{i}_out")
-            b.nodes.append(Add(r, c2, o))
-        r = o
-    if cfg.arch == "srresnet":
-        s, t = _bn_fold(model.body[nb + 1])
-        e = b.fp_conv("body_end", r, model.body[nb], w_mul=s, b_add=t)
-    else:
-        e = b.fp_conv("body_end", r, model.body[nb])
-    r = b.t("body_out")
-    b.nodes.append(Add(e, h, r))
-    ups = list(model.tail[0])
-    j = 0
-    while j < len(ups):
-        c = b.fp_conv(f"up{j}", r, ups[j])
-        d = b.t(f"up{j}_d2s")
-        b.nodes.append(DepthToSpace(c, d, 2))
-        r = d
-        j += 2
-        if j < len(ups) and isinstance(ups[j], nn.PReLU):
-            p = b.t(f"up{j}_act")
-            b.nodes.append(PRelu(r, p, float(ups[j].weight.detach())))
-            r = p
-            j += 1
-    out = b.fp_conv("tail", r, model.tail[1], w_mul=1.0 / rr, b_mul=1.0 / rr)
-    # rename the final tensor to the graph output
-    last = b.nodes[-1]
-    assert isinstance(last, Conv) and last.out == out
-    last.out = "sr"
+    b = ProgramBuilder(mode, bi)
+    model.lower(b, bi)
+    if not b.nodes or b.nodes[-1].out != "sr":
+        raise ValueError(f"{type(model).__name__}.lower did not end with output_conv")
     return Program(_tail_at_lr(b.nodes), bits=bits, fp_layers=mode)
 
 
@@ -503,33 +493,47 @@ def run_program(prog: Program, x: torch.Tensor, emulate: bool = True, record: di
     return env[prog.output].float()
 
 
-def calibrate_program(prog: Program, tiles: torch.Tensor, batch: int = 4) -> Program:
-    """Set the integer scales that are not learned: int8 outputs (max|x| / 127 over ``tiles``
+def calibrate_program(prog: Program, tiles: torch.Tensor | None, batch: int = 4) -> Program:
+    """Set the integer grids that are not learned: int8 outputs (max|x| / 127 over ``tiles``
     (N, 3, T, T) [0, 1], measured without output requantization, so no calibration value is
     clipped) and the inputs of int8 full-precision layers (their producer's grid).
 
     Integer conv outputs always get an int8 grid; in a full-integer program every other
     tensor does too, and a tensor whose only consumer is a k-bit conv is written directly at
-    that conv's step and k-bit range (one rounding instead of two).
+    that conv's step and k-bit range (one rounding instead of two). Grids a model learned
+    (numerics "int8": set by ``build_program``) are kept; when every grid is learned, no
+    ``tiles`` are needed.
     """
-    ranges: dict[str, float] = {}
-    for i in range(0, len(tiles), batch):
-        run_program(prog, tiles[i:i + batch], emulate=False, record=ranges)
-    prog.ranges = ranges
     uses = prog.consumers()
     prod = prog.producers()
+
+    def rule(n: Node) -> QParams | None:
+        u = uses.get(n.out, [])
+        if n.out == prog.output or (len(u) == 1 and isinstance(u[0], DepthToSpace) and u[0].out == prog.output):
+            return OUTPUT_Q
+        if prog.full_integer and len(u) == 1 and isinstance(u[0], Conv) and u[0].quantized_layer:
+            return u[0].in_q
+        return None
+
+    needs = [n for n in prog.nodes if not isinstance(n, DepthToSpace) and n.out_q is None and rule(n) is None
+             and (prog.full_integer or (isinstance(n, Conv) and n.integer))]
+    ranges: dict[str, float] = {}
+    if needs:
+        if tiles is None:
+            raise ValueError(f"tensor '{needs[0].out}' has no learned grid and no calibration tiles were given")
+        for i in range(0, len(tiles), batch):
+            run_program(prog, tiles[i:i + batch], emulate=False, record=ranges)
+    prog.ranges = ranges
     for n in prog.nodes:
         if isinstance(n, DepthToSpace):
             n.out_q = getattr(prod.get(n.inp), "out_q", None)
             continue
         if not (prog.full_integer or (isinstance(n, Conv) and n.integer)):
             continue
-        u = uses.get(n.out, [])
-        if n.out == prog.output or (len(u) == 1 and isinstance(u[0], DepthToSpace) and u[0].out == prog.output):
-            n.out_q = OUTPUT_Q
-        elif prog.full_integer and len(u) == 1 and isinstance(u[0], Conv) and u[0].quantized_layer:
-            n.out_q = u[0].in_q
-        else:
+        r = rule(n)
+        if r is not None:
+            n.out_q = r
+        elif n.out_q is None:
             n.out_q = int8_sym(ranges[n.out])
     for n in prog.convs:
         if n.in_q is not None and n.in_q.scale == 0.0:  # int8 full-precision layer: its producer's grid
@@ -539,7 +543,7 @@ def calibrate_program(prog: Program, tiles: torch.Tensor, batch: int = 4) -> Pro
     return prog
 
 
-def deployed_programs(model: GDQNet, tiles: torch.Tensor, fp_layers: str = "int8") -> dict[int, Program]:
-    """The calibrated program of every bit level: what ``gdq export`` writes, and what
-    ``gdq eval --numerics int8`` runs in PyTorch."""
+def deployed_programs(model: GDQNet, tiles: torch.Tensor | None, fp_layers: str = "int8") -> dict[int, Program]:
+    """The program of every bit level with all its grids (learned, or calibrated on ``tiles``):
+    what ``gdq export`` writes, and what ``gdq eval --numerics int8`` runs in PyTorch."""
     return {b: calibrate_program(build_program(model, b, fp_layers), tiles) for b in model.bits}

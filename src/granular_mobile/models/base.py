@@ -4,10 +4,22 @@ I/O contract (every model, every backend): input NCHW float32 RGB on [0, 1]; out
 float32 RGB, nominally on [0, 1] but not clamped (the runtime clamps and rounds, once).
 Internally the network sees ``input * rgb_range`` and its output is divided by it, which is
 how checkpoints trained on 0..255 (the reference code) run unchanged.
+
+Numerics: a model family writes its network once, in ``forward`` (through the hooks below:
+``grid``, ``fp_conv``), and lowers the same structure into the export program in ``lower``,
+naming the same rounding points in the same order. With ``cfg.numerics == "int8"`` the
+forward at a bit level applies every rounding point of the full-integer export (int8 tensors
+with learned steps, 7-bit weights of the full-precision layers, the output on the 8-bit
+image grid), and ``lower`` writes those learned steps into the program; a test runs the two
+side by side (``tests/test_numerics.py``). A model with ``numerics == "float"`` trains with
+the k-bit conv inputs only; its export calibrates the other grids after training.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -15,6 +27,15 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..controller import E2B, GBC
+from ..quant import GridQuantizer, fake_quant_fp_weight, fake_quant_image
+
+if TYPE_CHECKING:
+    from ..export.program import ProgramBuilder
+
+
+def grid_of(grids: nn.ModuleDict, name: str) -> GridQuantizer | None:
+    """The learned int8 grid ``name`` (None in float numerics)."""
+    return grids[name] if name in grids else None  # type: ignore[return-value]
 
 
 @dataclass
@@ -43,14 +64,83 @@ class GDQNet(nn.Module):
             self.encoder.gbc = GBC(cfg.n_feats, groupnorm=cfg.gbc_groupnorm)
             self.e2b = E2B(cfg.quant, cfg.e2b)
 
+    # -- rounding points (numerics "int8") ---------------------------------------------
+    def make_grids(self, *names: str) -> nn.ModuleDict:
+        """One learned int8 grid per named tensor (empty for numerics "float")."""
+        n = len(self.cfg.quant.bits)
+        return nn.ModuleDict({k: GridQuantizer(n) for k in names} if self.cfg.int8_tensors else {})
+
+    @staticmethod
+    def grid(grids: nn.ModuleDict, name: str, x: torch.Tensor, bit_index: torch.Tensor | None) -> torch.Tensor:
+        """``x`` on the learned int8 grid ``name`` of its sample's bit level (identity in float
+        numerics, or for a full-precision forward)."""
+        if bit_index is None or name not in grids:
+            return x
+        return grids[name](x, bit_index)
+
+    def fp_conv(self, conv: nn.Conv2d, x: torch.Tensor, bit_index: torch.Tensor | None) -> torch.Tensor:
+        """A layer the paper keeps in full precision: int8 per-channel 7-bit weights in the
+        integer numerics, float otherwise."""
+        if bit_index is None or not self.cfg.int8_tensors:
+            return conv(x)
+        return F.conv2d(x, fake_quant_fp_weight(conv.weight), conv.bias, conv.stride, conv.padding, conv.dilation,
+                        conv.groups)
+
+    def image_grid(self, x: torch.Tensor, bit_index: torch.Tensor | None) -> torch.Tensor:
+        """Input and SR output of an integer graph are on the 8-bit image grid."""
+        return fake_quant_image(x) if bit_index is not None and self.cfg.int8_tensors else x
+
+    def grid_modules(self) -> list[GridQuantizer]:
+        return [m for m in self.modules() if isinstance(m, GridQuantizer)]
+
+    @contextlib.contextmanager
+    def observing_grids(self) -> Iterator[None]:
+        """Inside: the int8 grids pass tensors through unrounded and record max|x| per level."""
+        grids = self.grid_modules()
+        dev = next(self.parameters()).device
+        for g in grids:
+            g.observed = torch.zeros(len(self.bits), device=dev)
+        try:
+            yield
+        finally:
+            for g in grids:
+                g.observed = None
+
+    @torch.no_grad()
+    def init_grids(self, tiles: torch.Tensor, batch: int = 8) -> None:
+        """Start every learned int8 grid at max|x| / 127 over ``tiles`` (N, 3, T, T) [0, 1], per
+        bit level: the scales post-training calibration gives, so a model fine-tuned from a
+        float-numerics checkpoint starts at that checkpoint's deployed numerics."""
+        grids = self.grid_modules()
+        if not grids:
+            return
+        was = self.training
+        self.eval()
+        dev = next(self.parameters()).device
+        try:
+            with self.observing_grids():
+                for lv in range(len(self.bits)):
+                    for i in range(0, len(tiles), batch):
+                        self(tiles[i:i + batch].to(dev), lv)
+                for g in grids:
+                    assert g.observed is not None
+                    g.alpha.copy_(g.observed.clamp_min(1e-8) / g.qp)
+                    g.initialized.fill_(1)
+        finally:
+            self.train(was)
+
+    def lower(self, b: "ProgramBuilder", bit_index: int | None) -> None:
+        """Write this network at one static bit level (None: full precision) into ``b``."""
+        raise NotImplementedError(f"{type(self).__name__} does not lower into the export program")
+
     # -- subclass hooks -------------------------------------------------------------
     def head_conv(self, xs: torch.Tensor) -> torch.Tensor:
+        """The float head conv: the controller's input (the controller graph is float)."""
         return self.head[0](xs)
 
-    def head_act(self, z1: torch.Tensor) -> torch.Tensor:
-        return self.head[1](z1) if len(self.head) > 1 else z1
-
-    def body_forward(self, h: torch.Tensor, bit_index: torch.Tensor | None, mix: torch.Tensor | None) -> torch.Tensor:
+    def sr_forward(self, x: torch.Tensor, z1: torch.Tensor, bit_index: torch.Tensor | None,
+                   mix: torch.Tensor | None) -> torch.Tensor:
+        """SR of x ([0, 1]) given the float head output ``z1`` (reused in float numerics)."""
         raise NotImplementedError
 
     # -- controller -----------------------------------------------------------------
@@ -100,9 +190,7 @@ class GDQNet(nn.Module):
                 bit_index = torch.full((x.shape[0],), bit_index, dtype=torch.long, device=x.device)
         else:
             bit_index = None
-        h = self.head_act(z1)
-        out = self.body_forward(h, bit_index, mix)
-        return self.tail(out) / self.cfg.rgb_range, ctrl
+        return self.sr_forward(x, z1, bit_index, mix), ctrl
 
 
 def count_macs(model: GDQNet, lr_h: int, lr_w: int) -> list[tuple[str, int, bool]]:

@@ -1,29 +1,54 @@
-"""EDSR-baseline (16 blocks, 64 channels, ReLU, no BN, res_scale 1), full precision or Granular-DQ.
+"""EDSR-baseline (16 blocks, 64 ch, ReLU, no BN, res_scale 1), full precision or Granular-DQ.
 
 The 32 convs of the residual blocks are quantized; head, body-end conv, upsampler and
 tail stay full precision, as in the paper. Names follow the SRResNet layout (head.0,
-body.N.conv1/conv2, body.<n_blocks>, tail.0, tail.1).
+body.N.conv1/conv2, body.<n_blocks>, tail.0, tail.1). ``forward`` and ``lower`` (the export
+program) name the same rounding points in the same order; see ``models/base.py``.
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
 from ..config import ModelConfig
 from ..quant import QConv2d
-from .base import GDQNet
-from .srresnet import upsampler
+from .base import GDQNet, grid_of
+from .srresnet import lower_upsampler, upsample_forward, upsampler, upsampler_grid_names
+
+if TYPE_CHECKING:
+    from ..export.program import ProgramBuilder
 
 
 class ResBlock(nn.Module):
-    def __init__(self, n_feats: int, bits: tuple[int, ...] | None) -> None:
+    """conv -> ReLU -> conv, out = x + body(x). Integer numerics: conv1's output, conv2's output
+    and the sum are int8 grids; the ReLU writes straight onto conv2's k-bit input grid."""
+
+    def __init__(self, n_feats: int, bits: tuple[int, ...] | None, grids: nn.ModuleDict) -> None:
         super().__init__()
         self.conv1 = QConv2d(n_feats, n_feats, 3, padding=1, bias=True, bits=bits)
         self.act = nn.ReLU()
         self.conv2 = QConv2d(n_feats, n_feats, 3, padding=1, bias=True, bits=bits)
+        self.grids = grids
 
     def forward(self, x: torch.Tensor, bit_index: torch.Tensor | None = None, mix: torch.Tensor | None = None) -> torch.Tensor:
-        return x + self.conv2(self.act(self.conv1(x, bit_index, mix)), bit_index, mix)
+        g = GDQNet.grid
+        r = self.act(g(self.grids, "conv1", self.conv1(x, bit_index, mix), bit_index))
+        r = g(self.grids, "conv2", self.conv2(r, bit_index, mix), bit_index)
+        return g(self.grids, "out", x + r, bit_index)
+
+    def lower(self, b: "ProgramBuilder", x: str, bi: int | None, name: str) -> str:
+        if bi is None:
+            c1 = b.fp_conv(f"{name}_conv1", x, self.conv1)
+        else:
+            c1 = b.q_conv(f"{name}_conv1", x, self.conv1, bi, grid=grid_of(self.grids, "conv1"))
+        a = b.relu(f"{name}_relu", c1)
+        if bi is None:
+            c2 = b.fp_conv(f"{name}_conv2", a, self.conv2)
+        else:
+            c2 = b.q_conv(f"{name}_conv2", a, self.conv2, bi, grid=grid_of(self.grids, "conv2"))
+        return b.add(f"{name}_out", x, c2, grid=grid_of(self.grids, "out"))
 
 
 class EDSR(GDQNet):
@@ -32,13 +57,34 @@ class EDSR(GDQNet):
         n = cfg.n_feats
         bits = cfg.quant.bits if cfg.quantized else None
         self.head = nn.Sequential(nn.Conv2d(3, n, 3, padding=1, bias=True))
-        self.body = nn.ModuleList([ResBlock(n, bits) for _ in range(cfg.n_blocks)])
+        self.body = nn.ModuleList([ResBlock(n, bits, self.make_grids("conv1", "conv2", "out"))
+                                   for _ in range(cfg.n_blocks)])
         self.body.append(nn.Conv2d(n, n, 3, padding=1, bias=True))
         self.tail = nn.Sequential(upsampler(cfg.scale, n, bias=True, act=False), nn.Conv2d(n, 3, 3, padding=1, bias=True))
+        self.grids = self.make_grids("head", "body_end", "body_out", *upsampler_grid_names(self.tail[0]))
 
-    def body_forward(self, h: torch.Tensor, bit_index: torch.Tensor | None, mix: torch.Tensor | None) -> torch.Tensor:
+    def sr_forward(self, x: torch.Tensor, z1: torch.Tensor, bit_index: torch.Tensor | None,
+                   mix: torch.Tensor | None) -> torch.Tensor:
+        g, gs, rr, nb = self.grid, self.grids, self.cfg.rgb_range, self.cfg.n_blocks
+        if self.cfg.int8_tensors and bit_index is not None:
+            z1 = g(gs, "head", self.fp_conv(self.head[0], self.image_grid(x, bit_index) * rr, bit_index), bit_index)
+        h = z1
         r = h
-        nb = self.cfg.n_blocks
         for blk in self.body[:nb]:
             r = blk(r, bit_index, mix)
-        return self.body[nb](r) + h
+        r = g(gs, "body_end", self.fp_conv(self.body[nb], r, bit_index), bit_index)
+        r = g(gs, "body_out", r + h, bit_index)
+        r = upsample_forward(self, gs, r, bit_index)
+        return self.image_grid(self.fp_conv(self.tail[1], r, bit_index) / rr, bit_index)
+
+    def lower(self, b: "ProgramBuilder", bit_index: int | None) -> None:
+        gs, rr, nb = self.grids, self.cfg.rgb_range, self.cfg.n_blocks
+        # rgb_range folds into the head weights (conv(x * r) = conv_{W r, b}(x))
+        h = b.fp_conv("head", b.input, self.head[0], w_mul=rr, in_q=b.image_q, grid=grid_of(gs, "head"))
+        r = h
+        for i, blk in enumerate(self.body[:nb]):
+            r = blk.lower(b, r, bit_index, f"b{i}")
+        e = b.fp_conv("body_end", r, self.body[nb], grid=grid_of(gs, "body_end"))
+        r = b.add("body_out", e, h, grid=grid_of(gs, "body_out"))
+        r = lower_upsampler(self, b, r, gs)
+        b.output_conv("tail", r, self.tail[1], w_mul=1.0 / rr, b_mul=1.0 / rr)

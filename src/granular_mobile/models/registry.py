@@ -65,4 +65,4 @@ def build_from_config(cfg: ModelConfig) -> GDQNet:
 
 def twin_config(cfg: ModelConfig, quantized: bool) -> ModelConfig:
     """The same network with or without quantization (same layer names)."""
-    return dataclasses.replace(cfg, quantized=quantized)
+    return dataclasses.replace(cfg, quantized=quantized, numerics=cfg.numerics if quantized else "float")

@@ -1,22 +1,32 @@
-"""SRResNet as in the Granular-DQ reference code (METHOD.md), full precision or Granular-DQ.
+"""SRResNet as in the Granular-DQ reference code (docs/METHOD.md), full precision or Granular-DQ.
 
 Parameter names follow the reference checkpoint (head.0, body.N.conv1, body.16, body.17,
-tail.0.*, tail.1) so its state dicts map one-to-one.
+tail.0.*, tail.1) so its state dicts map one-to-one. ``forward`` and ``lower`` (the export
+program) name the same rounding points in the same order; see ``models/base.py``.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..quant import QConv2d
-from .base import GDQNet
+from .base import GDQNet, grid_of
+
+if TYPE_CHECKING:
+    from ..export.program import ProgramBuilder
 
 
 class ResBlock(nn.Module):
-    """conv3x3 -> PReLU -> BN -> conv3x3 -> BN, out = x * s + body(x) (s learnable)."""
+    """conv3x3 -> PReLU -> BN -> conv3x3 -> BN, out = x * s + body(x) (s learnable).
 
-    def __init__(self, n_feats: int, bits: tuple[int, ...] | None) -> None:
+    Integer numerics: conv1's output, the PReLU output, conv2's output (BN folded) and the sum
+    are int8 grids; the BN after the PReLU writes straight onto conv2's k-bit input grid."""
+
+    def __init__(self, n_feats: int, bits: tuple[int, ...] | None, grids: nn.ModuleDict) -> None:
         super().__init__()
         self.conv1 = QConv2d(n_feats, n_feats, 3, padding=1, bias=False, bits=bits)
         self.act = nn.PReLU(1, 0.25)
@@ -24,11 +34,27 @@ class ResBlock(nn.Module):
         self.conv2 = QConv2d(n_feats, n_feats, 3, padding=1, bias=False, bits=bits)
         self.bn2 = nn.BatchNorm2d(n_feats)
         self.learnable_shortcut = nn.Parameter(torch.ones(1))
+        self.grids = grids
 
     def forward(self, x: torch.Tensor, bit_index: torch.Tensor | None = None, mix: torch.Tensor | None = None) -> torch.Tensor:
-        r = self.bn1(self.act(self.conv1(x, bit_index, mix)))
-        r = self.bn2(self.conv2(r, bit_index, mix))
-        return x * self.learnable_shortcut + r
+        g = GDQNet.grid
+        r = g(self.grids, "conv1", self.conv1(x, bit_index, mix), bit_index)
+        r = self.bn1(g(self.grids, "act", self.act(r), bit_index))
+        r = g(self.grids, "conv2", self.bn2(self.conv2(r, bit_index, mix)), bit_index)
+        return g(self.grids, "out", x * self.learnable_shortcut + r, bit_index)
+
+    def lower(self, b: "ProgramBuilder", x: str, bi: int | None, name: str) -> str:
+        if bi is None:
+            c1 = b.fp_conv(f"{name}_conv1", x, self.conv1)
+        else:
+            c1 = b.q_conv(f"{name}_conv1", x, self.conv1, bi, grid=grid_of(self.grids, "conv1"))
+        a = b.prelu(f"{name}_act", c1, self.act, grid=grid_of(self.grids, "act"))
+        n1 = b.batchnorm(f"{name}_bn1", a, self.bn1)
+        if bi is None:
+            c2 = b.fp_conv(f"{name}_conv2", n1, self.conv2, bn=self.bn2)
+        else:
+            c2 = b.q_conv(f"{name}_conv2", n1, self.conv2, bi, bn=self.bn2, grid=grid_of(self.grids, "conv2"))
+        return b.add(f"{name}_out", x, c2, a_mul=float(self.learnable_shortcut.detach()), grid=grid_of(self.grids, "out"))
 
 
 def upsampler(scale: int, n_feats: int, bias: bool, act: bool) -> nn.Sequential:
@@ -40,21 +66,73 @@ def upsampler(scale: int, n_feats: int, bias: bool, act: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def upsampler_stages(ups: nn.Sequential) -> list[tuple[str, nn.Conv2d, str | None, nn.PReLU | None]]:
+    """(conv name, conv, activation name, activation or None) of each x2 stage
+    (conv -> PixelShuffle(2) [-> PReLU]); names are the Sequential positions (up0, up2_act, up3, ...)."""
+    mods, out, j = list(ups), [], 0
+    while j < len(mods):
+        act = mods[j + 2] if j + 2 < len(mods) and isinstance(mods[j + 2], nn.PReLU) else None
+        out.append((f"up{j}", mods[j], f"up{j + 2}_act" if act is not None else None, act))
+        j += 3 if act is not None else 2
+    return out
+
+
+def upsampler_grid_names(ups: nn.Sequential) -> list[str]:
+    return [n for c, _, a, _ in upsampler_stages(ups) for n in (c, a) if n is not None]
+
+
+def upsample_forward(model: GDQNet, grids: nn.ModuleDict, r: torch.Tensor, bit_index: torch.Tensor | None) -> torch.Tensor:
+    for cname, conv, aname, act in upsampler_stages(model.tail[0]):
+        r = F.pixel_shuffle(model.grid(grids, cname, model.fp_conv(conv, r, bit_index), bit_index), 2)
+        if act is not None and aname is not None:
+            r = model.grid(grids, aname, act(r), bit_index)
+    return r
+
+
+def lower_upsampler(model: GDQNet, b: "ProgramBuilder", r: str, grids: nn.ModuleDict) -> str:
+    for cname, conv, aname, act in upsampler_stages(model.tail[0]):
+        r = b.depth_to_space(f"{cname}_d2s", b.fp_conv(cname, r, conv, grid=grid_of(grids, cname)), 2)
+        if act is not None and aname is not None:
+            r = b.prelu(aname, r, act, grid=grid_of(grids, aname))
+    return r
+
+
 class SRResNet(GDQNet):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
         n = cfg.n_feats
         bits = cfg.quant.bits if cfg.quantized else None
         self.head = nn.Sequential(nn.Conv2d(3, n, 9, padding=4, bias=False), nn.PReLU(1, 0.25))
-        self.body = nn.ModuleList([ResBlock(n, bits) for _ in range(cfg.n_blocks)])
+        self.body = nn.ModuleList([ResBlock(n, bits, self.make_grids("conv1", "act", "conv2", "out"))
+                                   for _ in range(cfg.n_blocks)])
         self.body.append(nn.Conv2d(n, n, 3, padding=1, bias=False))
         self.body.append(nn.BatchNorm2d(n))
         self.tail = nn.Sequential(upsampler(cfg.scale, n, bias=False, act=True), nn.Conv2d(n, 3, 9, padding=4, bias=False))
+        self.grids = self.make_grids("head", "head_act", "body_end", "body_out", *upsampler_grid_names(self.tail[0]))
 
-    def body_forward(self, h: torch.Tensor, bit_index: torch.Tensor | None, mix: torch.Tensor | None) -> torch.Tensor:
+    def sr_forward(self, x: torch.Tensor, z1: torch.Tensor, bit_index: torch.Tensor | None,
+                   mix: torch.Tensor | None) -> torch.Tensor:
+        g, gs, rr, nb = self.grid, self.grids, self.cfg.rgb_range, self.cfg.n_blocks
+        if self.cfg.int8_tensors and bit_index is not None:
+            z1 = g(gs, "head", self.fp_conv(self.head[0], self.image_grid(x, bit_index) * rr, bit_index), bit_index)
+        h = g(gs, "head_act", self.head[1](z1), bit_index)
         r = h
-        nb = self.cfg.n_blocks
         for blk in self.body[:nb]:
             r = blk(r, bit_index, mix)
-        r = self.body[nb + 1](self.body[nb](r))
-        return r + h
+        r = g(gs, "body_end", self.body[nb + 1](self.fp_conv(self.body[nb], r, bit_index)), bit_index)
+        r = g(gs, "body_out", r + h, bit_index)
+        r = upsample_forward(self, gs, r, bit_index)
+        return self.image_grid(self.fp_conv(self.tail[1], r, bit_index) / rr, bit_index)
+
+    def lower(self, b: "ProgramBuilder", bit_index: int | None) -> None:
+        gs, rr, nb = self.grids, self.cfg.rgb_range, self.cfg.n_blocks
+        # rgb_range folds into the head weights (conv(x * r) = conv_{W r}(x) for a bias-free conv)
+        z1 = b.fp_conv("head", b.input, self.head[0], w_mul=rr, in_q=b.image_q, grid=grid_of(gs, "head"))
+        h = b.prelu("head_act", z1, self.head[1], grid=grid_of(gs, "head_act"))
+        r = h
+        for i, blk in enumerate(self.body[:nb]):
+            r = blk.lower(b, r, bit_index, f"b{i}")
+        e = b.fp_conv("body_end", r, self.body[nb], bn=self.body[nb + 1], grid=grid_of(gs, "body_end"))
+        r = b.add("body_out", e, h, grid=grid_of(gs, "body_out"))
+        r = lower_upsampler(self, b, r, gs)
+        b.output_conv("tail", r, self.tail[1], w_mul=1.0 / rr, b_mul=1.0 / rr)

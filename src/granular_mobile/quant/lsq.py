@@ -176,3 +176,78 @@ class QConv2d(nn.Conv2d):
         xq = self.aq(x, bit_index, mix)
         wq = self.wq(self.weight)
         return F.conv2d(xq, wq, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class GridQuantizer(nn.Module):
+    """An int8 tensor of the full-integer graph (between convs: conv outputs, PReLU/BatchNorm
+    outputs, residual sums): q = clamp(round(x / step), -128, 127) with one learned step per
+    bit level (LSQ gradients), zero-point 0.
+
+    The export writes exactly these steps as the tensors' scales (``export/program.py``), so
+    the network trained is the one deployed. Steps start at max|x| / 127 over calibration tiles
+    (``init_grid_steps``), the scale post-training calibration would give; LSQ then learns to
+    clip outliers where a finer step pays.
+    """
+
+    qn: int = -128
+    qp: int = 127
+
+    def __init__(self, n_levels: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(n_levels))
+        self.register_buffer("initialized", torch.zeros(1))
+        self.observed: torch.Tensor | None = None  # max|x| per level while observing (init)
+
+    def step(self, level: int) -> float:
+        return float(self.alpha.detach()[level])
+
+    def forward(self, x: torch.Tensor, bit_index: torch.Tensor) -> torch.Tensor:
+        if self.observed is not None:
+            # observing for initialisation: record, do not round
+            for lv in bit_index.unique().tolist():
+                m = x[bit_index == lv].detach().abs().max().float()
+                self.observed[lv] = torch.maximum(self.observed[lv], m.to(self.observed))
+            return x
+        if self.initialized.item() == 0:
+            raise RuntimeError("GridQuantizer used before init_grid_steps() set its steps")
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        step = self.alpha[bit_index].view(shape)
+        g = 1.0 / math.sqrt(x[0].numel() * max(x.shape[0], 1) * self.qp)
+        return lsq_quantize(x, step, self.qn, self.qp, g)
+
+
+def fake_quant_image(x: torch.Tensor) -> torch.Tensor:
+    """The 8-bit image grid (step 1/255, [0, 1]) with straight-through rounding: the SR output
+    of an integer graph (``OUTPUT_Q`` in the export), and exact for images read as uint8."""
+    return _round_ste(torch.clamp(x, 0.0, 1.0) * 255.0) / 255.0
+
+
+#: weight range of the int8 layers the paper keeps in full precision (head, body end,
+#: upsampler, tail): 7 bits, symmetric, per output channel. Their activations use the full
+#: 8-bit range, and onnxruntime's x86 u8s8 kernels saturate int16 pair sums with 8-bit weights
+#: there (measured: 41 dB vs the integer reference, 60+ dB at 7 bits), the reason onnxruntime's
+#: own quantizer has ``reduce_range``. The trained block convs keep [-127, 127].
+QMAX_FP = 63
+
+
+def fp_layer_int_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The int8 weights of a full-precision layer and their per-output-channel step, both
+    float64: step max|w| / QMAX_FP (1 for an all-zero channel), integers round(w / step).
+
+    The one definition that training (``fake_quant_fp_weight``) and the export program use.
+    Computed in float64 from the stored weights: float32 arithmetic rounds some of the exact
+    ties of half-precision checkpoint weights the other way. A per-channel factor (a folded
+    BatchNorm, rgb_range) multiplies the step and leaves the integers unchanged."""
+    wd = w.detach().double()
+    s = wd.abs().flatten(1).amax(1)
+    s = torch.where(s > 0, s / QMAX_FP, torch.ones_like(s))
+    q = torch.clamp(torch.round(wd / s.view(-1, *([1] * (w.dim() - 1)))), -QMAX_FP, QMAX_FP)
+    return q, s
+
+
+def fake_quant_fp_weight(w: torch.Tensor) -> torch.Tensor:
+    """The int8 weights of a full-precision layer as the full-integer export writes them, with
+    a straight-through gradient (the step follows the weights; it is not learned)."""
+    q, s = fp_layer_int_weight(w)
+    wq = (q * s.view(-1, *([1] * (w.dim() - 1)))).to(w.dtype)
+    return w + (wq - w).detach()

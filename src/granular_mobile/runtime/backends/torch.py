@@ -43,7 +43,7 @@ class TorchBackend:
         self = cls.__new__(cls)
         self._setup(model, fp, tile, "in-memory")
         if numerics == "int8" and self.gdq is not None:
-            from ...export.exporter import calibration_tiles
+            from ...data.calibration import calibration_tiles
             from ...export.program import deployed_programs
 
             # programs are built from CPU parameters; copy rather than move the caller's model
