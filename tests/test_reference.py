@@ -1,4 +1,4 @@
-"""Import of the reference implementation's SRResNet checkpoint (names from METHOD.md)."""
+"""Import of the reference implementation's SRResNet checkpoint (names from docs/METHOD.md)."""
 import subprocess
 import sys
 

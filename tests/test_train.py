@@ -199,6 +199,13 @@ def test_qat_int8_numerics_from_a_float_numerics_model(fp_run, tiny_data, tmp_pa
     train(TrainConfig(**{**read_checkpoint(tmp_path / "b" / "last.pt")["train"]["config"], "iters": 22}), tmp_path / "b",
           resume=True, on_step=lambda d: seen.append(d["iteration"]), log=lambda s: None)
     assert seen == [21, 22]
+    # fine-tuning an int8-numerics model further keeps its learned grids (not re-calibrated)
+    again = train(_cfg(tiny_data, mode="qat", iters=1, lr=1e-9, lr_min=1e-12, warmup=1, gate_lr_mult=1.0),
+                  tmp_path / "d", m.cfg, init=str(out), log=lambda s: None)
+    a, b = read_checkpoint(out)["state_dict"], read_checkpoint(again)["state_dict"]
+    for k in a:
+        if ".grids." in k or k.startswith("grids."):
+            assert torch.allclose(a[k].float(), b[k].float(), rtol=1e-4), k
     # an int8-numerics model does not go back to float numerics
     with pytest.raises(CheckpointError, match="is not the one"):
         train(_cfg(tiny_data, mode="qat", iters=1), tmp_path / "c", fl.cfg, init=str(out), log=lambda s: None)

@@ -1,4 +1,4 @@
-"""Import SRResNet checkpoints of the Granular-DQ reference implementation (METHOD.md).
+"""Import SRResNet checkpoints of the Granular-DQ reference implementation (docs/METHOD.md).
 
 Reference inputs are RGB on 0..255, which ``rgb_range = 255`` reproduces exactly; its gate
 had no GroupNorm (``gbc_groupnorm = False``). Its activation quantizers quant_act1..4 are

@@ -4,7 +4,7 @@ Every rounding point of the program is one QuantizeLinear -> (Clip) -> Dequantiz
 per integer conv, DQ(input) -> Conv(DQ(int8 W, per-channel scale), DQ(int32 bias)) ->
 Q(output) -> DQ, which onnxruntime fuses into QLinearConv. A k-bit range is an integer Clip
 between Q and DQ: a float Clip before QuantizeLinear blocks the fusion, and 4-bit ONNX types
-are not executed as integers by onnxruntime (EXPORT_NOTES.md). In full-integer graphs the
+are not executed as integers by onnxruntime (docs/EXPORT.md). In full-integer graphs the
 PReLU (LeakyRelu), residual Add and DepthToSpace also sit between QDQ pairs, so they run as
 QLinearLeakyRelu / QLinearAdd / int8 DepthToSpace and the graph stays integer between convs.
 """

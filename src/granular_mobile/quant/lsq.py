@@ -1,6 +1,6 @@
 """LSQ quantizers whose ranges match integer kernels.
 
-Numerics (METHOD.md, "Decisions"):
+Numerics (docs/METHOD.md, "Decisions of this project"):
 - weights: symmetric int8, zero-point 0, integer range [-127, 127] (narrow range, so the
   int8 kernels of ONNX Runtime and TFLite represent them exactly), one step per tensor;
 - activations: a k-bit range placed inside int8/uint8 with zero-point 0:

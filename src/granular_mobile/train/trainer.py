@@ -305,8 +305,9 @@ def train(
             model.eval()
             with torch.no_grad(), model.observing_grids():
                 model(lr0.to(device), 0)
-        if model_cfg.int8_tensors:
-            # the integer grids start where post-training calibration would put them
+        if model_cfg.int8_tensors and not (init_cfg.quantized and init_cfg.numerics == "int8"):
+            # new grids start where post-training calibration would put them (an int8-numerics
+            # --init brings its learned ones)
             model.init_grids(calibration_tiles(model_cfg.e2b.tile).to(device))
             if is_main:
                 log(f"int8 grids initialised on the bundled calibration tiles ({len(model.grid_modules())} tensors)")
