@@ -43,7 +43,7 @@ def test_help_and_models():
 
 @pytest.mark.parametrize("args, needle", [
     (("eval", "--model", "missing.pt"), "does not exist"),
-    (("train", "-o", "x", "--model", "vdsr"), "valid: ['srresnet', 'edsr']"),
+    (("train", "-o", "x", "--model", "vdsr"), "valid: ['edsr', 'srresnet']"),
     (("train", "-o", "x", "--scale", "3", "--data", "nowhere"), "scale 3 is not supported"),
     (("eval", "--numerics", "int4"), "valid: ['float', 'int8']"),
     (("calibrate", "default", "-o", "x.pt", "--target-fab", "9"), "must be within"),

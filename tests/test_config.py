@@ -15,7 +15,7 @@ def test_roundtrip_json():
 
 @pytest.mark.parametrize("kwargs, needle", [
     (dict(scale=3), "scale 3 is not supported; valid: [2, 4]"),
-    (dict(arch="vdsr"), "arch 'vdsr' is unknown; valid: ['srresnet', 'edsr']"),
+    (dict(arch="v-dsr"), "arch 'v-dsr' is not a model family name"),
     (dict(quant=QuantConfig(bits=(4, 6, 8), e2b_bits=(4, 6, 8))), None),
 ])
 def test_model_config_validation(kwargs, needle):

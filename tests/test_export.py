@@ -13,7 +13,7 @@ import torch
 from conftest import BENCH
 from granular_mobile.export import export
 from granular_mobile.export.exporter import calibration_tiles, parity_ok, sha256
-from granular_mobile.export.program import build_program, calibrate_program, run_program
+from granular_mobile.program import build_program, calibrate_program, run_program
 from granular_mobile.models import create_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

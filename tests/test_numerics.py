@@ -7,7 +7,7 @@ import torch
 
 from granular_mobile.config import ModelConfig
 from granular_mobile.data.calibration import calibration_tiles
-from granular_mobile.export.program import DepthToSpace, build_program, deployed_programs, run_program
+from granular_mobile.program import DepthToSpace, build_program, deployed_programs, run_program
 from granular_mobile.models import build_from_config, list_models
 from granular_mobile.quant import GridQuantizer, fake_quant_fp_weight, fp_layer_int_weight
 
@@ -80,7 +80,7 @@ def test_fp_layer_integers_are_shared_and_fold_factors_leave_them():
     conv.weight.data.copy_(w)
     bn = torch.nn.BatchNorm2d(8).eval()
     bn.weight.data.uniform_(-2, 2)
-    from granular_mobile.export.program import ProgramBuilder
+    from granular_mobile.program import ProgramBuilder
 
     b = ProgramBuilder("int8", 0)
     b.fp_conv("c", "lr", conv, bn=bn)
@@ -96,7 +96,7 @@ def test_float_numerics_model_has_no_grids_and_calibrates():
         m(calibration_tiles(TILE)[:4], 0)
     assert not m.grid_modules()
     with pytest.raises(ValueError, match="no learned grid"):
-        from granular_mobile.export.program import calibrate_program
+        from granular_mobile.program import calibrate_program
 
         calibrate_program(build_program(m, 4, "int8"), None)
     progs = deployed_programs(m, calibration_tiles(TILE)[:4])

@@ -173,7 +173,7 @@ def test_qat_int8_numerics_from_a_float_numerics_model(fp_run, tiny_data, tmp_pa
     import dataclasses
 
     from granular_mobile.data.calibration import calibration_tiles
-    from granular_mobile.export.program import deployed_programs, run_program
+    from granular_mobile.program import deployed_programs, run_program
 
     _, fp_final, _ = fp_run
     mc = ModelConfig(arch="srresnet", quantized=True, **TINY)

@@ -116,10 +116,12 @@ def train_cmd(
       torchrun --nproc_per_node 4 -m granular_mobile.cli train -o runs/fp_x2
     """
     from .config import ModelConfig
+    from .models.family import family_names
     from .train import TrainConfig
 
-    if model not in ("srresnet", "edsr"):
-        raise ConfigError(f"--model '{model}' is not a full-precision model; valid: ['srresnet', 'edsr'] (gdq quantize makes the _gdq one)")
+    if model not in family_names():
+        raise ConfigError(f"--model '{model}' is not a full-precision model; valid: {family_names()} "
+                          "(gdq quantize makes the _gdq one)")
     cfg = TrainConfig(mode="fp", data=tuple(_split(data)), patch=patch, batch=batch, iters=iters, lr=lr, warmup=warmup,
                       schedule=schedule, milestones=tuple(int(m) for m in _split(milestones)), grad_clip=grad_clip,
                       seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root, val_set=val_set,
@@ -408,7 +410,15 @@ def export_cmd(
     from .export import TARGETS, export
     from .export.exporter import parity_ok
 
+    from .checkpoint import load_model
+
     targets = sorted(TARGETS) if target == "all" else _split(target)
+    for t in targets:  # the checks that can fail run before the work (and its progress bar) starts
+        if t not in TARGETS:
+            raise ConfigError(f"unknown export target '{t}'; valid: {sorted(TARGETS)} (or 'all')")
+    load_model(model)
+    if fp is not None:
+        load_model(fp)
     with progress() as pb:
         task = pb.add_task("export", total=None)
         man = export(model, targets, out, tile=tile, fp_layers=fp_layers, fp_model=fp, verify=verify,

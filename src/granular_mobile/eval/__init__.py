@@ -1,4 +1,5 @@
 """Evaluation of PyTorch models: tiled inference, PSNR/SSIM, FAB, BitOPs."""
-from .evaluate import EvalResult, benchmark_pairs, evaluate_dataset
+from ..data.benchmark import benchmark_pairs
+from .evaluate import EvalResult, evaluate_dataset
 
 __all__ = ["EvalResult", "benchmark_pairs", "evaluate_dataset"]

@@ -1,38 +1,19 @@
 """Benchmark evaluation of PyTorch models (``gdq eval``), tiled by the runtime's Upscaler."""
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..config import TileConfig
+from ..data.benchmark import benchmark_pairs
 from ..data.imresize import imresize_uint8
-from ..errors import DataError
-from ..imageio import list_images, read_rgb
 from ..metrics import bitops, fab, psnr_y, ssim_y
 from ..models import GDQNet, count_macs
 from ..runtime import Upscaler
 from ..runtime.backends.torch import TorchBackend
-
-
-def benchmark_pairs(root: str | os.PathLike[str], name: str, scale: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, LR, HR cropped to LR*scale) for a benchmark folder with HR/ and LR_bicubic/X<s>/."""
-    d = Path(root) / name
-    hr_dir, lr_dir = d / "HR", d / "LR_bicubic" / f"X{scale}"
-    if not hr_dir.is_dir() or not lr_dir.is_dir():
-        raise DataError(f"'{d}' needs HR/ and LR_bicubic/X{scale}/ (see ../shared/datasets/README.md)")
-    out = []
-    for hp in list_images(hr_dir):
-        lp = lr_dir / hp.name
-        if not lp.is_file():
-            raise DataError(f"no LR image for '{hp.name}' in '{lr_dir}'")
-        lr, hr = read_rgb(lp), read_rgb(hp)
-        out.append((hp.stem, lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]))
-    return out
 
 
 @dataclass

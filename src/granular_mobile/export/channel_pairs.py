@@ -25,7 +25,7 @@ import copy
 
 import numpy as np
 
-from .program import (
+from ..program import (
     Add,
     Affine,
     Conv,

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..models import GDQNet
 from ..runtime.manifest import sha256
 from .controller import ControllerSpec, controller_spec
-from .program import FP_LAYER_MODES, Program, build_program, calibrate_program, deployed_programs
+from ..program import FP_LAYER_MODES, Program, build_program, calibrate_program, deployed_programs
 
 SCHEMA_VERSION = 1
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import require
 from .channel_pairs import order_for_u8s8, pair_sums_fit
-from .program import Add, Affine, Conv, DepthToSpace, PRelu, Program, QParams, Relu, acc_scale, int32_bias
+from ..program import Add, Affine, Conv, DepthToSpace, PRelu, Program, QParams, Relu, acc_scale, int32_bias
 
 OPSET = 21
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import ConfigError, require
 from .controller import GREY, ControllerSpec
-from .program import Add, Affine, Conv, DepthToSpace, PRelu, Program, Relu
+from ..program import Add, Affine, Conv, DepthToSpace, PRelu, Program, Relu
 
 
 def _crd_to_dcr(c_out: int, r: int) -> np.ndarray:

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..eval.evaluate import benchmark_pairs
+from ..data.benchmark import benchmark_pairs
 from ..models import GDQNet
 from ..runtime.tiler import TilePlan, extract_tiles
-from .program import Program, run_program
+from ..program import Program, run_program
 
 
 def verify_tiles(root: str | Path, scale: int, tile: int, max_tiles: int = 64, sets: tuple[str, ...] = ("Set5", "Set14")) -> np.ndarray:

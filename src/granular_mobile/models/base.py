@@ -30,7 +30,7 @@ from ..controller import E2B, GBC
 from ..quant import GridQuantizer, fake_quant_fp_weight, fake_quant_image
 
 if TYPE_CHECKING:
-    from ..export.program import ProgramBuilder
+    from ..program import ProgramBuilder
 
 
 def grid_of(grids: nn.ModuleDict, name: str) -> GridQuantizer | None:
@@ -131,7 +131,10 @@ class GDQNet(nn.Module):
 
     def lower(self, b: "ProgramBuilder", bit_index: int | None) -> None:
         """Write this network at one static bit level (None: full precision) into ``b``."""
-        raise NotImplementedError(f"{type(self).__name__} does not lower into the export program")
+        from ..errors import ConfigError
+
+        raise ConfigError(f"model family {type(self).__name__} does not lower into the export program "
+                          "(it needs a lower() method beside its forward)")
 
     # -- subclass hooks -------------------------------------------------------------
     def head_conv(self, xs: torch.Tensor) -> torch.Tensor:

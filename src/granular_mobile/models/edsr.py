@@ -15,10 +15,11 @@ import torch.nn as nn
 from ..config import ModelConfig
 from ..quant import QConv2d
 from .base import GDQNet, grid_of
+from .family import register_family
 from .srresnet import lower_upsampler, upsample_forward, upsampler, upsampler_grid_names
 
 if TYPE_CHECKING:
-    from ..export.program import ProgramBuilder
+    from ..program import ProgramBuilder
 
 
 class ResBlock(nn.Module):
@@ -51,6 +52,8 @@ class ResBlock(nn.Module):
         return b.add(f"{name}_out", x, c2, grid=grid_of(self.grids, "out"))
 
 
+@register_family("edsr", "EDSR-baseline (16 blocks, 64 ch, ReLU, no BN), full precision",
+                 "EDSR-baseline Granular-DQ: 32 block convs at a per-tile bit level {4,5,6,8}, weights int8")
 class EDSR(GDQNet):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)

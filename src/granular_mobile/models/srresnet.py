@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from ..config import ModelConfig
 from ..quant import QConv2d
 from .base import GDQNet, grid_of
+from .family import register_family
 
 if TYPE_CHECKING:
-    from ..export.program import ProgramBuilder
+    from ..program import ProgramBuilder
 
 
 class ResBlock(nn.Module):
@@ -97,6 +98,8 @@ def lower_upsampler(model: GDQNet, b: "ProgramBuilder", r: str, grids: nn.Module
     return r
 
 
+@register_family("srresnet", "SRResNet (16 blocks, 64 ch, BN, PReLU), full precision",
+                 "SRResNet Granular-DQ: 32 block convs at a per-tile bit level {4,5,6,8}, weights int8")
 class SRResNet(GDQNet):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)

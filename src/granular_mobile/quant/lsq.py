@@ -183,7 +183,7 @@ class GridQuantizer(nn.Module):
     outputs, residual sums): q = clamp(round(x / step), -128, 127) with one learned step per
     bit level (LSQ gradients), zero-point 0.
 
-    The export writes exactly these steps as the tensors' scales (``export/program.py``), so
+    The export writes exactly these steps as the tensors' scales (``program.py``), so
     the network trained is the one deployed. Steps start at max|x| / 127 over calibration tiles
     (``init_grid_steps``), the scale post-training calibration would give; LSQ then learns to
     clip outliers where a finer step pays.

@@ -30,7 +30,8 @@ from ..controller.e2b import tile_entropy
 from ..data.calibration import calibration_tiles
 from ..data.dataset import CropSampler, load_folder_images, tile_grid
 from ..errors import CheckpointError, ConfigError
-from ..eval.evaluate import benchmark_pairs, evaluate_dataset
+from ..data.benchmark import benchmark_pairs
+from ..eval.evaluate import evaluate_dataset
 from ..models import GDQNet, build_from_config
 
 SCHEDULES = ("cosine", "step")

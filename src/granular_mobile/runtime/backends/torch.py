@@ -44,7 +44,7 @@ class TorchBackend:
         self._setup(model, fp, tile, "in-memory")
         if numerics == "int8" and self.gdq is not None:
             from ...data.calibration import calibration_tiles
-            from ...export.program import deployed_programs
+            from ...program import deployed_programs
 
             # programs are built from CPU parameters; copy rather than move the caller's model
             gdq = self.gdq if self.device.type == "cpu" else copy.deepcopy(self.gdq).cpu()
@@ -93,7 +93,7 @@ class TorchBackend:
             if self.gdq is None:
                 raise ConfigError("this model is full precision: use --precision fp32")
             if self.programs is not None:
-                from ...export.program import run_program
+                from ...program import run_program
 
                 return run_program(self.programs[bits], self._t(tiles).cpu()).numpy()
             return self.gdq(self._t(tiles), self.gdq.cfg.quant.index(bits)).cpu().numpy()

@@ -34,15 +34,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models import GDQNet
-from ..quant import act_range
-from ..quant.lsq import fp_layer_int_weight
+from .config import ModelConfig
+from .quant import act_range
+from .quant.lsq import fp_layer_int_weight
 
 FP_LAYER_MODES = ("int8", "float")
 
@@ -306,11 +307,22 @@ class ProgramBuilder:
         return out
 
 
-def build_program(model: GDQNet, bits: int | None, fp_layers: str = "float") -> Program:
+class Lowerable(Protocol):
+    """A network that writes itself into a program (every ``models.GDQNet`` family)."""
+
+    cfg: ModelConfig
+
+    @property
+    def bits(self) -> tuple[int, ...]: ...
+
+    def lower(self, b: "ProgramBuilder", bit_index: int | None) -> None: ...
+
+
+def build_program(model: Lowerable, bits: int | None, fp_layers: str = "float") -> Program:
     """The model at a static bit level (``None``: a full-precision model, all float), as its
     family lowers it (``GDQNet.lower``)."""
     if fp_layers not in FP_LAYER_MODES:
-        from ..errors import ConfigError
+        from .errors import ConfigError
 
         raise ConfigError(f"--fp-layers '{fp_layers}' is unknown; valid: {list(FP_LAYER_MODES)}")
     cfg = model.cfg
@@ -543,7 +555,7 @@ def calibrate_program(prog: Program, tiles: torch.Tensor | None, batch: int = 4)
     return prog
 
 
-def deployed_programs(model: GDQNet, tiles: torch.Tensor | None, fp_layers: str = "int8") -> dict[int, Program]:
+def deployed_programs(model: Lowerable, tiles: torch.Tensor | None, fp_layers: str = "int8") -> dict[int, Program]:
     """The program of every bit level with all its grids (learned, or calibrated on ``tiles``):
     what ``gdq export`` writes, and what ``gdq eval --numerics int8`` runs in PyTorch."""
     return {b: calibrate_program(build_program(model, b, fp_layers), tiles) for b in model.bits}
