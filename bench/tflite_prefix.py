@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from granular_mobile.checkpoint import DEFAULT_MODEL, load_model  # noqa: E402
 from granular_mobile.export.exporter import calibration_tiles  # noqa: E402
-from granular_mobile.export.program import Program, deployed_programs, run_program  # noqa: E402
+from granular_mobile.program import Program, deployed_programs, run_program  # noqa: E402
 from granular_mobile.imageio import list_images, read_rgb  # noqa: E402
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,8 +85,3 @@ def tile_grid(images: list[np.ndarray], tile: int, scale: int, max_tiles: int | 
     if max_tiles and len(out) > max_tiles:
         out = out[np.random.default_rng(seed).choice(len(out), max_tiles, replace=False)]
     return out
-
-
-def default_train_folders() -> list[Path]:
-    root = Path("../shared/datasets/train")
-    return [root / "T91", root / "BSD200"]

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import TileConfig
-from ..data.benchmark import benchmark_pairs
 from ..data.imresize import imresize_uint8
 from ..metrics import bitops, fab, psnr_y, ssim_y
 from ..models import GDQNet, count_macs

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..controller.e2b import GREY
 from ..models import GDQNet
@@ -54,31 +52,4 @@ def controller_spec(model: GDQNet) -> ControllerSpec:
         thresholds=tuple(cfg.e2b.thresholds), gbc_bits=cfg.quant.gbc_bits, e2b_bits=cfg.quant.e2b_bits)
 
 
-def run_controller_spec(spec: ControllerSpec, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Torch reference of exactly what the emitters build (moment-based GroupNorm)."""
-    z = F.conv2d(x, torch.from_numpy(spec.head_w), None if spec.head_b is None else torch.from_numpy(spec.head_b),
-                 padding=spec.pad)
-    zs = [z, F.avg_pool2d(z, 2, ceil_mode=True)]
-    zs.append(F.avg_pool2d(zs[1], 2, ceil_mode=True))
-    feats = []
-    for d, zz in enumerate(zs):
-        m = zz.mean((2, 3))
-        if spec.groups:
-            n, c = m.shape
-            sq = (zz * zz).mean((2, 3))
-            mg = m.view(n, spec.groups, -1).mean(2, keepdim=True)
-            vg = sq.view(n, spec.groups, -1).mean(2, keepdim=True) - mg * mg
-            m = ((m.view(n, spec.groups, -1) - mg) / torch.sqrt(vg + spec.gn_eps)).view(n, c)
-            m = m * torch.from_numpy(spec.gn_gamma[d]) + torch.from_numpy(spec.gn_beta[d])
-        feats.append(m)
-    logits = torch.cat(feats, 1) @ torch.from_numpy(spec.gate_w).T + torch.from_numpy(spec.gate_b)
-    from ..controller.e2b import tile_entropy
-
-    h = tile_entropy(x, spec.bins, spec.sigma)
-    level = (h > spec.thresholds[0]).long() + (h > spec.thresholds[1]).long()
-    choice = logits.argmax(1)
-    bits = torch.where(choice == 2, torch.tensor(spec.e2b_bits)[level], torch.tensor(spec.gbc_bits)[choice])
-    return logits, h, bits
-
-
-__all__ = ["GREY", "ControllerSpec", "controller_spec", "run_controller_spec"]
+__all__ = ["GREY", "ControllerSpec", "controller_spec"]

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .. import __version__
-from ..checkpoint import ASSETS, DEFAULT_FILES, DEFAULT_MODEL, load_model
+from ..checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
 from ..config import to_dict
 from ..data.calibration import calibration_tiles
 from ..errors import ConfigError
