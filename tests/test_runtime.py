@@ -85,6 +85,7 @@ def test_tampered_file_is_refused(tiny_export, tmp_path):
     p.write_bytes(p.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ConfigError, match="sha256"):
         Upscaler.load(str(bad), backend="onnxruntime", bits=4)(IMG)
+    shutil.copy(exp / "sr_a4.onnx", p)
     (bad / "sr_a5.onnx").unlink()
     with pytest.raises(ModelNotFoundError, match="missing"):
         Upscaler.load(str(bad), backend="onnxruntime", bits=5)(IMG)

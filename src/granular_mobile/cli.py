@@ -5,15 +5,37 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
-from .errors import ConfigError, GdqError
+from .errors import ConfigError, GdqError, GdqWarning, require
 from .progress import console, progress
+from .progress import out as stdout
+
+
+def _flags_as_switches() -> None:
+    """typer 0.29 shows a type after a flag (`--force <bool>`), which reads as if it took a
+    value (`--force true` then fails): a flag shows none."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_gdq", False):
+        return
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._gdq = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_as_switches()
 
 app = typer.Typer(
     name="gdq",
@@ -43,18 +65,29 @@ def _split(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
+#: what each extra must bring for a command to start; checked first, in one line, instead of
+#: an import error deep in the command
+_EXTRA_MODULES = {"torch": ("torch",), "export": ("torch", "onnx")}
+
+
+def _need(extra: str) -> None:
+    for module in _EXTRA_MODULES[extra]:
+        require(module, extra)
+
+
 @app.command("models")
 def models_cmd() -> None:
     """List the registered model variants.
 
     Example: gdq models
     """
+    _need("torch")
     from .models import list_models
 
     t = Table("name", "description")
     for k, d in list_models().items():
         t.add_row(k, d)
-    console.print(t)
+    stdout.print(t)
 
 
 def _train_common(cfg, out: Path, model_cfg, init: Optional[str], resume: bool) -> Path:
@@ -115,6 +148,7 @@ def train_cmd(
       gdq train -o runs/fp_x2_ft --init src/granular_mobile/assets/srresnet_x2.pt --patch 48 --lr 5e-4
       torchrun --nproc_per_node 4 -m granular_mobile.cli train -o runs/fp_x2
     """
+    _need("torch")
     from .config import ModelConfig
     from .models.family import family_names
     from .train import TrainConfig
@@ -178,6 +212,7 @@ def quantize_cmd(
       gdq quantize --init runs/gdq_x2/final.pt -o runs/gdq_x2_more --iters 3000 --lr 5e-5
       gdq quantize --init default -o runs/gdq_x2_int8 --distill 1 --distill-from default
     """
+    _need("torch")
     from .checkpoint import read_checkpoint, resolve_model_path
     from .config import TRAIN_NUMERICS, ModelConfig, QuantConfig, from_dict
     from .train import TrainConfig
@@ -229,6 +264,7 @@ def calibrate_cmd(
       gdq calibrate runs/gdq_x2/final.pt --tile 128 -o model_t128.pt
       gdq calibrate runs/gdq_x2/final.pt --target-fab 4.5 -o model_f45.pt
     """
+    _need("torch")
     import dataclasses
 
     from .checkpoint import load_model, save_model
@@ -268,6 +304,7 @@ def pack_cmd(
 
     Example: gdq pack runs/gdq_x2/final.pt -o src/granular_mobile/assets/srresnet_gdq_x2.pt
     """
+    _need("torch")
     from .checkpoint import load_model, pack_model, read_checkpoint
 
     meta = read_checkpoint(ckpt).get("meta", {})
@@ -298,6 +335,7 @@ def eval_cmd(
       gdq eval --data Set5 --numerics float  # the PyTorch forward instead of the deployed numerics
       gdq eval --model runs/gdq_x2/final.pt --fp runs/fp_x2/final.pt --json eval.json
     """
+    _need("torch")
     from .checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
     from .config import TileConfig
     from .eval import benchmark_pairs, evaluate_dataset
@@ -340,7 +378,7 @@ def eval_cmd(
         tb = "/".join(str(r.tiles_per_bit.get(b, 0)) for b in levels) if r.tiles_per_bit else ""
         t.add_row(r.dataset, r.model, f"{r.psnr:.3f}", f"{r.ssim:.4f}", "" if r.fab is None else f"{r.fab:.3f}",
                   "" if r.bitops_g is None else f"{r.bitops_g:.1f}", tb)
-    console.print(t)
+    stdout.print(t)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps({"scale": s, "tile": tile, "step": step, "numerics": numerics, "results": [r.to_dict() for r in results]}, indent=2))
@@ -357,6 +395,7 @@ def import_reference_cmd(
 
     Example: gdq import-reference model_best.pt -o srresnet_ref_x4.pt
     """
+    _need("torch")
     import dataclasses
 
     import torch
@@ -407,6 +446,7 @@ def export_cmd(
       gdq export -o export/ --target all --verify
       gdq export -m runs/gdq_x2/final.pt --fp runs/fp_x2/final.pt -o out/ --target tflite --single-file
     """
+    _need("export")
     from .export import TARGETS, export
     from .export.exporter import parity_ok
 
@@ -427,20 +467,22 @@ def export_cmd(
     t = Table("file", "bytes", "sha256")
     for name, f in man["files"].items():
         t.add_row(name, str(f["bytes"]), f["sha256"][:12])
-    console.print(t)
+    stdout.print(t)
     if "parity" in man:
         pt = Table("target", "graph", "PSNR vs torch (dB)", "worst tile (dB)", "max abs", "mean abs", "controller agrees")
         for tname, e in man["parity"].items():
             for g, v in e["sr"].items():
                 pt.add_row(tname, g, f"{v['psnr_db']:.2f}", f"{v['worst_tile_psnr_db']:.2f}", f"{v['max_abs']:.4f}",
                            f"{v['mean_abs']:.5f}", f"{e['controller_agreement']:.1%}")
-        console.print(pt)
+        stdout.print(pt)
         if not parity_ok(man["parity"]):
             raise ConfigError("parity below the bar (>= 45 dB per graph, >= 99% controller agreement): see the table")
     console.print(f"wrote {out / 'manifest.json'}")
 
 
-def _expand_inputs(inputs: list[str]) -> list[Path]:
+def _expand_inputs(inputs: list[str]) -> tuple[list[Path], int]:
+    """The input images, in order, each once; and how many repeats were dropped (an image
+    named twice, e.g. by a folder and a glob)."""
     import glob
 
     from .errors import ImageError
@@ -450,22 +492,45 @@ def _expand_inputs(inputs: list[str]) -> list[Path]:
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            files += list_images(p)
+            found = list_images(p)
+            if not found:
+                raise ImageError(f"folder '{s}' has no images ({', '.join(IMAGE_EXTS)})")
+            files += found
         elif p.is_file():
             files.append(p)
         elif any(c in s for c in "*?["):
-            files += sorted(Path(g) for g in glob.glob(s) if Path(g).suffix.lower() in IMAGE_EXTS)
+            found = sorted(Path(g) for g in glob.glob(s) if Path(g).suffix.lower() in IMAGE_EXTS)
+            if not found:
+                raise ImageError(f"input '{s}' does not exist, and as a pattern it matches no image")
+            files += found
         else:
             raise ImageError(f"input '{s}' does not exist")
-    if not files:
-        raise ImageError(f"no images found in {inputs}")
-    return files
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            unique.append(f)
+    return unique, len(files) - len(unique)
+
+
+def _check_clashes(writes: list[tuple[str, Path]]) -> None:
+    """Two writers of one path: the later would silently replace the earlier's file."""
+    from .errors import OutputError
+
+    seen: dict[Path, str] = {}
+    for who, p in writes:
+        k = p.resolve()
+        if k in seen:
+            raise OutputError(f"{seen[k]} and {who} would both be '{p}'; rename one, or give them separate outputs")
+        seen[k] = who
 
 
 @app.command("run")
 def run_cmd(
     inputs: list[str] = typer.Argument(..., help="Image files, folders or globs."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output file (one input) or folder (several)."),
+    out: str = typer.Option(..., "-o", "--out", help="Output file (one input: .png, .jpg, .webp, .bmp, .tif) or folder "
+                            "(several inputs, an existing folder, or a path ending in /; files NAME_x2.png)."),
     model: str = typer.Option("default", "--model", "-m",
                               help="'default' (shipped model), an export folder (onnxruntime/tflite) or a checkpoint (torch)."),
     backend: str = typer.Option("onnxruntime", help="onnxruntime | tflite | torch"),
@@ -473,58 +538,106 @@ def run_cmd(
     precision: str = typer.Option("int8", help="int8 (Granular-DQ) | fp32 (the full-precision twin)."),
     tile: Optional[int] = typer.Option(None, help="LR tile size (default: the model's calibration tile, 96)."),
     overlap: Optional[int] = typer.Option(None, help="Overlap between tiles (LR pixels), blended linearly (default min(16, tile/4))."),
-    threads: int = typer.Option(0, help="CPU threads (0: backend default; onnxruntime: one value per process)."),
-    stats: Optional[Path] = typer.Option(None, help="Write tiles per bit level, FAB, timings as JSON."),
+    threads: int = typer.Option(0, help="CPU threads: 0 (backend default) or 1..cores (more is clamped, with a "
+                                "warning); onnxruntime: one value per process."),
+    stats: Optional[Path] = typer.Option(None, help="Write tiles per bit level, FAB, timings (and a batch's failures) as JSON."),
     bitmap: Optional[Path] = typer.Option(None, help="Write the input tinted by each tile's bit level (one input)."),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs (images, --stats, --bitmap)."),
 ) -> None:
     """Upscale images tile by tile with per-tile bit-widths.
+
+    What can fail before the work fails before it, in one line: output paths, extensions and
+    permissions, existing files without --force, two inputs writing one output, the model's
+    files (sha256) and options. In a batch, an input that cannot be read or upscaled is one
+    line and the others go on; the run ends with done / failed / skipped and exit code 1 if
+    any failed.
 
     Examples:
       gdq run photo.png -o photo_x2.png
       gdq run photos/ -o out/ --stats stats.json
       gdq run photo.png -o ref.png --precision fp32
     """
-    from .errors import ImageError
-    from .imageio import read_image, write_rgb
+    from rich.markup import escape
+
+    from .errors import OutputError
+    from .imageio import check_folder, check_output, read_image, write_bytes_atomic, write_rgb
     from .runtime import Upscaler
 
-    files = _expand_inputs(inputs)
-    multi = len(files) > 1 or out.is_dir()
-    if len(files) > 1 and out.exists() and not out.is_dir():
-        raise ImageError(f"{len(files)} inputs need an output folder, and '{out}' is a file")
-    up = Upscaler.load(model, backend=backend, threads=threads, tile=tile, bits=bits, precision=precision, overlap=overlap)
-    targets = [out / f"{f.stem}_x{up.backend.scale}.png" for f in files] if multi else [out]
-    existing = [str(t) for t in targets if t.exists()]
-    if existing and not force:
-        raise ImageError(f"output '{existing[0]}' exists; use --force to overwrite")
+    files, repeats = _expand_inputs(inputs)
+    out_p = Path(out)
+    multi = len(files) > 1 or out_p.is_dir() or out.endswith(("/", os.sep))
+    if len(files) > 1 and out_p.exists() and not out_p.is_dir():
+        raise OutputError(f"{len(files)} inputs need an output folder, and '{out_p}' is a file")
     if bitmap and len(files) > 1:
-        raise ImageError("--bitmap takes one input image")
-    reports = []
-    with progress() as pb:
-        task = pb.add_task("tiles", total=None)
-        for f, target in zip(files, targets):
-            img = read_image(f)
-            pb.update(task, description=f.name, completed=0, total=None)
-            sr, rep = up(img, progress=lambda d, n: pb.update(task, completed=d, total=n))
-            write_rgb(target, sr)
-            if bitmap:
-                from .runtime.bitmap import bitmap as make_bitmap
-                from .runtime.tiler import TilePlan
+        raise OutputError("--bitmap takes one input image")
+    # outputs first (no model needed): an error here costs nothing
+    if multi:
+        check_folder(out_p, "output folder")
+    else:
+        check_output(out_p, "output", force)
+    if stats:
+        check_output(stats, "--stats", force, image=False)
+    if bitmap:
+        check_output(bitmap, "--bitmap", force)
+    up = Upscaler.load(model, backend=backend, threads=threads, tile=tile, bits=bits, precision=precision, overlap=overlap)
+    targets = [out_p / f"{f.stem}_x{up.backend.scale}.png" for f in files] if multi else [out_p]
+    if multi:
+        existing = [t for t in targets if t.exists()]
+        if existing and not force:
+            raise OutputError(f"output '{existing[0]}' exists ({len(existing)} of {len(targets)} do); use --force to overwrite")
+        for t in existing:
+            if t.is_dir():
+                raise OutputError(f"output '{t}' is a folder; move it or choose another output folder")
+    # a batch reads its inputs one by one: an output must not replace an input not read yet
+    _check_clashes(([(f"the input '{f}'", f) for f in files] if multi else [])
+                   + [(f"the output of '{f}'", t) for f, t in zip(files, targets)]
+                   + [(o, p) for o, p in (("--stats", stats), ("--bitmap", bitmap)) if p])
 
-                plan = TilePlan(img.shape[0], img.shape[1], up.backend.tile, up.backend.tile - up.overlap, 1)
-                write_rgb(bitmap, make_bitmap(img, plan, rep.tile_bits))
+    reports: list[dict] = []
+    failed: list[dict] = []
+
+    def summary(skipped: int) -> dict:
+        return {"done": len(reports), "failed": len(failed), "skipped": skipped}
+
+    with progress(transient=True) as pb:
+        task = pb.add_task("tiles", total=None)
+        for i, (f, target) in enumerate(zip(files, targets)):
+            try:
+                img = read_image(f)
+                pb.update(task, description=escape(f.name), completed=0, total=None)
+                sr, rep = up(img, progress=lambda d, n: pb.update(task, completed=d, total=n))
+                write_rgb(target, sr)
+                if bitmap:
+                    from .runtime.bitmap import bitmap as make_bitmap
+                    from .runtime.tiler import TilePlan
+
+                    plan = TilePlan(img.shape[0], img.shape[1], up.backend.tile, up.backend.tile - up.overlap, 1)
+                    write_rgb(bitmap, make_bitmap(img, plan, rep.tile_bits))
+            except GdqError as e:
+                if not multi:
+                    raise
+                failed.append({"input": str(f), "error": str(e)})
+                pb.console.print(Text.assemble(("failed:", "red"), f" {f}: {e}"))
+                continue
+            except KeyboardInterrupt:
+                if multi:  # what is written is whole (atomic writes); say what is not
+                    s = summary(repeats + len(files) - i)
+                    console.print(f"{s['done']} done, {s['failed']} failed, {s['skipped']} skipped")
+                raise
             d = rep.to_dict()
             d.update(input=str(f), output=str(target), model=up.backend.model_id)
             d.pop("tile_bits")
             reports.append(d)
-    for d in reports:
-        fab = "" if d["fab"] is None else f", FAB {d['fab']:.2f}, tiles per bit {d['tiles_per_bit']}"
-        console.print(f"{d['input']} -> {d['output']} ({d['tiles']} tiles{fab})")
+            fab = "" if d["fab"] is None else f", FAB {d['fab']:.2f}, tiles per bit {d['tiles_per_bit']}"
+            stdout.print(f"{d['input']} -> {d['output']} ({d['tiles']} tiles{fab})", soft_wrap=True)
+    s = summary(repeats)
+    if multi:
+        stdout.print(f"{s['done']} done, {s['failed']} failed, {s['skipped']} skipped", soft_wrap=True)
     if stats:
-        stats.parent.mkdir(parents=True, exist_ok=True)
-        payload = reports[0] if len(reports) == 1 else {"images": reports}
-        stats.write_text(json.dumps(payload, indent=2))
+        payload = reports[0] if not multi else {"images": reports, "failed": failed, "summary": s}
+        write_bytes_atomic(stats, json.dumps(payload, indent=2).encode())
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("bench")
@@ -546,17 +659,44 @@ def bench_cmd(
       gdq bench --rounds 1 --backends onnxruntime --threads 2 --images photos/ --json bench.json
     """
     from .bench import bench, markdown
-    from .checkpoint import ASSETS
     from .imageio import list_images
+    from .runtime.backends import DEFAULT_EXPORT, check_threads
 
-    imgs = list_images(images) if images else [ASSETS / "sample.png"]
+    # each configuration runs in a worker process: a missing dependency would surface there,
+    # after the configurations before it have run
+    bes = _split(backends)
+    if torch_model or "torch" in bes:
+        require("torch", "torch")
+    if "tflite" in bes:
+        require("ai_edge_litert.interpreter", "tflite")
+    try:
+        counts = [check_threads(int(t)) for t in _split(threads)]
+    except ValueError:
+        raise ConfigError(f"--threads '{threads}' must be comma-separated integers") from None
+    # (not checkpoint.ASSETS: that module imports torch, and this command runs without it)
+    imgs = list_images(images) if images else [DEFAULT_EXPORT.parent / "sample.png"]
     if not imgs:
         raise ConfigError(f"no images in '{images}'")
-    res = bench(model, _split(backends), [int(t) for t in _split(threads)], imgs, repeat, torch_model or None,
+    res = bench(model, bes, list(dict.fromkeys(counts)), imgs, repeat, torch_model or None,
                 log=lambda s: console.print(s, highlight=False), rounds=rounds)
     typer.echo(markdown(res))
     if json_out:
         json_out.write_text(json.dumps(res, indent=2))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
+    if issubclass(category, GdqWarning):
+        console.print(Text.assemble(("warning:", "yellow"), f" {message}"))
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _error(message: str) -> None:
+    # a Text, not markup: the message is printed as it is ('granular-mobile[tflite]', 'a[1].png')
+    console.print(Text.assemble(("error:", "red"), f" {message}"))
 
 
 def main() -> None:
@@ -564,12 +704,21 @@ def main() -> None:
 
     Typer's standalone mode already turns usage errors into a message and exit code 2.
     """
+    from .errors import EXTRA_OF, install_hint
+
+    warnings.showwarning = _show_warning
     try:
         app()
     except GdqError as e:
         if os.environ.get("GDQ_DEBUG"):
             raise
-        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        _error(str(e))
+        sys.exit(1)
+    except ModuleNotFoundError as e:
+        # an optional dependency imported deep inside a command (the runtime-only install)
+        if os.environ.get("GDQ_DEBUG") or (e.name or "").split(".")[0] not in EXTRA_OF:
+            raise
+        _error(install_hint(e.name or ""))
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("aborted")

@@ -26,8 +26,31 @@ class ImageError(DataError):
     """An input image is unreadable, empty, or of an unsupported kind."""
 
 
+class OutputError(GdqError):
+    """An output path cannot be written (bad extension, a folder, not writable, exists without --force)."""
+
+
 class DependencyError(GdqError, ImportError):
     """An optional dependency (torch, onnx, tensorflow, ...) is missing."""
+
+
+class GdqWarning(UserWarning):
+    """Something was adjusted rather than refused (e.g. a thread count clamped to the cores);
+    the CLI prints it as one ``warning:`` line."""
+
+
+#: the extra that installs each optional top-level module (the hint a missing import gets)
+EXTRA_OF = {"torch": "torch", "onnx": "export", "onnxsim": "export", "tensorflow": "export",
+            "ai_edge_litert": "tflite", "onnxruntime": "runtime"}
+
+
+def install_hint(module: str) -> str:
+    """The one-line message for a missing optional module, naming the extra that installs it."""
+    top = module.split(".")[0]
+    extra = EXTRA_OF.get(top)
+    # onnxruntime is a base dependency: the package itself reinstalls it
+    pkg = "granular-mobile" if extra in (None, "runtime") else f"granular-mobile[{extra}]"
+    return f"'{top}' is needed for this command but is not installed: pip install '{pkg}'"
 
 
 def require(module: str, extra: str):
@@ -37,7 +60,5 @@ def require(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise DependencyError(
-            f"'{module}' is needed for this command but is not installed: "
-            f"pip install 'granular-mobile[{extra}]' ({e})"
-        ) from e
+        pkg = "granular-mobile" if extra == "runtime" else f"granular-mobile[{extra}]"
+        raise DependencyError(f"'{module}' is needed for this command but is not installed: pip install '{pkg}' ({e})") from e

@@ -50,6 +50,9 @@ class Upscaler:
             raise ConfigError("--precision fp32 needs the full-precision twin, which this model does not have")
         if precision == "int8" and not backend.bits:
             raise ConfigError("this model is full precision; use --precision fp32")
+        if precision == "fp32" and str(bits) != "auto":
+            raise ConfigError(f"--bits {bits} picks an integer graph, and --precision fp32 runs the full-precision "
+                              "twin on every tile: give one of them")
         if bits != "auto":
             try:
                 bits = int(bits)
@@ -70,28 +73,36 @@ class Upscaler:
         return cls(create_backend(backend, model, threads=threads, tile=tile), **kw)
 
     def __call__(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, Report]:
-        """Upscale an 8-bit image: HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA). Returns (SR uint8, Report)."""
+        """Upscale an 8-bit image: HxW (grey), HxWx2 (grey+alpha), HxWx3 (RGB) or HxWx4 (RGBA).
+        Returns (SR uint8 of the same layout, Report). An image whose colour channels are equal
+        everywhere is grey, and comes out grey (R = G = B)."""
         img = np.asarray(image)
         if img.dtype != np.uint8:
             raise ImageError(f"expected an 8-bit image (uint8), got {img.dtype}; convert it first")
         if img.ndim == 2:
             img = img[..., None]
-        if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
-            raise ImageError(f"expected HxW, HxWx3 or HxWx4, got shape {image.shape}")
+        if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
+            raise ImageError(f"expected HxW, HxWx2, HxWx3 or HxWx4, got shape {image.shape}")
         h, w = img.shape[:2]
         if min(h, w) < 2:
             raise ImageError(f"image of {w}x{h} pixels is too small to upscale (at least 2x2)")
-        alpha = img[..., 3] if img.shape[2] == 4 else None
-        rgb = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img[..., :3]
+        c = img.shape[2]
+        alpha = img[..., c - 1] if c in (2, 4) else None
+        colour = img[..., :1] if c in (1, 2) else img[..., :3]
+        # a grey+alpha PNG decodes as RGBA with R = G = B: upscaled as colour, the network's
+        # channels drift apart by up to 11 levels (colour fringes on a grey image)
+        grey = colour.shape[2] == 1 or bool((colour[..., 0] == colour[..., 1]).all() and (colour[..., 1] == colour[..., 2]).all())
+        rgb = np.repeat(colour[..., :1], 3, axis=2) if grey else colour
         sr, rep = self._rgb(rgb, progress)
-        if img.shape[2] == 1:
-            sr = np.round(sr.astype(np.float32).mean(axis=2)).astype(np.uint8)  # R = G = B in, grey out
+        if grey:
+            g = np.round(sr.astype(np.float32).mean(axis=2)).astype(np.uint8)  # R = G = B in, grey out
+            sr = g if colour.shape[2] == 1 else np.repeat(g[..., None], 3, axis=2)
         if alpha is not None:
             import cv2
 
             s = self.backend.scale
-            a = cv2.resize(alpha, (w * s, h * s), interpolation=cv2.INTER_CUBIC)
-            sr = np.concatenate([sr, a[..., None]], axis=2)
+            a = cv2.resize(np.ascontiguousarray(alpha), (w * s, h * s), interpolation=cv2.INTER_CUBIC)
+            sr = np.concatenate([sr if sr.ndim == 3 else sr[..., None], a[..., None]], axis=2)
         return sr, rep
 
     def _rgb(self, rgb: np.ndarray, progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, Report]:

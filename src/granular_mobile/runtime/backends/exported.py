@@ -19,6 +19,15 @@ class ExportedBackend:
         self.has_fp = bool(self.t.get("fp32"))
         self.model_id = self.m.model_id
         self.threads = threads
+        # every graph now, not on first use: a level the controller picks only on some tiles
+        # would otherwise pass unchecked, or fail midway through a large image
+        for fname in self.files():
+            self.m.file(fname)
+
+    def files(self) -> list[str]:
+        """The target's graphs: the controller, one per bit level, and the fp32 twin if any."""
+        names = [self.t["controller"], *self.t["sr"].values()]
+        return names + ([self.t["fp32"]] if self.has_fp else [])
 
     def graph_file(self, bits: int | None) -> str:
         """The SR graph for a bit-width (None: the full-precision twin)."""
