@@ -209,3 +209,41 @@ def test_qat_int8_numerics_from_a_float_numerics_model(fp_run, tiny_data, tmp_pa
     # an int8-numerics model does not go back to float numerics
     with pytest.raises(CheckpointError, match="is not the one"):
         train(_cfg(tiny_data, mode="qat", iters=1), tmp_path / "c", fl.cfg, init=str(out), log=lambda s: None)
+
+
+def test_random_levels_train_every_level_and_keep_the_gate_out():
+    from granular_mobile.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("srresnet_gdq", n_blocks=1, n_feats=8).train()
+    x = torch.rand(64, 3, 16, 16)
+    with torch.no_grad():
+        m(x[:4], 0)  # quantizer init
+    m.random_levels = 1.0
+    sr, ctrl = m(x, return_ctrl=True)
+    assert ctrl is not None
+    sr.mean().backward()
+    # every crop re-drawn: the gate gets gradient from the bit-budget term only, not from SR
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in m.encoder.parameters())
+    m.zero_grad()
+    m.random_levels = 0.0
+    sr, _ = m(x, return_ctrl=True)
+    sr.mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.encoder.parameters())
+    with pytest.raises(ConfigError, match="random_levels"):
+        TrainConfig(random_levels=1.5)
+
+
+def test_random_levels_cover_the_levels():
+    from granular_mobile.models import create_model
+
+    torch.manual_seed(1)
+    m = create_model("srresnet_gdq", n_blocks=1, n_feats=8).train()
+    m.random_levels = 0.5
+    bi = torch.zeros(4000, dtype=torch.long)
+    mix = torch.nn.functional.one_hot(bi, 4).float()
+    out, mix2 = m._random_levels(bi, mix)
+    share = torch.bincount(out, minlength=4).float() / len(out)
+    # half kept at level 0, half uniform: 0.625 / 0.125 / 0.125 / 0.125
+    assert abs(share[0] - 0.625) < 0.03 and all(abs(s - 0.125) < 0.03 for s in share[1:])
+    assert torch.equal(mix2.argmax(1), out)

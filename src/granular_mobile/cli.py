@@ -184,6 +184,8 @@ def quantize_cmd(
     distill: float = typer.Option(0.0, help="Weight of an L1 term towards the full-precision twin's output "
                                   "(--distill-from); 0: off."),
     distill_from: str = typer.Option("", help="The full-precision twin for --distill ('default': the shipped one)."),
+    random_levels: float = typer.Option(0.0, help="After --gate-warmup, the share of crops run at a uniformly random "
+                                        "bit level instead of the gate's, so every level keeps training."),
     step_lr_mult: float = typer.Option(20.0, help="A quantizer step size moves by about lr x this fraction of its "
                                        "size per iteration (Adam; 0.1 %% at lr 5e-5)."),
     data: str = _TRAIN_HELP_COMMON["data"],
@@ -227,7 +229,7 @@ def quantize_cmd(
     cfg = TrainConfig(mode="qat", data=tuple(_split(data)), patch=patch, batch=batch, iters=iters, lr=lr,
                       warmup=warmup, schedule=schedule, seed=seed, target_fab=target_fab, fab_lambda=fab_lambda,
                       fab_two_sided=fab_two_sided, gate_warmup=gate_warmup, distill=distill,
-                      distill_from=distill_from, step_lr_mult=step_lr_mult, gate_lr_mult=gate_lr_mult, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root,
+                      distill_from=distill_from, step_lr_mult=step_lr_mult, random_levels=random_levels, gate_lr_mult=gate_lr_mult, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root,
                       val_set=val_set, threads=threads)
     mc = None
     if not resume:  # (with --resume, OUT/last.pt has the model; --init is not read)

@@ -59,6 +59,10 @@ class GDQNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tau = 1.0
+        #: training: the share of tiles run at a uniformly random bit level instead of the gate's
+        #: choice (set by the trainer); every level's quantizers keep training while the gate
+        #: learns from the other tiles
+        self.random_levels = 0.0
         if cfg.quantized:
             self.encoder = nn.Module()
             self.encoder.gbc = GBC(cfg.n_feats, groupnorm=cfg.gbc_groupnorm)
@@ -178,6 +182,16 @@ class GDQNet(nn.Module):
         sr, ctrl = self.forward_with_bits(x, bit_index)
         return (sr, ctrl) if return_ctrl else sr
 
+    def _random_levels(self, bit_index: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = bit_index.shape[0]
+        pick = torch.rand(n, device=bit_index.device) < self.random_levels
+        if not bool(pick.any()):
+            return bit_index, mix
+        rnd = torch.randint(len(self.bits), (n,), device=bit_index.device)
+        # the replaced tiles' one-hot is a constant: no gate gradient from a choice it did not make
+        mix = torch.where(pick[:, None], F.one_hot(rnd, len(self.bits)).to(mix), mix)
+        return torch.where(pick, rnd, bit_index), mix
+
     def forward_with_bits(
         self, x: torch.Tensor, bit_index: torch.Tensor | int | None = None
     ) -> tuple[torch.Tensor, ControllerOut | None]:
@@ -189,6 +203,8 @@ class GDQNet(nn.Module):
             if bit_index is None:
                 ctrl = self.controller(x, z1)
                 bit_index, mix = ctrl.bit_index, ctrl.mix
+                if self.training and self.random_levels > 0 and mix is not None:
+                    bit_index, mix = self._random_levels(bit_index, mix)
             elif isinstance(bit_index, int):
                 bit_index = torch.full((x.shape[0],), bit_index, dtype=torch.long, device=x.device)
         else:
