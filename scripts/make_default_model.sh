@@ -39,19 +39,27 @@ gdq quantize --init "$R/fp4600.pt" -o "$R/gdq_x2_q3" --target-fab 4.5 --iters 20
 gdq quantize --init "$R/gdq_x2_q3/final.pt" -o "$R/gdq_x2_q4" --target-fab 4.5 --iters 3000 --patch 32 --batch 16 \
   --lr 5e-5 --warmup 30 --eval-every 250 --ckpt-every 25 --threads 1 $(resume "$R/gdq_x2_q4")
 
-# 4. the deployed controller's operating point: shift the gate bias so argmax averages the
-#    budget on the training tiles (training budgets Gumbel samples, not the argmax); 4.5 is
-#    shipped, 4.0 is reported
-for f in 4.5 4.0; do
-  gdq calibrate "$R/gdq_x2_q4/best.pt" --target-fab "$f" -o "$R/gdq_q4_f$f.pt"
-done
-gdq eval -m "$R/gdq_q4_f4.0.pt" --data Set5,Set14,BSD100 --no-bicubic --json docs/eval_f4.0.json
+# 3c. train what is deployed (int8 numerics: every rounding point of the full-integer export
+#    in the loop, learned int8 grids starting at their calibrated scales), from 3b's shipped
+#    snapshot calibrated and packed as in steps 4-5 (the model shipped before this one), with
+#    distillation from the twin; from iteration 475 on, half of the crops at a random bit level.
+#    ~2 s per iteration on one thread; resumable over sessions (checkpoints/README.md)
+gdq calibrate "$R/gdq_x2_q4/best.pt" --target-fab 4.5 -o "$R/gdq_q4_f4.5.pt"
+gdq pack "$R/gdq_q4_f4.5.pt" -o "$R/gdq_q4_f4.5_packed.pt"
+gdq quantize --init "$R/gdq_q4_f4.5_packed.pt" -o "$R/gdq_x2_int8" --numerics int8 --target-fab 4.5 --iters 4000 \
+  --patch 32 --batch 16 --lr 5e-5 --warmup 50 --eval-every 100 --ckpt-every 25 --threads 1 \
+  --distill 1 --distill-from "$R/fp4600.pt" --random-levels 0.5 $(resume "$R/gdq_x2_int8")
 
-# 5. ship: compact weights, evaluation, export, golden vectors for the Android core
+# 4. the deployed controller's operating point: shift the gate bias so argmax averages the
+#    budget on the training tiles (training budgets Gumbel samples, not the argmax)
+gdq calibrate "${SNAPSHOT:-$R/gdq_x2_int8/best.pt}" --target-fab 4.5 -o "$R/gdq_int8_f4.5.pt"
+
+# 5. ship: compact weights, evaluation (deployed integer numerics), export, PSNR-FAB curve, bench,
+#    golden vectors for the Android core
 cp "$R/fp4600.pt" "$A/srresnet_x2.pt"
-gdq pack "$R/gdq_q4_f4.5.pt" -o "$A/srresnet_gdq_x2.pt"
+gdq pack "$R/gdq_int8_f4.5.pt" -o "$A/srresnet_gdq_x2.pt"
 gdq eval --data Set5,Set14,BSD100 --json docs/eval_default_f4.5.json
-gdq eval --data Set5 --numerics int8 --no-bicubic --json docs/eval_default_f4.5_int8_set5.json
 gdq export --target all -o "$A/export" --verify
+python scripts/fab_curve.py --data Set14 --targets 4.25,4.5,5,6 --json docs/fab_curve_set14.json --svg docs/fab_curve_set14.svg
 gdq bench --rounds 5 --json docs/bench_default.json
 python -m granular_mobile.runtime.golden android_demo/core/src/test/resources/golden
