@@ -123,3 +123,25 @@ def test_numerics_config_is_validated():
         ModelConfig(numerics="int4")
     with pytest.raises(ConfigError, match="quantized"):
         ModelConfig(quantized=False, numerics="int8")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_packing_keeps_every_integer(arch, tmp_path):
+    """The shipped (fp16) file computes the same integers as the trained model: quantized and
+    full-precision layers' weights are snapped onto their grids before the fp16 cast."""
+    import numpy as np
+
+    from granular_mobile.checkpoint import load_model, pack_model
+
+    m, x = int8_model(arch)
+    with torch.no_grad():
+        for mod in m.modules():  # weights off any fp16 grid
+            if isinstance(mod, torch.nn.Conv2d):
+                mod.weight.mul_(1.0 + 1e-3 * torch.rand_like(mod.weight))
+    before = deployed_programs(m, None)
+    pack_model(m, tmp_path / "p.pt")
+    after = deployed_programs(load_model(str(tmp_path / "p.pt")), None)
+    for b in m.bits:
+        for c0, c1 in zip(before[b].convs, after[b].convs):
+            assert np.array_equal(c0.weight, c1.weight), (b, c0.name)
+        assert [n.out_q for n in before[b].nodes] == [n.out_q for n in after[b].nodes]

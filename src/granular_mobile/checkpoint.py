@@ -114,11 +114,19 @@ def pack_model(model: GDQNet, path: str | os.PathLike[str], meta: dict[str, Any]
 
     Quantized conv weights are first snapped onto their int8 grid (w = k * alpha): fp16 keeps
     k * alpha within 0.06 * alpha of it for |k| <= 127, so the integers the model uses (and
-    exports) are exactly the same after loading. Other weights lose fp16 precision; evaluate
-    the packed file, not the training checkpoint.
+    exports) are exactly the same after loading. In an int8-numerics model the full-precision
+    layers' weights are snapped onto their 7-bit per-channel grid too (|k| <= 63: fp16 moves
+    k * s and the channel's step by far less than half a step), so their integers survive as
+    well (the head's float copy, which the controller reads, moves by less than half a 7-bit
+    step). Other weights lose fp16 precision; evaluate the packed file, not the training
+    checkpoint.
     """
+    from .quant import fake_quant_fp_weight
+
     m = unwrap(model)
     for mod in m.modules():
         if getattr(mod, "quantized", False):
             mod.weight.copy_(mod.wq.integer_weight(mod.weight) * mod.wq.alpha)
+        elif m.cfg.int8_tensors and isinstance(mod, torch.nn.Conv2d) and mod.groups == 1:
+            mod.weight.copy_(fake_quant_fp_weight(mod.weight.detach()))
     save_model(m, path, meta=meta, half=True)
