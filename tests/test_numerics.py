@@ -7,8 +7,8 @@ import torch
 
 from granular_mobile.config import ModelConfig
 from granular_mobile.data.calibration import calibration_tiles
-from granular_mobile.program import DepthToSpace, build_program, deployed_programs, run_program
 from granular_mobile.models import build_from_config, list_models
+from granular_mobile.program import DepthToSpace, build_program, deployed_programs, run_program
 from granular_mobile.quant import GridQuantizer, fake_quant_fp_weight, fp_layer_int_weight
 
 TILE = 24
