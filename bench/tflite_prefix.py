@@ -21,9 +21,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from granular_mobile.checkpoint import DEFAULT_MODEL, load_model  # noqa: E402
+from granular_mobile.defaults import DEFAULT_TILE, bench_root  # noqa: E402
 from granular_mobile.export.exporter import calibration_tiles  # noqa: E402
-from granular_mobile.program import Program, deployed_programs, run_program  # noqa: E402
 from granular_mobile.imageio import list_images, read_rgb  # noqa: E402
+from granular_mobile.program import Program, deployed_programs, run_program  # noqa: E402
 
 
 def main() -> None:
@@ -32,9 +33,9 @@ def main() -> None:
     ap.add_argument("--bits", type=int, default=8)
     ap.add_argument("--nodes", default="", help="comma-separated node indices (see --list)")
     ap.add_argument("--list", action="store_true")
-    ap.add_argument("--tile", type=int, default=96)
+    ap.add_argument("--tile", type=int, default=DEFAULT_TILE)
     ap.add_argument("--tiles", type=int, default=4)
-    ap.add_argument("--data", default="../shared/datasets/benchmark/Set14/LR_bicubic/X2")
+    ap.add_argument("--data", default=str(Path(bench_root()) / "Set14" / "LR_bicubic" / "X2"))
     args = ap.parse_args()
 
     m = load_model(args.model).eval()

@@ -23,6 +23,7 @@ import torch
 from granular_mobile.checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
 from granular_mobile.config import TileConfig
 from granular_mobile.data.dataset import load_folder_images, tile_grid
+from granular_mobile.defaults import bench_root
 from granular_mobile.eval import benchmark_pairs, evaluate_dataset
 from granular_mobile.train import TrainConfig, calibrate_gate
 
@@ -72,7 +73,7 @@ def main() -> None:
     ap.add_argument("-m", "--model", default=DEFAULT_MODEL)
     ap.add_argument("--fp", default=None, help="full-precision twin (default model: the shipped one)")
     ap.add_argument("--data", default="Set14")
-    ap.add_argument("--root", default="../shared/datasets/benchmark")
+    ap.add_argument("--root", default=bench_root(), help="benchmark root (default: $GDQ_BENCH_ROOT)")
     ap.add_argument("--train-data", default=",".join(TrainConfig().data), help="images for the operating points")
     ap.add_argument("--targets", default="4.25,4.5,5,6")
     ap.add_argument("--numerics", default="int8", choices=["int8", "float"])

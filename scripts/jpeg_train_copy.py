@@ -15,7 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-SRC = Path("../shared/datasets/train")
+from granular_mobile.defaults import data_root
+
+SRC = Path(data_root())  # $GDQ_DATA_ROOT
 QUALITY = {"T91": 99, "BSD200": 98}
 
 

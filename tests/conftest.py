@@ -8,8 +8,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
-BENCH = SHARED / "benchmark"
-TRAIN = SHARED / "train"
+# the same roots the package defaults to (granular_mobile.defaults), anchored at the checkout
+BENCH = Path(os.environ.get("GDQ_BENCH_ROOT") or SHARED / "benchmark")
+TRAIN = Path(os.environ.get("GDQ_DATA_ROOT") or SHARED / "train")
 
 needs_data = pytest.mark.skipif(not BENCH.is_dir(), reason="../shared/datasets is not next to this checkout")
 

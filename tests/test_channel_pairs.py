@@ -6,7 +6,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from test_export import TILE, tiny
 
 from granular_mobile.export.channel_pairs import (
     activation_max,
@@ -21,6 +20,7 @@ from granular_mobile.program import (
     calibrate_program,
     run_program,
 )
+from test_export import TILE, tiny
 
 
 def _brute_matching_size(ok: np.ndarray) -> int:

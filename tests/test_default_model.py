@@ -25,10 +25,11 @@ def test_files_and_configs():
 
 def test_quick_start_run_without_torch(tmp_path):
     """README quick start command 1 (after install): default backend onnxruntime, no torch."""
-    code = ("import sys, runpy; sys.argv = ['gdq', 'run', %r, '-o', %r, '--stats', %r];\n"
+    argv = [str(ASSETS / "sample.png"), str(tmp_path / "o.png"), str(tmp_path / "s.json")]
+    code = (f"import sys, runpy; sys.argv = ['gdq', 'run', {argv[0]!r}, '-o', {argv[1]!r}, '--stats', {argv[2]!r}];\n"
             "try:\n    runpy.run_module('granular_mobile.cli', run_name='__main__')\n"
             "except SystemExit as e:\n    assert not e.code, e.code\n"
-            "assert 'torch' not in sys.modules\n") % (str(ASSETS / "sample.png"), str(tmp_path / "o.png"), str(tmp_path / "s.json"))
+            "assert 'torch' not in sys.modules\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads((tmp_path / "s.json").read_text())

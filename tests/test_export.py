@@ -13,8 +13,8 @@ import torch
 from conftest import BENCH
 from granular_mobile.export import export
 from granular_mobile.export.exporter import calibration_tiles, parity_ok, sha256
-from granular_mobile.program import build_program, calibrate_program, run_program
 from granular_mobile.models import create_model
+from granular_mobile.program import build_program, calibrate_program, run_program
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 TILE = 32
@@ -89,7 +89,7 @@ def test_int8_numerics_export_has_no_calibrated_grid(exported):
     """An int8-numerics model's graphs carry its learned steps: the manifest says so, and
     the parity reference is the model's own forward up to rounding ties."""
     name, m, out, man = exported
-    assert man["model"]["config"]["numerics"] == m.cfg.numerics
+    assert man.model.config["numerics"] == m.cfg.numerics
     if m.cfg.numerics != "int8":
         pytest.skip("float-numerics model: its grids are calibrated at export")
     sess_in = calibration_tiles(TILE)[:4]
@@ -106,7 +106,7 @@ def test_int8_numerics_export_has_no_calibrated_grid(exported):
 
 def test_parity_every_graph_both_targets(exported):
     _, m, out, man = exported
-    par = man["parity"]
+    par = man.parity
     assert set(par) == {"onnx", "tflite"}
     for tname, e in par.items():
         assert set(e["sr"]) == {"4", "5", "6", "8", "fp32"}
@@ -123,7 +123,7 @@ def test_onnx_integer_graphs_match_the_reference_bit_for_bit(exported):
     # room for a rare rounding tie on another CPU's kernels, far above the 45 dB target
     arch, m, out, man = exported
     for g in ("4", "5", "6", "8"):
-        v = man["parity"]["onnx"]["sr"][g]
+        v = man.parity["onnx"]["sr"][g]
         assert v["psnr_db"] >= 80.0, (arch, g, v)
 
 
@@ -134,7 +134,7 @@ def test_tflite_integer_graphs_track_the_reference(exported):
     # LEAKY_RELU kernel alone left the default model at 44.4-45.1 dB
     arch, m, out, man = exported
     for g in ("4", "5", "6", "8"):
-        v = man["parity"]["tflite"]["sr"][g]
+        v = man.parity["tflite"]["sr"][g]
         assert v["psnr_db"] >= 55.0, (arch, g, v)
 
 
@@ -188,7 +188,7 @@ def test_parity_is_measured_against_integer_numerics_and_float_model(exported):
     """--verify reports both the distance to PyTorch with the export's rounding points (the
     45 dB criterion) and to the float-numerics model (the cost of deploying in int8)."""
     _, m, out, man = exported
-    for e in man["parity"].values():
+    for e in man.parity.values():
         for b in ("4", "8"):
             v = e["sr"][b]
             assert 0 < v["psnr_vs_float_db"] <= v["psnr_db"] + 3.0, v
@@ -216,11 +216,11 @@ def test_tflite_full_integer(exported):
         # MAXIMUM only for PReLU (the 8-bit graph has no k-bit clamp): the lower clamps are free
         maxima.append(names["MAXIMUM"])
     assert len(set(maxima)) == 1, maxima
-    t = man["targets"]["tflite"]
-    assert t["signatures"] == ["controller", "sr_a4", "sr_a5", "sr_a6", "sr_a8"]
-    it = Interpreter(model_path=str(out / t["single_file"]))
-    assert sorted(it.get_signature_list()) == sorted(t["signatures"])
-    assert t["size_saved_bytes"] > 0
+    t = man.targets["tflite"]
+    assert t.signatures == ("controller", "sr_a4", "sr_a5", "sr_a6", "sr_a8")
+    it = Interpreter(model_path=str(out / t.single_file))
+    assert sorted(it.get_signature_list()) == sorted(t.signatures)
+    assert t.size_saved_bytes > 0
 
 
 def test_single_file_signature_matches_separate_graph(exported):
@@ -228,7 +228,7 @@ def test_single_file_signature_matches_separate_graph(exported):
 
     _, m, out, man = exported
     x = calibration_tiles(TILE)[:2].permute(0, 2, 3, 1).numpy()
-    single = Interpreter(model_path=str(out / man["targets"]["tflite"]["single_file"]))
+    single = Interpreter(model_path=str(out / man.targets["tflite"].single_file))
     sep = Interpreter(model_path=str(out / "sr_a5.tflite"))
     sep.allocate_tensors()
     for i in range(2):

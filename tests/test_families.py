@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from toy_family import ToyNet
 from granular_mobile.checkpoint import save_model
 from granular_mobile.data.calibration import calibration_tiles
 from granular_mobile.errors import ConfigError
 from granular_mobile.models import FAMILIES, build_from_config, create_model, list_models, register_family
 from granular_mobile.program import deployed_programs, run_program
+from toy_family import ToyNet
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +48,7 @@ def test_a_new_family_exports_and_runs(tmp_path, numerics):
         m(x, 0)
     m.init_grids(x)
     man = export(m, ["onnx"], tmp_path / "exp", tile=16)
-    assert man["model"]["config"]["arch"] == "toynet"
+    assert man.model.config["arch"] == "toynet"
     be = OnnxRuntimeBackend(tmp_path / "exp")
     progs = deployed_programs(m, calibration_tiles(16))  # what the export calibrates on
     for b in m.bits:

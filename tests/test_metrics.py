@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from granular_mobile.metrics import bitops, fab, psnr_y, rgb_to_y, ssim
 from conftest import BENCH, needs_data
+from granular_mobile.metrics import bitops, fab, psnr_y, rgb_to_y, ssim
 
 
 def test_psnr_known_value():

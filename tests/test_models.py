@@ -3,7 +3,7 @@ import torch
 
 from granular_mobile.checkpoint import init_from_fp, load_model, save_model
 from granular_mobile.errors import ModelNotFoundError
-from granular_mobile.models import create_model, list_models, twin_config, build_from_config
+from granular_mobile.models import build_from_config, create_model, list_models, twin_config
 
 
 @pytest.mark.parametrize("name", sorted(list_models()))

@@ -7,8 +7,8 @@ import torch
 
 from granular_mobile.config import ModelConfig
 from granular_mobile.data.calibration import calibration_tiles
-from granular_mobile.program import DepthToSpace, build_program, deployed_programs, run_program
 from granular_mobile.models import build_from_config, list_models
+from granular_mobile.program import DepthToSpace, build_program, deployed_programs, run_program
 from granular_mobile.quant import GridQuantizer, fake_quant_fp_weight, fp_layer_int_weight
 
 TILE = 24
@@ -142,6 +142,6 @@ def test_packing_keeps_every_integer(arch, tmp_path):
     pack_model(m, tmp_path / "p.pt")
     after = deployed_programs(load_model(str(tmp_path / "p.pt")), None)
     for b in m.bits:
-        for c0, c1 in zip(before[b].convs, after[b].convs):
+        for c0, c1 in zip(before[b].convs, after[b].convs, strict=True):
             assert np.array_equal(c0.weight, c1.weight), (b, c0.name)
         assert [n.out_q for n in before[b].nodes] == [n.out_q for n in after[b].nodes]

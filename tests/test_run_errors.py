@@ -168,7 +168,7 @@ def preflight(ws) -> dict[str, dict]:
         cases.append(["run", *argv, *model])
     # the export folder on torch: -m exp with --backend torch
     cases[list(PREFLIGHT).index("export folder on torch")] += ["-m", "exp"]
-    res = dict(zip(PREFLIGHT, gdq_many(cases, ws, no_tiles=True)))
+    res = dict(zip(PREFLIGHT, gdq_many(cases, ws, no_tiles=True), strict=True))
     res["_new_files"] = sorted(str(p) for p in set(ws.rglob("*")) - before)
     return res
 
@@ -248,7 +248,8 @@ def test_runtime_only_install(ws):
     """Without torch (or LiteRT): one line naming the extra, printed as it is (no rich markup)."""
     res = gdq_many([["models"], ["export", "-o", "x"], ["eval"], ["bench"], ["train", "-o", "x"],
                     ["run", "good.png", "-o", "no_torch.png", "-m", "exp"]], ws, block=("torch",))
-    for r, extra in zip(res, ["torch", "export", "torch", "torch", "torch"]):
+    # the last case (run on an export folder) needs no torch: it is checked below
+    for r, extra in zip(res, ["torch", "export", "torch", "torch", "torch"], strict=False):
         assert_one_line_error(r, f"pip install 'granular-mobile[{extra}]'")
     assert res[5]["rc"] == 0 and (ws / "no_torch.png").is_file()  # the runtime needs no torch
     r, = gdq_many([["run", "good.png", "-o", "o.png", "-m", "exp", "--backend", "tflite"]], ws, block=("ai_edge_litert",))
@@ -408,7 +409,7 @@ def test_property_cli(ws, tmp_path):
     out.mkdir()
     res = gdq_many([["run", f, "-o", out / f"{f.stem}_x2.png", "-m", "exp"] for f in files]
                    + [["run", src, "-o", tmp_path / "batch/", "-m", "exp"]], ws)
-    for f, r in zip(files, res):
+    for f, r in zip(files, res, strict=False):  # res ends with the batch run
         o = out / f"{f.stem}_x2.png"
         if r["rc"] == 0:
             lr, sr = cv2.imread(str(f), cv2.IMREAD_UNCHANGED), cv2.imread(str(o), cv2.IMREAD_UNCHANGED)

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ def test_positions_cover_with_static_tiles(length, tile, step):
     assert pos[0] == 0
     if length >= tile:
         assert pos[-1] == length - tile
-        assert all(b - a <= step for a, b in zip(pos, pos[1:]))
+        assert all(b - a <= step for a, b in itertools.pairwise(pos))
 
 
 @pytest.mark.parametrize("merge", ["center", "blend"])
@@ -35,7 +37,7 @@ def test_stitch_identity(merge, hw):
 def test_center_merge_gives_each_pixel_to_one_tile():
     plan = TilePlan(200, 180, 96, 90, 2, "center")
     acc = np.zeros((400, 360))
-    for (y, x), w in zip(plan.positions, plan.weights()):
+    for (y, x), w in zip(plan.positions, plan.weights(), strict=True):
         acc[y * 2:y * 2 + 192, x * 2:x * 2 + 192] += w
     assert set(np.unique(acc)) == {1.0}
 

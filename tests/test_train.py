@@ -102,8 +102,9 @@ def test_qat_continues_from_a_granular_dq_model(fp_run, tiny_data, tmp_path):
         if k.endswith(".alpha") or k.startswith("encoder."):
             assert torch.allclose(trained[k].float(), cont[k].float(), atol=1e-6), k
     with pytest.raises(ConfigError, match="bits"):
-        from granular_mobile.cli import app
         from typer.testing import CliRunner
+
+        from granular_mobile.cli import app
 
         r = CliRunner().invoke(app, ["quantize", "--init", str(first), "-o", str(tmp_path / "c"), "--bits", "4,8"])
         raise r.exception
@@ -190,7 +191,7 @@ def test_qat_int8_numerics_from_a_float_numerics_model(fp_run, tiny_data, tmp_pa
     tiles = calibration_tiles(96)
     start = deployed_programs(fl, tiles)[4]
     learned = deployed_programs(m, None)[4]
-    moved = [a.out for a, b in zip(start.nodes, learned.nodes) if a.out_q is not None and a.out_q != b.out_q]
+    moved = [a.out for a, b in zip(start.nodes, learned.nodes, strict=True) if a.out_q is not None and a.out_q != b.out_q]
     assert moved
     x = tiles[:2, :, :32, :32]
     assert torch.isfinite(run_program(learned, x)).all()

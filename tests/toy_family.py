@@ -3,7 +3,6 @@
 the tests register it only while they run)."""
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

@@ -114,7 +114,8 @@ def ratios(rows: list[dict[str, Any]], per_round: bool = False) -> dict[str, flo
 def markdown(res: dict[str, Any]) -> str:
     lines = ["| backend | threads | mode | ms / tile | s / output MP | peak RSS (MB) |", "|---|---|---|---|---|---|"]
     for r in res["rows"]:
-        lines.append(f"| {r['backend']} | {r['threads']} | {r['mode']} | {r['ms_per_tile']} | {r['s_per_output_mp']} | {r['peak_rss_mb']} |")
+        lines.append(f"| {r['backend']} | {r['threads']} | {r['mode']} | {r['ms_per_tile']} | {r['s_per_output_mp']} "
+                     f"| {r['peak_rss_mb']} |")
     med = res.get("ratios_round_median", {})
     lines += ["", "| ratio | fastest rounds | median of per-round ratios |", "|---|---|---|"]
     lines += [f"| {k} | {v} | {med.get(k, '')} |" for k, v in res["ratios"].items()]

@@ -7,13 +7,13 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from . import __version__
+from .defaults import DEFAULT_STEP, DEFAULT_TILE, bench_root, train_folders
 from .errors import ConfigError, GdqError, GdqWarning, require
 from .progress import console, progress
 from .progress import out as stdout
@@ -46,8 +46,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DATA_DEFAULT = "../shared/datasets/train/T91,../shared/datasets/train/BSD200"
-BENCH_DEFAULT = "../shared/datasets/benchmark"
+# read when the command line is built (its help shows them): $GDQ_DATA_ROOT / $GDQ_BENCH_ROOT (defaults.py)
+DATA_DEFAULT = ",".join(train_folders())
+BENCH_DEFAULT = bench_root()
 
 
 def _version(v: bool) -> None:
@@ -90,7 +91,7 @@ def models_cmd() -> None:
     stdout.print(t)
 
 
-def _train_common(cfg, out: Path, model_cfg, init: Optional[str], resume: bool) -> Path:
+def _train_common(cfg, out: Path, model_cfg, init: str | None, resume: bool) -> Path:
     from .train import train
 
     with progress("loss {task.fields[loss]:.4f}", "lr {task.fields[lr]:.2e}", "FAB {task.fields[fab]:.2f}") as pb:
@@ -135,7 +136,7 @@ def train_cmd(
     val_set: str = typer.Option("Set5", help="Validation set."),
     threads: int = typer.Option(0, help="CPU threads (0: torch default)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
-    init: Optional[str] = typer.Option(None, "--init", help="Start from this full-precision checkpoint's weights "
+    init: str | None = typer.Option(None, "--init", help="Start from this full-precision checkpoint's weights "
                                        "(fresh optimizer and schedule; its model must match --model/--scale/...)."),
 ) -> None:
     """Train a full-precision model (L1, Adam, warm-up + cosine/step schedule).
@@ -169,7 +170,7 @@ def train_cmd(
 
 @app.command("quantize")
 def quantize_cmd(
-    init: Optional[str] = typer.Option(None, "--init", help="Full-precision twin to start from, or a Granular-DQ "
+    init: str | None = typer.Option(None, "--init", help="Full-precision twin to start from, or a Granular-DQ "
                                        "model to fine-tune further (a new schedule; its quantizer steps and gate are "
                                        "kept). Not needed with --resume."),
     out: Path = typer.Option(..., "-o", "--out", help="Run folder."),
@@ -206,7 +207,7 @@ def quantize_cmd(
 ) -> None:
     """Quantization-aware fine-tuning of a full-precision model into Granular-DQ.
 
-    Calibrates the E2B thresholds at the deployment tile size (96) first.
+    Calibrates the E2B thresholds at the deployment tile size (the E2B config's tile) first.
 
     Examples:
       gdq quantize --init runs/fp_x2/final.pt -o runs/gdq_x2
@@ -229,7 +230,8 @@ def quantize_cmd(
     cfg = TrainConfig(mode="qat", data=tuple(_split(data)), patch=patch, batch=batch, iters=iters, lr=lr,
                       warmup=warmup, schedule=schedule, seed=seed, target_fab=target_fab, fab_lambda=fab_lambda,
                       fab_two_sided=fab_two_sided, gate_warmup=gate_warmup, distill=distill,
-                      distill_from=distill_from, step_lr_mult=step_lr_mult, random_levels=random_levels, gate_lr_mult=gate_lr_mult, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root,
+                      distill_from=distill_from, step_lr_mult=step_lr_mult, random_levels=random_levels,
+                      gate_lr_mult=gate_lr_mult, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root,
                       val_set=val_set, threads=threads)
     mc = None
     if not resume:  # (with --resume, OUT/last.pt has the model; --init is not read)
@@ -253,10 +255,10 @@ def quantize_cmd(
 def calibrate_cmd(
     model: str = typer.Argument(..., help="Granular-DQ checkpoint."),
     out: Path = typer.Option(..., "-o", "--out", help="Output checkpoint."),
-    tile: int = typer.Option(96, help="Deployment tile size (LR pixels)."),
+    tile: int = typer.Option(DEFAULT_TILE, help="Deployment tile size (LR pixels)."),
     data: str = _TRAIN_HELP_COMMON["data"],
     quantiles: str = typer.Option("", help="q1,q2 (default: the model's, 0.5,0.9)."),
-    target_fab: Optional[float] = typer.Option(None, help="Also shift the GBC gate's bias so the deployed (argmax) "
+    target_fab: float | None = typer.Option(None, help="Also shift the GBC gate's bias so the deployed (argmax) "
                                                "controller averages this many bits on the data's tiles."),
 ) -> None:
     """Recompute the E2B entropy thresholds for a tile size on a data folder; optionally set the
@@ -270,15 +272,18 @@ def calibrate_cmd(
     import dataclasses
 
     from .checkpoint import load_model, save_model
+    from .config import check_target_fab
     from .data.dataset import load_folder_images, tile_grid
     from .models import build_from_config
     from .train import calibrate_e2b, calibrate_gate
 
-    if target_fab is not None and not (4.0 <= target_fab <= 8.0):
-        raise ConfigError(f"--target-fab {target_fab} must be within the bit levels' range [4, 8]")
+    if target_fab is not None:
+        check_target_fab(target_fab)  # before the model loads; its own bit set narrows the range below
     m = load_model(model)
     if not m.cfg.quantized:
         raise ConfigError(f"'{model}' is a full-precision model; E2B thresholds belong to Granular-DQ models")
+    if target_fab is not None:
+        check_target_fab(target_fab, m.cfg.quant.bits)
     e2b = m.cfg.e2b
     if quantiles:
         e2b = dataclasses.replace(e2b, quantiles=tuple(float(q) for q in _split(quantiles)))
@@ -318,17 +323,17 @@ def pack_cmd(
 def eval_cmd(
     model: str = typer.Option("default", "--model", "-m", help="Checkpoint, or 'default' (the shipped model)."),
     data: str = typer.Option("Set5,Set14,BSD100", "--data", help="Comma-separated benchmark sets."),
-    scale: Optional[int] = typer.Option(None, help="Scale (default: the model's)."),
+    scale: int | None = typer.Option(None, help="Scale (default: the model's)."),
     root: str = typer.Option(BENCH_DEFAULT, help="Benchmark root (SET/HR, SET/LR_bicubic/X<s>)."),
-    tile: int = typer.Option(96, help="LR tile size."),
-    step: int = typer.Option(90, help="Step between tiles."),
-    fp: Optional[str] = typer.Option(None, help="Full-precision twin checkpoint ('default' model: found automatically)."),
-    bits: Optional[int] = typer.Option(None, help="Force every tile to this bit-width (static quantization)."),
+    tile: int = typer.Option(DEFAULT_TILE, help="LR tile size."),
+    step: int = typer.Option(DEFAULT_STEP, help="Step between tiles."),
+    fp: str | None = typer.Option(None, help="Full-precision twin checkpoint ('default' model: found automatically)."),
+    bits: int | None = typer.Option(None, help="Force every tile to this bit-width (static quantization)."),
     bicubic: bool = typer.Option(True, help="Also report bicubic."),
     numerics: str = typer.Option("int8", help="int8: what a device computes, the integer numerics of `gdq export` "
                                  "(int8 full-precision layers and tensors; bit-exact with the ONNX graphs) | float: "
                                  "the PyTorch model's own forward, as trained."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write results as JSON."),
 ) -> None:
     """PSNR / SSIM (Y, shave = scale), FAB, BitOPs and tiles per bit on benchmark sets.
 
@@ -383,7 +388,8 @@ def eval_cmd(
     stdout.print(t)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"scale": s, "tile": tile, "step": step, "numerics": numerics, "results": [r.to_dict() for r in results]}, indent=2))
+        json_out.write_text(json.dumps({"scale": s, "tile": tile, "step": step, "numerics": numerics,
+                                        "results": [r.to_dict() for r in results]}, indent=2))
         console.print(f"wrote {json_out}")
 
 
@@ -391,7 +397,7 @@ def eval_cmd(
 def import_reference_cmd(
     ckpt: Path = typer.Argument(..., help="Reference-code SRResNet checkpoint (.pt/.pth)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output granular-mobile checkpoint."),
-    data: Optional[str] = typer.Option(None, help="Calibrate E2B thresholds on these HR folders (tile 96)."),
+    data: str | None = typer.Option(None, help=f"Calibrate E2B thresholds on these HR folders (tile {DEFAULT_TILE})."),
 ) -> None:
     """Convert a checkpoint of the Granular-DQ reference implementation (SRResNet).
 
@@ -434,11 +440,12 @@ def import_reference_cmd(
 def export_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (graphs + manifest.json)."),
     model: str = typer.Option("default", "--model", "-m", help="Granular-DQ checkpoint, or 'default'."),
-    fp: Optional[str] = typer.Option(None, help="Full-precision twin checkpoint (default model: found automatically)."),
+    fp: str | None = typer.Option(None, help="Full-precision twin checkpoint (default model: found automatically)."),
     target: str = typer.Option("onnx", help="onnx | tflite | all"),
-    tile: int = typer.Option(96, help="Static LR tile size of every graph."),
+    tile: int = typer.Option(DEFAULT_TILE, help="Static LR tile size of every graph."),
     fp_layers: str = typer.Option("int8", help="Head/body-end/upsampler/tail: int8 (full integer, NNAPI) | float."),
-    single_file: bool = typer.Option(False, "--single-file", help="TFLite: also one file with one signature per graph."),
+    single_file: bool = typer.Option(False, "--single-file", help="TFLite: also one file with one signature per graph "
+                                     "(refused without --target tflite)."),
     verify: bool = typer.Option(False, "--verify", help="Compare every graph with PyTorch on Set5/Set14 tiles."),
     verify_data: str = typer.Option(BENCH_DEFAULT, help="Benchmark root for --verify."),
 ) -> None:
@@ -449,15 +456,12 @@ def export_cmd(
       gdq export -m runs/gdq_x2/final.pt --fp runs/fp_x2/final.pt -o out/ --target tflite --single-file
     """
     _need("export")
-    from .export import TARGETS, export
-    from .export.exporter import parity_ok
-
     from .checkpoint import load_model
+    from .export import TARGETS, export
+    from .export.exporter import check_targets, parity_ok
 
-    targets = sorted(TARGETS) if target == "all" else _split(target)
-    for t in targets:  # the checks that can fail run before the work (and its progress bar) starts
-        if t not in TARGETS:
-            raise ConfigError(f"unknown export target '{t}'; valid: {sorted(TARGETS)} (or 'all')")
+    # the checks that can fail run before the work (and its progress bar) starts
+    targets = check_targets(sorted(TARGETS) if target == "all" else _split(target), {"single_file": single_file})
     load_model(model)
     if fp is not None:
         load_model(fp)
@@ -467,17 +471,17 @@ def export_cmd(
                      verify_root=verify_data, single_file=single_file, log=lambda s: pb.console.print(s))
         pb.update(task, total=1, completed=1)
     t = Table("file", "bytes", "sha256")
-    for name, f in man["files"].items():
-        t.add_row(name, str(f["bytes"]), f["sha256"][:12])
+    for name, f in man.files.items():
+        t.add_row(name, str(f.bytes), f.sha256[:12])
     stdout.print(t)
-    if "parity" in man:
+    if man.parity is not None:
         pt = Table("target", "graph", "PSNR vs torch (dB)", "worst tile (dB)", "max abs", "mean abs", "controller agrees")
-        for tname, e in man["parity"].items():
+        for tname, e in man.parity.items():
             for g, v in e["sr"].items():
                 pt.add_row(tname, g, f"{v['psnr_db']:.2f}", f"{v['worst_tile_psnr_db']:.2f}", f"{v['max_abs']:.4f}",
                            f"{v['mean_abs']:.5f}", f"{e['controller_agreement']:.1%}")
         stdout.print(pt)
-        if not parity_ok(man["parity"]):
+        if not parity_ok(man.parity):
             raise ConfigError("parity below the bar (>= 45 dB per graph, >= 99% controller agreement): see the table")
     console.print(f"wrote {out / 'manifest.json'}")
 
@@ -538,12 +542,12 @@ def run_cmd(
     backend: str = typer.Option("onnxruntime", help="onnxruntime | tflite | torch"),
     bits: str = typer.Option("auto", help="auto (per-tile controller) or a bit level to force on every tile."),
     precision: str = typer.Option("int8", help="int8 (Granular-DQ) | fp32 (the full-precision twin)."),
-    tile: Optional[int] = typer.Option(None, help="LR tile size (default: the model's calibration tile, 96)."),
-    overlap: Optional[int] = typer.Option(None, help="Overlap between tiles (LR pixels), blended linearly (default min(16, tile/4))."),
+    tile: int | None = typer.Option(None, help=f"LR tile size (default: the model's calibration tile, {DEFAULT_TILE})."),
+    overlap: int | None = typer.Option(None, help="Overlap between tiles (LR pixels), blended linearly (default min(16, tile/4))."),
     threads: int = typer.Option(0, help="CPU threads: 0 (backend default) or 1..cores (more is clamped, with a "
                                 "warning); onnxruntime: one value per process."),
-    stats: Optional[Path] = typer.Option(None, help="Write tiles per bit level, FAB, timings (and a batch's failures) as JSON."),
-    bitmap: Optional[Path] = typer.Option(None, help="Write the input tinted by each tile's bit level (one input)."),
+    stats: Path | None = typer.Option(None, help="Write tiles per bit level, FAB, timings (and a batch's failures) as JSON."),
+    bitmap: Path | None = typer.Option(None, help="Write the input tinted by each tile's bit level (one input)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs (images, --stats, --bitmap)."),
 ) -> None:
     """Upscale images tile by tile with per-tile bit-widths.
@@ -592,7 +596,7 @@ def run_cmd(
                 raise OutputError(f"output '{t}' is a folder; move it or choose another output folder")
     # a batch reads its inputs one by one: an output must not replace an input not read yet
     _check_clashes(([(f"the input '{f}'", f) for f in files] if multi else [])
-                   + [(f"the output of '{f}'", t) for f, t in zip(files, targets)]
+                   + [(f"the output of '{f}'", t) for f, t in zip(files, targets, strict=True)]
                    + [(o, p) for o, p in (("--stats", stats), ("--bitmap", bitmap)) if p])
 
     reports: list[dict] = []
@@ -603,7 +607,7 @@ def run_cmd(
 
     with progress(transient=True) as pb:
         task = pb.add_task("tiles", total=None)
-        for i, (f, target) in enumerate(zip(files, targets)):
+        for i, (f, target) in enumerate(zip(files, targets, strict=True)):
             try:
                 img = read_image(f)
                 pb.update(task, description=escape(f.name), completed=0, total=None)
@@ -647,11 +651,11 @@ def bench_cmd(
     model: str = typer.Option("default", "--model", "-m", help="Export folder, or 'default'."),
     backends: str = typer.Option("onnxruntime,tflite", help="Comma-separated backends."),
     threads: str = typer.Option("1,2", help="Comma-separated thread counts."),
-    images: Optional[Path] = typer.Option(None, help="Folder of images (default: the bundled sample)."),
+    images: Path | None = typer.Option(None, help="Folder of images (default: the bundled sample)."),
     torch_model: str = typer.Option("default", help="Checkpoint for the PyTorch fp32 baseline ('' to skip)."),
     repeat: int = typer.Option(1, help="Passes over the images per configuration."),
     rounds: int = typer.Option(3, help="Interleaved rounds over all configurations; each row keeps its fastest."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write results as JSON."),
 ) -> None:
     """Latency per tile and per output megapixel, and peak RSS: fp32, static int8 and
     Granular-DQ dynamic per backend and thread count, plus PyTorch fp32 on the same images.
@@ -663,14 +667,17 @@ def bench_cmd(
     from .bench import bench, markdown
     from .imageio import list_images
     from .runtime.backends import DEFAULT_EXPORT, check_threads
+    from .runtime.targets import backend_target
 
     # each configuration runs in a worker process: a missing dependency would surface there,
     # after the configurations before it have run
     bes = _split(backends)
     if torch_model or "torch" in bes:
         require("torch", "torch")
-    if "tflite" in bes:
-        require("ai_edge_litert.interpreter", "tflite")
+    for be in bes:
+        spec = backend_target(be)
+        if spec is not None:
+            require(spec.module, spec.extra)
     try:
         counts = [check_threads(int(t)) for t in _split(threads)]
     except ValueError:

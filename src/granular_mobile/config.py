@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .defaults import DEFAULT_STEP, DEFAULT_TILE
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -28,6 +30,15 @@ TRAIN_NUMERICS: tuple[str, ...] = ("float", "int8")
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
+
+
+def check_target_fab(target_fab: float, bits: Sequence[int] | None = None) -> None:
+    """The one rule for a bit budget (``--target-fab``, TrainConfig.target_fab): a mean tile
+    bit-width the controller can reach, i.e. within the range of the model's bit set ``bits``;
+    before the model is known, within the range of SUPPORTED_BITS."""
+    levels = bits or SUPPORTED_BITS
+    lo, hi = min(levels), max(levels)
+    _check(lo <= target_fab <= hi, f"--target-fab {target_fab} must be within the bit levels' range [{lo}, {hi}]")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -60,7 +71,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         elif isinstance(v, list):
             v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
         kwargs[k] = v
-    return cls(**kwargs)  # type: ignore[call-arg]
+    return cls(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,7 @@ class E2BConfig:
 
     quantiles: tuple[float, float] = (0.5, 0.9)
     thresholds: tuple[float, float] = (2.8009, 3.1828)
-    tile: int = 96
+    tile: int = DEFAULT_TILE
     bins: int = 32
     sigma: float = 0.0255
     calibrated: bool = False
@@ -170,8 +181,8 @@ class ModelConfig:
 class TileConfig:
     """Static tile shape (LR pixels) and the step between tiles; overlap = tile - step."""
 
-    tile: int = 96
-    step: int = 90
+    tile: int = DEFAULT_TILE
+    step: int = DEFAULT_STEP
     #: "center": each tile keeps its central part (paper protocol); "blend": linear ramps
     merge: str = "center"
 

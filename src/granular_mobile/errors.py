@@ -30,6 +30,10 @@ class OutputError(GdqError):
     """An output path cannot be written (bad extension, a folder, not writable, exists without --force)."""
 
 
+class ExportError(GdqError):
+    """An export cannot be written as its readers expect (e.g. a converter changed its naming)."""
+
+
 class DependencyError(GdqError, ImportError):
     """An optional dependency (torch, onnx, tensorflow, ...) is missing."""
 

@@ -186,6 +186,8 @@ def node_inputs(n: Node) -> tuple[str, ...]:
 
 
 def _bn_fold(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
+    # the models' BatchNorms track running statistics (None only with track_running_stats=False)
+    assert bn.running_var is not None and bn.running_mean is not None
     s = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double()
     t = (bn.bias.detach().double() - bn.running_mean.double() * s)
     return s.numpy(), t.numpy()
@@ -237,11 +239,11 @@ class ProgramBuilder:
             q, s = qt.numpy(), st.numpy() * mul
             q[s < 0] = -q[s < 0]
             q[s == 0] = 0  # a zero multiplier (BatchNorm gamma 0): a zero channel, any scale
-            self.nodes.append(Conv(name, inp, out, q.astype(np.int8), np.where(s == 0, 1.0, np.abs(s)), b, conv.padding[0],
+            self.nodes.append(Conv(name, inp, out, q.astype(np.int8), np.where(s == 0, 1.0, np.abs(s)), b, int(conv.padding[0]),
                                    in_q=in_q or QParams(0.0, -128, 127, True), out_q=self._grid(grid)))
         else:
             w = conv.weight.detach().double().numpy() * mul.reshape(-1, 1, 1, 1)
-            self.nodes.append(Conv(name, inp, out, w.astype(np.float32), None, b, conv.padding[0]))
+            self.nodes.append(Conv(name, inp, out, w.astype(np.float32), None, b, int(conv.padding[0])))
         return out
 
     def output_conv(self, name: str, inp: str, conv: nn.Conv2d, w_mul: float = 1.0, b_mul: float = 1.0) -> None:
@@ -315,7 +317,7 @@ class Lowerable(Protocol):
     @property
     def bits(self) -> tuple[int, ...]: ...
 
-    def lower(self, b: "ProgramBuilder", bit_index: int | None) -> None: ...
+    def lower(self, b: ProgramBuilder, bit_index: int | None) -> None: ...
 
 
 def build_program(model: Lowerable, bits: int | None, fp_layers: str = "float") -> Program:
@@ -348,7 +350,8 @@ def _tail_at_lr(nodes: list[Node]) -> list[Node]:
     permutation."""
     tail = nodes[-1]
     i = len(nodes) - 2
-    act = nodes[i] if isinstance(nodes[i], PRelu) else None
+    before_tail = nodes[i]
+    act = before_tail if isinstance(before_tail, PRelu) else None
     d2s = nodes[i - 1] if act is not None else nodes[i]
     if not (isinstance(tail, Conv) and isinstance(d2s, DepthToSpace) and tail.groups == 1
             and tail.inp == (act.out if act else d2s.out) and (act is None or act.inp == d2s.out)):
@@ -381,6 +384,7 @@ def _tail_at_lr(nodes: list[Node]) -> list[Node]:
 def acc_scale(n: Conv) -> np.ndarray:
     """Per-channel step of an integer conv's int32 accumulator, s_in * s_w, in float32 as the
     graph stores it (the bias's DequantizeLinear scale)."""
+    assert n.in_q is not None, f"{n.name} is not an integer conv"
     return (np.float32(n.in_q.scale) * np.asarray(n.w_scale, np.float32)).astype(np.float32)
 
 
@@ -392,6 +396,7 @@ def int32_bias(n: Conv) -> np.ndarray:
 
 def requant_multiplier(n: Conv) -> np.ndarray:
     """Per-channel float32 (s_in * s_w) / s_out, evaluated in float32 as the runtimes do."""
+    assert n.out_q is not None, f"{n.name} has no output grid"
     return (acc_scale(n) / np.float32(n.out_q.scale)).astype(np.float32)
 
 
@@ -400,7 +405,7 @@ def _fq(x: torch.Tensor, q: QParams) -> torch.Tensor:
     return torch.clamp(torch.round(x / q.scale), q.lo, q.hi) * q.scale
 
 
-def _f32(v: float) -> float:
+def _f32(v: float | np.floating) -> float:
     return float(np.float32(v))
 
 
@@ -420,7 +425,7 @@ def _integer_add(a: torch.Tensor, qa: QParams, a_mul: float, b: torch.Tensor, qb
     t = (ub * rb + fixed).float().double()
     t = (ua * ra + t).float()
     c = torch.clamp(torch.round(t), 0, 255) - zc
-    return torch.clamp(c, qc.lo, qc.hi) * np.float32(qc.scale)
+    return torch.clamp(c, qc.lo, qc.hi) * _f32(qc.scale)
 
 
 @torch.no_grad()
@@ -454,6 +459,7 @@ def run_program(prog: Program, x: torch.Tensor, emulate: bool = True, record: di
             xin = env[n.inp]
             quant_in = n.in_q is not None and n.in_q.scale > 0 and (emulate or n.quantized_layer)
             if quant_in and n.w_scale is not None:
+                assert n.in_q is not None  # (quant_in)
                 # integer conv, computed as integer kernels do: integer inputs times integer
                 # weights (exact in float32: the partial sums stay far below 2^24), plus the
                 # int32 bias, times the per-channel scale in float64
@@ -468,12 +474,13 @@ def run_program(prog: Program, x: torch.Tensor, emulate: bool = True, record: di
                     # multiplier s_in * s_w / s_out, one rounding half to even
                     m32 = torch.from_numpy(requant_multiplier(n)).view(1, -1, 1, 1)
                     yi = torch.clamp(torch.round(acc.float() * m32), n.out_q.lo, n.out_q.hi)
-                    y = (yi * np.float32(n.out_q.scale)).to(dtype)
+                    y = (yi * _f32(n.out_q.scale)).to(dtype)
                 else:
                     g = n.in_q.scale * np.asarray(n.w_scale, np.float64)
                     y = (acc * torch.from_numpy(g).view(1, -1, 1, 1)).to(dtype)
             else:
                 if quant_in:
+                    assert n.in_q is not None  # (quant_in)
                     xin = _fq(xin, n.in_q)
                 w = const(n.weight.astype(np.float64) * (1.0 if n.w_scale is None else n.w_scale[:, None, None, None]))
                 b = None if n.bias is None else const(np.asarray(n.bias, dtype=np.float64))

@@ -42,7 +42,7 @@ class GBC(nn.Module):
             # ceil_mode keeps odd-sized maps valid; tiles are even in practice
             zs.append(F.avg_pool2d(z, 2, ceil_mode=True) if min(z.shape[-2:]) >= 2 else z)
         if self.groupnorm:
-            zs = [n(z) for n, z in zip(self.norms, zs)]
+            zs = [n(z) for n, z in zip(self.norms, zs, strict=True)]
         return torch.cat([z.mean(dim=(2, 3)) for z in zs], dim=1)
 
     def forward(self, z1: torch.Tensor) -> torch.Tensor:

@@ -40,8 +40,9 @@ from ..program import (
 INT16_MAX = 32767
 
 
-def activation_max(q: QParams) -> int:
+def activation_max(q: QParams | None) -> int:
     """Largest uint8 value of an activation as onnxruntime carries it (signed ranges shifted)."""
+    assert q is not None, "an integer conv's input grid"
     return q.hi + q.zero_point
 
 

@@ -8,10 +8,13 @@ PyTorch uses). Emitters build that, not a full-resolution GroupNorm.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
+import torch.nn as nn
 
 from ..controller.e2b import GREY
+from ..controller.gbc import GBC
 from ..models import GDQNet
 
 
@@ -41,15 +44,20 @@ def controller_spec(model: GDQNet) -> ControllerSpec:
     cfg = model.cfg
     conv = model.head[0]
     gbc = model.encoder.gbc
+    assert isinstance(conv, nn.Conv2d) and isinstance(gbc, GBC), "a Granular-DQ model's head conv and gate"
+    # (ModuleList / Sequential items are typed as Module)
+    norms = cast(list[nn.GroupNorm], list(gbc.norms)) if gbc.groupnorm else []
+    gate = cast(nn.Linear, gbc.gate[0])
+    t1, t2 = cfg.e2b.thresholds
     f = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
     return ControllerSpec(
         head_w=f(conv.weight) * np.float32(cfg.rgb_range), head_b=f(conv.bias) if conv.bias is not None else None,
-        pad=conv.padding[0], groups=gbc.norms[0].num_groups if gbc.groupnorm else 0,
-        gn_gamma=[f(n.weight) for n in gbc.norms] if gbc.groupnorm else [],
-        gn_beta=[f(n.bias) for n in gbc.norms] if gbc.groupnorm else [],
-        gn_eps=float(gbc.norms[0].eps) if gbc.groupnorm else 0.0,
-        gate_w=f(gbc.gate[0].weight), gate_b=f(gbc.gate[0].bias), bins=cfg.e2b.bins, sigma=cfg.e2b.sigma,
-        thresholds=tuple(cfg.e2b.thresholds), gbc_bits=cfg.quant.gbc_bits, e2b_bits=cfg.quant.e2b_bits)
+        pad=int(conv.padding[0]), groups=norms[0].num_groups if gbc.groupnorm else 0,
+        gn_gamma=[f(n.weight) for n in norms] if gbc.groupnorm else [],
+        gn_beta=[f(n.bias) for n in norms] if gbc.groupnorm else [],
+        gn_eps=float(norms[0].eps) if gbc.groupnorm else 0.0,
+        gate_w=f(gate.weight), gate_b=f(gate.bias), bins=cfg.e2b.bins, sigma=cfg.e2b.sigma,
+        thresholds=(t1, t2), gbc_bits=cfg.quant.gbc_bits, e2b_bits=cfg.quant.e2b_bits)
 
 
 __all__ = ["GREY", "ControllerSpec", "controller_spec"]

@@ -1,10 +1,9 @@
 """The export driver: targets table, calibration, manifest, parity checks (``gdq export``)."""
 from __future__ import annotations
 
-import json
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,50 +14,89 @@ from .. import __version__
 from ..checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
 from ..config import to_dict
 from ..data.calibration import calibration_tiles
+from ..defaults import DEFAULT_TILE, bench_root
 from ..errors import ConfigError
 from ..models import GDQNet
-from ..runtime.manifest import sha256
-from .controller import ControllerSpec, controller_spec
 from ..program import FP_LAYER_MODES, Program, build_program, calibrate_program, deployed_programs
+from ..runtime.manifest import GRAPH_IO, E2BInfo, FileEntry, Manifest, ModelInfo, TargetEntry, sha256
+from ..runtime.targets import GRAPH_SUFFIXES, TARGET_SPECS, TargetSpec, target_spec
+from .controller import ControllerSpec, controller_spec
 
-SCHEMA_VERSION = 1
+#: a writer: (out, programs per bit, fp32 program, controller, tile, **its options) -> the files
+#: it wrote: {"controller": path, "controller_outputs": {role: graph output}, "sr": {bits: path},
+#: "fp32": path | None, and optionally "batch", "single_file", "signatures", "size_saved_bytes", "u8u8_convs"}
+Writer = Callable[..., dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Target:
-    name: str
-    suffix: str
-    layout: str  # of the graph's image tensors
-    writer: Callable[..., dict[str, Any]]  # returns {"controller": path, "sr": {bits: path}, "fp32": path|None, ...}
+    """An export target: its files and backend (runtime/targets.py), its writer, and the
+    ``export()`` options the writer takes (any other option given for it is refused)."""
+
+    spec: TargetSpec
+    writer: Writer
     options: tuple[str, ...] = ()
 
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
-def _write_onnx(out: Path, progs: dict[int, Program], fp: Program | None, ctrl: ControllerSpec, tile: int,
-                **_: Any) -> dict[str, Any]:
+    @property
+    def layout(self) -> str:
+        return self.spec.layout
+
+
+#: every export option: its command-line flag and the value that means "not given"
+OPTIONS: dict[str, tuple[str, Any]] = {"single_file": ("--single-file", False)}
+
+
+def _write_onnx(out: Path, progs: dict[int, Program], fp: Program | None, ctrl: ControllerSpec, tile: int) -> dict[str, Any]:
     from .onnx import controller_to_onnx, program_to_onnx, save_onnx
 
-    files: dict[str, Any] = {"controller": save_onnx(controller_to_onnx(ctrl, tile), out / "controller.onnx"), "sr": {},
-                             "u8u8_convs": {}}
+    ctrl_graph = controller_to_onnx(ctrl, tile)
+    files: dict[str, Any] = {"controller": save_onnx(ctrl_graph, out / "controller.onnx"), "sr": {}, "u8u8_convs": {},
+                             # the ONNX graph names its outputs after their roles
+                             "controller_outputs": {o.name: o.name for o in ctrl_graph.graph.output}}
     for b, p in progs.items():
         # report: the convs left on onnxruntime's slower non-saturating kernels (channel_pairs.py)
         report: dict[str, list[str]] = {}
         files["sr"][b] = save_onnx(program_to_onnx(p, tile, name=f"sr_a{b}", report=report), out / f"sr_a{b}.onnx")
-        files["u8u8_convs"][str(b)] = report["u8u8_convs"]
+        files["u8u8_convs"][b] = report["u8u8_convs"]
     files["fp32"] = save_onnx(program_to_onnx(fp, tile, name="sr_fp32"), out / "sr_fp32.onnx") if fp else None
     return files
 
 
 def _write_tflite(out: Path, progs: dict[int, Program], fp: Program | None, ctrl: ControllerSpec, tile: int,
-                  single_file: bool = False, **_: Any) -> dict[str, Any]:
+                  single_file: bool = False) -> dict[str, Any]:
     from .tflite import write_tflite
 
     return write_tflite(out, progs, fp, ctrl, tile, single_file=single_file)
 
 
-TARGETS: dict[str, Target] = {
-    "onnx": Target("onnx", ".onnx", "NCHW", _write_onnx),
-    "tflite": Target("tflite", ".tflite", "NHWC", _write_tflite, ("single_file",)),
+_WRITERS: dict[str, tuple[Writer, tuple[str, ...]]] = {
+    "onnx": (_write_onnx, ()),
+    "tflite": (_write_tflite, ("single_file",)),
 }
+TARGETS: dict[str, Target] = {name: Target(spec, *_WRITERS[name]) for name, spec in TARGET_SPECS.items()}
+
+
+def check_targets(targets: Sequence[str], options: Mapping[str, Any] | None = None) -> list[str]:
+    """The targets, checked: each one known, and each option given (a value other than its
+    "not given" one) taken by one of them, so that no option is silently ignored."""
+    if not targets:
+        raise ConfigError(f"no export target given; valid: {sorted(TARGETS)} (or 'all')")
+    for t in targets:
+        target_spec(t)
+    for opt, value in (options or {}).items():
+        if opt not in OPTIONS:
+            raise ConfigError(f"export option '{opt}' is unknown; valid: {sorted(OPTIONS)}")
+        flag, unset = OPTIONS[opt]
+        if value == unset or any(opt in TARGETS[t].options for t in targets):
+            continue
+        takers = [n for n, t in TARGETS.items() if opt in t.options]
+        raise ConfigError(f"{flag} is an option of the {' and '.join(takers)} target, not of {', '.join(targets)}: "
+                          f"add --target {takers[0]}, or drop {flag}")
+    return list(targets)
 
 
 def _versions() -> dict[str, str]:
@@ -71,22 +109,38 @@ def _versions() -> dict[str, str]:
     return v
 
 
+def _entry(tgt: Target, files: dict[str, Any], seconds: float) -> TargetEntry:
+    """The manifest entry of what a target's writer wrote (file names relative to the folder)."""
+    return TargetEntry(
+        layout=tgt.layout, batch=files.get("batch", "dynamic"), controller=Path(files["controller"]).name,
+        sr={b: Path(p).name for b, p in files["sr"].items()},
+        fp32=Path(files["fp32"]).name if files.get("fp32") else None, export_seconds=seconds,
+        controller_outputs=files["controller_outputs"],
+        single_file=Path(files["single_file"]).name if "single_file" in files else None,
+        signatures=tuple(files["signatures"]) if "signatures" in files else None,
+        size_saved_bytes=files.get("size_saved_bytes"),
+        u8u8_convs={b: tuple(v) for b, v in files["u8u8_convs"].items()} if "u8u8_convs" in files else None)
+
+
 def export(
     model: str | GDQNet = DEFAULT_MODEL,
-    targets: list[str] = ("onnx",),  # type: ignore[assignment]
+    targets: Sequence[str] = ("onnx",),
     out_dir: str | Path = "export",
-    tile: int = 96,
+    tile: int = DEFAULT_TILE,
     fp_layers: str = "int8",
     fp_model: str | GDQNet | None = None,
     verify: bool = False,
-    verify_root: str | Path = "../shared/datasets/benchmark",
+    verify_root: str | Path | None = None,
     single_file: bool = False,
     log: Callable[[str], None] = lambda s: None,
-) -> dict[str, Any]:
-    """Export a Granular-DQ model; returns the manifest (also written to ``out_dir/manifest.json``)."""
-    for t in targets:
-        if t not in TARGETS:
-            raise ConfigError(f"unknown export target '{t}'; valid: {sorted(TARGETS)} (or 'all')")
+) -> Manifest:
+    """Export a Granular-DQ model; returns the manifest (also written to ``out_dir/manifest.json``).
+
+    ``verify_root``: the benchmark root of ``verify`` (default: ``defaults.bench_root()``).
+    ``single_file``: TFLite, also one file with one signature per graph (refused without a
+    target that takes it)."""
+    options = {"single_file": single_file}
+    targets = check_targets(targets, options)
     if fp_layers not in FP_LAYER_MODES:
         raise ConfigError(f"--fp-layers '{fp_layers}' is unknown; valid: {list(FP_LAYER_MODES)}")
     if tile < 16 or tile % 4:
@@ -114,52 +168,34 @@ def export(
     ctrl = controller_spec(m)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "model": {"name": m.cfg.name, "source": name, "config": to_dict(m.cfg)},
-        "scale": m.cfg.scale,
-        "tile": tile,
-        "bits": list(m.bits),
-        "fp_layers": fp_layers,
-        "e2b": {"thresholds": list(m.cfg.e2b.thresholds), "quantiles": list(m.cfg.e2b.quantiles),
-                "calibrated_tile": m.cfg.e2b.tile, "gbc_bits": list(m.cfg.quant.gbc_bits), "e2b_bits": list(m.cfg.quant.e2b_bits)},
-        "io": {
-            "sr_input": {"name": "lr", "dtype": "float32", "range": [0.0, 1.0], "channels": "RGB"},
-            "sr_output": {"name": "sr", "dtype": "float32", "range": [0.0, 1.0], "clamp": True, "channels": "RGB",
-                          "note": "not clamped by the graph: clamp to [0, 1], then round(x * 255)"},
-            "controller_input": {"name": "lr", "dtype": "float32", "range": [0.0, 1.0], "channels": "RGB"},
-            "controller_outputs": {"logits": "GBC logits (N, 3), float32", "entropy": "tile entropy (N,), float32, nats",
-                                   "bits": "final activation bit-width (N,), int32: run sr_a<bits>"},
-        },
-        "targets": {},
-        "versions": _versions(),
-    }
+    e2b, quant = m.cfg.e2b, m.cfg.quant
+    entries: dict[str, TargetEntry] = {}
     for tname in targets:
         tgt = TARGETS[tname]
         t1 = time.time()
-        files = tgt.writer(out, progs, fp_prog, ctrl, tile, single_file=single_file)
-        entry: dict[str, Any] = {"layout": tgt.layout, "batch": files.pop("batch", "dynamic"),
-                                 "controller": Path(files["controller"]).name,
-                                 "sr": {str(b): Path(p).name for b, p in files["sr"].items()},
-                                 "fp32": Path(files["fp32"]).name if files.get("fp32") else None,
-                                 "export_seconds": round(time.time() - t1, 1)}
-        for k in ("single_file", "signatures", "size_saved_bytes", "u8u8_convs"):
-            if k in files:
-                entry[k] = files[k] if k != "single_file" else Path(files[k]).name
-        manifest["targets"][tname] = entry
-        log(f"{tname}: wrote {len(files['sr']) + 1 + int(bool(files.get('fp32')))} graphs in {entry['export_seconds']} s")
-    manifest["files"] = {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
-                         for p in sorted(out.iterdir()) if p.suffix in (".onnx", ".tflite")}
+        files = tgt.writer(out, progs, fp_prog, ctrl, tile, **{k: options[k] for k in tgt.options})
+        entries[tname] = _entry(tgt, files, round(time.time() - t1, 1))
+        log(f"{tname}: wrote {len(files['sr']) + 1 + int(bool(files.get('fp32')))} graphs in "
+            f"{entries[tname].export_seconds} s")
+    manifest = Manifest(
+        model=ModelInfo(m.cfg.name, name, to_dict(m.cfg)), scale=m.cfg.scale, tile=tile, bits=tuple(m.bits),
+        fp_layers=fp_layers,
+        e2b=E2BInfo(thresholds=e2b.thresholds, quantiles=e2b.quantiles, calibrated_tile=e2b.tile,
+                    gbc_bits=quant.gbc_bits, e2b_bits=quant.e2b_bits),
+        io=GRAPH_IO, targets=entries, versions=_versions(),
+        files={p.name: FileEntry(sha256(p), p.stat().st_size) for p in sorted(out.iterdir()) if p.suffix in GRAPH_SUFFIXES})
     if verify:
         from .verify import verify_export
 
-        manifest["parity"] = verify_export(out, manifest, m, fpm, verify_root, progs=progs, log=log)
-    manifest["export_seconds"] = round(time.time() - t0, 1)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        parity = verify_export(out, manifest, m, fpm, bench_root() if verify_root is None else verify_root,
+                               progs=progs, log=log)
+        manifest = manifest.replace(parity=parity)
+    manifest = manifest.replace(export_seconds=round(time.time() - t0, 1))
+    manifest.write(out)
     return manifest
 
 
-def parity_ok(parity: dict[str, Any], min_psnr: float = 45.0, min_agree: float = 0.99) -> bool:
+def parity_ok(parity: Mapping[str, Any], min_psnr: float = 45.0, min_agree: float = 0.99) -> bool:
     for t in parity.values():
         if t["controller_agreement"] < min_agree:
             return False
@@ -168,4 +204,4 @@ def parity_ok(parity: dict[str, Any], min_psnr: float = 45.0, min_agree: float =
     return True
 
 
-__all__ = ["TARGETS", "calibration_tiles", "export", "parity_ok", "sha256"]
+__all__ = ["OPTIONS", "TARGETS", "Target", "calibration_tiles", "check_targets", "export", "parity_ok", "sha256"]

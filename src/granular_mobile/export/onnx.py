@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import require
-from .channel_pairs import order_for_u8s8, pair_sums_fit
 from ..program import Add, Affine, Conv, DepthToSpace, PRelu, Program, QParams, Relu, acc_scale, int32_bias
+from .channel_pairs import order_for_u8s8, pair_sums_fit
 
 OPSET = 21
 
@@ -29,7 +29,7 @@ class _G:
         self.inits: list = []
         self._n = 0
 
-    def const(self, name: str, arr: np.ndarray) -> str:
+    def const(self, name: str, arr: np.ndarray | np.generic) -> str:
         self._n += 1
         nm = f"{name}__c{self._n}"
         self.inits.append(self.nph.from_array(np.asarray(arr), nm))
@@ -106,6 +106,7 @@ class _Emitter:
             y = g.node("Conv", ins, None if n.out_q else n.out, **attrs)
         else:
             q = n.in_q
+            assert q is not None and n.w_scale is not None  # (n.integer)
             xd = x if self.on_grid(x, q) else self.quant(x, q, f"{n.name}_xq", n.name + "_x")
             ws = n.w_scale.astype(np.float32)
             _, _, _, xhi = _int_type(q)
@@ -129,15 +130,18 @@ class _Emitter:
                 # tail a float Conv; its QDQ fusion checks bias scale = input scale * weight scale)
                 ws, wzp = np.concatenate([ws, np.full(extra, ws[0], np.float32)]), np.zeros(o + extra, np.int8)
                 if bq is not None:
+                    assert bs is not None  # (set with bq)
                     bq, bs = np.concatenate([bq, np.zeros(extra, bq.dtype)]), np.concatenate([bs, np.full(extra, bs[0], bs.dtype)])
             wd = g.node("DequantizeLinear", [g.const(n.name + "_wq", wq), g.const(n.name + "_ws", ws),
                                              g.const(n.name + "_wzp", wzp)], axis=0)
             ins = [xd, wd]
             if bq is not None:
+                assert bs is not None  # (set with bq)
                 ins.append(g.node("DequantizeLinear", [g.const(n.name + "_bq", bq), g.const(n.name + "_bs", bs),
                                                        g.const(n.name + "_bzp", np.zeros(len(bs), np.int32))], axis=0))
             y = g.node("Conv", ins, None if n.out_q else n.out, **attrs)
             if extra:
+                assert n.out_q is not None  # (extra needs an output grid)
                 yq = self.quant(y, n.out_q, n.name + "_padded", n.name + "_y")
                 return g.node("Slice", [yq, g.const(n.name + "_s0", np.array([0], np.int64)),
                                         g.const(n.name + "_s1", np.array([o], np.int64)),
@@ -234,7 +238,7 @@ def controller_to_onnx(spec, tile: int, batch: int | str = "N"):
         zs.append(g.node("AveragePool", [zs[-1]], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1))
     axes_hw = g.const("axes_hw", np.array([2, 3], np.int64))
     feats = []
-    for d, zz in enumerate(zs):
+    for depth, zz in enumerate(zs):
         m = g.node("ReduceMean", [zz, axes_hw], keepdims=0)
         if spec.groups:
             shp = g.const("gshape", np.array([0, spec.groups, c // spec.groups], np.int64))
@@ -246,7 +250,7 @@ def controller_to_onnx(spec, tile: int, batch: int | str = "N"):
             vg = g.node("Sub", [g.node("ReduceMean", [g.node("Reshape", [sq, shp]), ax2], keepdims=1), g.node("Mul", [mg, mg])])
             sd = g.node("Sqrt", [g.node("Add", [vg, g.const("eps", np.array(spec.gn_eps, np.float32))])])
             nrm = g.node("Reshape", [g.node("Div", [g.node("Sub", [mr, mg]), sd]), flat])
-            m = g.node("Add", [g.node("Mul", [nrm, g.const("gamma", spec.gn_gamma[d])]), g.const("beta", spec.gn_beta[d])])
+            m = g.node("Add", [g.node("Mul", [nrm, g.const("gamma", spec.gn_gamma[depth])]), g.const("beta", spec.gn_beta[depth])])
         feats.append(m)
     feat = g.node("Concat", feats, axis=1)
     g.node("Gemm", [feat, g.const("gate_w", spec.gate_w), g.const("gate_b", spec.gate_b)], "logits", transB=1)

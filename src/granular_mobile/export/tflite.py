@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, require
-from .controller import GREY, ControllerSpec
+from ..errors import ConfigError, ExportError, require
 from ..program import Add, Affine, Conv, DepthToSpace, PRelu, Program, Relu
+from ..runtime.manifest import CONTROLLER_OUTPUTS
+from .controller import GREY, ControllerSpec
 
 
 def _crd_to_dcr(c_out: int, r: int) -> np.ndarray:
@@ -111,6 +112,7 @@ def _tf_program(tf, prog: Program, quantized: bool):
         if quantized and n.in_q is not None:
             if not on_grid:
                 x = requant(x, n.in_q)
+            assert scale is not None  # an integer conv has per-channel weight scales
             s = tf.constant((127.0 * np.maximum(scale, 1e-12)).astype(np.float32))
             wt = tf.quantization.fake_quant_with_min_max_vars_per_channel(wt, min=-s, max=s, num_bits=8, narrow_range=True)
         y = tf.nn.conv2d(x, wt, strides=1, padding="SAME" if n.pad else "VALID")
@@ -219,6 +221,20 @@ def _concrete(tf, fn, tile: int, out_name: str | None):
     return f.get_concrete_function()
 
 
+def _output_names(fn, model: bytes) -> dict[str, str]:
+    """Role -> output tensor name of a converted function that returns a dict: the converter
+    names the outputs after the function's output tensors (Identity, Identity_1, ...), not after
+    the dict's keys; read here, where the mapping is known, and written to the manifest so that
+    a runtime looks outputs up by name."""
+    names = {k: fn.structured_outputs[k].name.split(":")[0] for k in CONTROLLER_OUTPUTS}
+    litert = require("ai_edge_litert.interpreter", "tflite")
+    got = {d["name"] for d in litert.Interpreter(model_content=model).get_output_details()}
+    if set(names.values()) != got:
+        raise ExportError(f"the converted controller's outputs {sorted(got)} are not its function's "
+                          f"{sorted(names.values())}: this TensorFlow names outputs differently")
+    return names
+
+
 def _convert(tf, funcs: list, quantized: bool) -> bytes:
     conv = tf.lite.TFLiteConverter.from_concrete_functions(funcs, None)
     if quantized:
@@ -245,15 +261,17 @@ def _convert_signatures(tf, fns: dict[str, Any], quantized: bool) -> bytes:
 def write_tflite(out: Path, progs: dict[int, Program], fp: Program | None, ctrl: ControllerSpec, tile: int,
                  single_file: bool = False) -> dict[str, Any]:
     tf = require("tensorflow", "export")
-    for p in progs.values():
-        if p.fp_layers != "int8":
+    for prog in progs.values():
+        if prog.fp_layers != "int8":
             raise ConfigError("the TFLite export is full-integer: it needs --fp-layers int8 (float layers inside an int8 "
                               "TFLite graph would run through float fallbacks, and NNAPI needs full integer)")
     files: dict[str, Any] = {"sr": {}, "batch": 1}
     ctrl_fn = _concrete(tf, _tf_controller(tf, ctrl), tile, None)
     p = out / "controller.tflite"
-    p.write_bytes(_convert(tf, [ctrl_fn], quantized=False))
+    data = _convert(tf, [ctrl_fn], quantized=False)
+    p.write_bytes(data)
     files["controller"] = p
+    files["controller_outputs"] = _output_names(ctrl_fn, data)
     sr_fns = {}
     for b, prog in progs.items():
         fn = _concrete(tf, _tf_program(tf, prog, quantized=True), tile, "sr")

@@ -9,11 +9,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataError
 from ..data.benchmark import benchmark_pairs
+from ..errors import DataError
 from ..models import GDQNet
-from ..runtime.tiler import TilePlan, extract_tiles
 from ..program import Program, run_program
+from ..runtime.backends import open_export
+from ..runtime.manifest import Manifest
+from ..runtime.tiler import TilePlan, extract_tiles
 
 
 def verify_tiles(root: str | Path, scale: int, tile: int, max_tiles: int = 64, sets: tuple[str, ...] = ("Set5", "Set14")) -> np.ndarray:
@@ -48,18 +50,8 @@ def _cmp(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
             "max_abs": round(float(d.max()), 5), "mean_abs": round(float(d.mean()), 6)}
 
 
-def open_backend(target: str, folder: Path, threads: int = 0):
-    if target == "onnx":
-        from ..runtime.backends.onnxruntime import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(folder, threads)
-    from ..runtime.backends.tflite import TFLiteBackend
-
-    return TFLiteBackend(folder, threads)
-
-
 @torch.no_grad()
-def verify_export(out: Path, manifest: dict[str, Any], model: GDQNet, fp: GDQNet | None, root: str | Path,
+def verify_export(out: Path, manifest: Manifest, model: GDQNet, fp: GDQNet | None, root: str | Path,
                   progs: dict[int, Program] | None = None, max_tiles: int = 64,
                   log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Parity of every exported graph with PyTorch on benchmark tiles.
@@ -71,19 +63,19 @@ def verify_export(out: Path, manifest: dict[str, Any], model: GDQNet, fp: GDQNet
     (what training optimises) is reported next to it as ``psnr_vs_float_db``: that is the
     numerical cost of deploying, which ``gdq eval --numerics int8`` measures against ground truth.
     """
-    (out / "manifest.json").write_text(__import__("json").dumps(manifest, indent=2))  # backends read it
-    tiles = verify_tiles(root, manifest["scale"], manifest["tile"], max_tiles)
+    manifest.write(out)  # the backends read it
+    tiles = verify_tiles(root, manifest.scale, manifest.tile, max_tiles)
     x = torch.from_numpy(tiles)
     ref_ctrl = model.controller(x)
     ref_bits = np.asarray(model.bits)[ref_ctrl.bit_index.numpy()]
     floats = {b: model(x, model.cfg.quant.index(b)).numpy() for b in model.bits}
-    refs = {b: (np.concatenate([run_program(progs[b], x[i:i + 16]).numpy() for i in range(0, len(x), 16)])
+    refs: dict[int | str, np.ndarray] = {b: (np.concatenate([run_program(progs[b], x[i:i + 16]).numpy() for i in range(0, len(x), 16)])
                 if progs is not None else floats[b]) for b in model.bits}
     if fp is not None:
         refs["fp32"] = fp(x).numpy()
     res: dict[str, Any] = {}
-    for target in manifest["targets"]:
-        be = open_backend(target, out)
+    for target in manifest.targets:
+        be = open_export(target, out)
         bits = np.concatenate([be.controller(tiles[i:i + be.max_batch])[2] for i in range(0, len(tiles), be.max_batch)])
         entry: dict[str, Any] = {"tiles": len(tiles), "controller_agreement": round(float((bits == ref_bits).mean()), 4),
                                  "sr": {}}

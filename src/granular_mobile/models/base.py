@@ -133,7 +133,7 @@ class GDQNet(nn.Module):
         finally:
             self.train(was)
 
-    def lower(self, b: "ProgramBuilder", bit_index: int | None) -> None:
+    def lower(self, b: ProgramBuilder, bit_index: int | None) -> None:
         """Write this network at one static bit level (None: full precision) into ``b``."""
         from ..errors import ConfigError
 

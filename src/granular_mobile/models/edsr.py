@@ -39,7 +39,7 @@ class ResBlock(nn.Module):
         r = g(self.grids, "conv2", self.conv2(r, bit_index, mix), bit_index)
         return g(self.grids, "out", x + r, bit_index)
 
-    def lower(self, b: "ProgramBuilder", x: str, bi: int | None, name: str) -> str:
+    def lower(self, b: ProgramBuilder, x: str, bi: int | None, name: str) -> str:
         if bi is None:
             c1 = b.fp_conv(f"{name}_conv1", x, self.conv1)
         else:
@@ -80,7 +80,7 @@ class EDSR(GDQNet):
         r = upsample_forward(self, gs, r, bit_index)
         return self.image_grid(self.fp_conv(self.tail[1], r, bit_index) / rr, bit_index)
 
-    def lower(self, b: "ProgramBuilder", bit_index: int | None) -> None:
+    def lower(self, b: ProgramBuilder, bit_index: int | None) -> None:
         gs, rr, nb = self.grids, self.cfg.rgb_range, self.cfg.n_blocks
         # rgb_range folds into the head weights (conv(x * r) = conv_{W r, b}(x))
         h = b.fp_conv("head", b.input, self.head[0], w_mul=rr, in_q=b.image_q, grid=grid_of(gs, "head"))

@@ -20,7 +20,7 @@ T = TypeVar("T", bound="type[GDQNet]")
 @dataclass(frozen=True)
 class Family:
     name: str
-    cls: "type[GDQNet]"
+    cls: type[GDQNet]
     description: str  # of the full-precision network
     gdq_description: str  # of its Granular-DQ variant
 

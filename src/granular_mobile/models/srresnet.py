@@ -44,7 +44,7 @@ class ResBlock(nn.Module):
         r = g(self.grids, "conv2", self.bn2(self.conv2(r, bit_index, mix)), bit_index)
         return g(self.grids, "out", x * self.learnable_shortcut + r, bit_index)
 
-    def lower(self, b: "ProgramBuilder", x: str, bi: int | None, name: str) -> str:
+    def lower(self, b: ProgramBuilder, x: str, bi: int | None, name: str) -> str:
         if bi is None:
             c1 = b.fp_conv(f"{name}_conv1", x, self.conv1)
         else:
@@ -90,7 +90,7 @@ def upsample_forward(model: GDQNet, grids: nn.ModuleDict, r: torch.Tensor, bit_i
     return r
 
 
-def lower_upsampler(model: GDQNet, b: "ProgramBuilder", r: str, grids: nn.ModuleDict) -> str:
+def lower_upsampler(model: GDQNet, b: ProgramBuilder, r: str, grids: nn.ModuleDict) -> str:
     for cname, conv, aname, act in upsampler_stages(model.tail[0]):
         r = b.depth_to_space(f"{cname}_d2s", b.fp_conv(cname, r, conv, grid=grid_of(grids, cname)), 2)
         if act is not None and aname is not None:
@@ -127,7 +127,7 @@ class SRResNet(GDQNet):
         r = upsample_forward(self, gs, r, bit_index)
         return self.image_grid(self.fp_conv(self.tail[1], r, bit_index) / rr, bit_index)
 
-    def lower(self, b: "ProgramBuilder", bit_index: int | None) -> None:
+    def lower(self, b: ProgramBuilder, bit_index: int | None) -> None:
         gs, rr, nb = self.grids, self.cfg.rgb_range, self.cfg.n_blocks
         # rgb_range folds into the head weights (conv(x * r) = conv_{W r}(x) for a bias-free conv)
         z1 = b.fp_conv("head", b.input, self.head[0], w_mul=rr, in_q=b.image_q, grid=grid_of(gs, "head"))

@@ -20,8 +20,8 @@ def bitmap(image: np.ndarray, plan: TilePlan, tile_bits: list[int], alpha: float
     wx = axis_weights(plan.xs, plan.tile, w, 1, "center")
     colour = np.zeros_like(rgb)
     k = 0
-    for y, ay in zip(plan.ys, wy):
-        for x, ax in zip(plan.xs, wx):
+    for y, ay in zip(plan.ys, wy, strict=True):
+        for x, ax in zip(plan.xs, wx, strict=True):
             m = np.outer(ay, ax)[: h - y, : w - x] > 0
             colour[y:y + plan.tile, x:x + plan.tile][m] = COLOURS.get(tile_bits[k], (255, 255, 255))
             k += 1

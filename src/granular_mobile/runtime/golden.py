@@ -52,8 +52,8 @@ def controller_vectors(export_dir: Path) -> dict:
     tiles = np.load(Path(__file__).resolve().parents[1] / "assets" / "calib_tiles.npz")["tiles"]
     x = tiles[:, :be.tile, :be.tile].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     logits, ent, bits = be.controller(x)
-    e2b = be.m.data["e2b"]
-    return {"thresholds": e2b["thresholds"], "gbc_bits": e2b["gbc_bits"], "e2b_bits": e2b["e2b_bits"],
+    e2b = be.m.manifest.e2b
+    return {"thresholds": list(e2b.thresholds), "gbc_bits": list(e2b.gbc_bits), "e2b_bits": list(e2b.e2b_bits),
             "logits": logits.tolist(), "entropy": ent.tolist(), "bits": bits.tolist()}
 
 

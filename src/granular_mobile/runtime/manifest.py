@@ -1,14 +1,37 @@
-"""Reading an export folder's manifest.json and checking its files (no torch)."""
+"""manifest.json, the contract between an export and its readers: one typed schema.
+
+``gdq export`` builds a :class:`Manifest` and writes it with :meth:`Manifest.to_json`; the
+runtime reads it back with :meth:`Manifest.from_json` (through :class:`ExportFolder`, which
+also checks each graph against its sha256). The Android core
+(``android_demo/core/.../Manifest.java``) reads the same JSON: fields are only ever added,
+and a field added after schema 1 shipped is optional, so older manifests still load.
+
+This module is on the runtime side: no torch, nothing from ``export``.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelNotFoundError
 
+#: the version of this schema; the Android core checks it too (Manifest.java)
 SCHEMA_VERSION = 1
+
+#: the controller graph's outputs, by role: GBC logits (N, 3), tile entropy (N,), final bits (N,)
+CONTROLLER_OUTPUTS: tuple[str, ...] = ("logits", "entropy", "bits")
+
+#: graph output names of each role in exports written before the manifest named them: the
+#: ONNX graph names its outputs after their roles, and the TFLite converter names a function's
+#: outputs Identity, Identity_1, ... in the key-sorted order of the dict it returns
+_LEGACY_CONTROLLER_OUTPUTS: dict[str, dict[str, str]] = {
+    "onnx": {k: k for k in CONTROLLER_OUTPUTS},
+    "tflite": {"logits": "Identity_2", "entropy": "Identity_1", "bits": "Identity"},
+}
 
 
 def sha256(path: Path) -> str:
@@ -19,36 +42,359 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+class _Reader:
+    """Typed access to a JSON object; a missing or mistyped field is a ConfigError naming it."""
+
+    def __init__(self, data: Any, where: str, source: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: '{where}' must be an object, got {type(data).__name__}")
+        self.data, self.where, self.source = data, where, source
+
+    def _path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., optional: bool = False) -> Any:
+        if key not in self.data:
+            if default is not ...:
+                return default
+            raise ConfigError(f"{self.source}: '{self._path(key)}' is missing (re-export with gdq export)")
+        v = self.data[key]
+        if v is None and optional:
+            return None
+        # bool is an int in Python, and JSON numbers may come as int or float
+        if not isinstance(v, kind) or (isinstance(v, bool) and bool not in _as_tuple(kind)):
+            raise ConfigError(f"{self.source}: '{self._path(key)}' = {v!r} is not {_kind_name(kind)}")
+        return v
+
+    def sub(self, key: str) -> _Reader:
+        return _Reader(self.get(key, dict), self._path(key), self.source)
+
+    def ints(self, key: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in self._numbers(key, int))
+
+    def floats(self, key: str) -> tuple[float, ...]:
+        return tuple(float(x) for x in self._numbers(key, (int, float)))
+
+    def _numbers(self, key: str, kind: type | tuple[type, ...]) -> list[Any]:
+        v = self.get(key, list)
+        if not all(isinstance(x, kind) and not isinstance(x, bool) for x in v):
+            raise ConfigError(f"{self.source}: '{self._path(key)}' = {v!r} must be a list of {_kind_name(kind)}")
+        return v
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list", dict: "an object"}
+    return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """An image tensor at a graph's boundary: name, element type, value range, channel order."""
+
+    name: str
+    dtype: str
+    range: tuple[float, float]
+    #: the consumer clamps to ``range`` (the graph does not)
+    clamp: bool | None = None
+    channels: str = "RGB"
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "range": list(self.range)}
+        if self.clamp is not None:
+            d["clamp"] = self.clamp
+        d["channels"] = self.channels
+        if self.note is not None:
+            d["note"] = self.note
+        return d
+
+    @classmethod
+    def _read(cls, r: _Reader) -> TensorSpec:
+        lo, hi = r.floats("range")
+        return cls(r.get("name", str), r.get("dtype", str), (lo, hi), r.get("clamp", bool, None),
+                   r.get("channels", str, "RGB"), r.get("note", str, None))
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    """What the graphs take and give; the same for every target (layouts are per target)."""
+
+    sr_input: TensorSpec
+    sr_output: TensorSpec
+    controller_input: TensorSpec
+    #: role (CONTROLLER_OUTPUTS) -> what it is; the graph's names are per target (TargetEntry)
+    controller_outputs: Mapping[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sr_input": self.sr_input.to_dict(), "sr_output": self.sr_output.to_dict(),
+                "controller_input": self.controller_input.to_dict(),
+                "controller_outputs": dict(self.controller_outputs)}
+
+    @classmethod
+    def _read(cls, r: _Reader) -> IOSpec:
+        return cls(TensorSpec._read(r.sub("sr_input")), TensorSpec._read(r.sub("sr_output")),
+                   TensorSpec._read(r.sub("controller_input")), dict(r.get("controller_outputs", dict)))
+
+
+#: the graphs' interface as ``gdq export`` writes them (export/onnx.py, export/tflite.py)
+GRAPH_IO = IOSpec(
+    sr_input=TensorSpec("lr", "float32", (0.0, 1.0), channels="RGB"),
+    sr_output=TensorSpec("sr", "float32", (0.0, 1.0), clamp=True, channels="RGB",
+                         note="not clamped by the graph: clamp to [0, 1], then round(x * 255)"),
+    controller_input=TensorSpec("lr", "float32", (0.0, 1.0), channels="RGB"),
+    controller_outputs={"logits": "GBC logits (N, 3), float32", "entropy": "tile entropy (N,), float32, nats",
+                        "bits": "final activation bit-width (N,), int32: run sr_a<bits>"},
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The exported model: its registry name, where it came from, and its ModelConfig as a dict
+    (``config.to_dict``; kept as data here, so that the runtime needs neither torch nor models)."""
+
+    name: str
+    source: str
+    config: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "config": dict(self.config)}
+
+    @classmethod
+    def _read(cls, r: _Reader) -> ModelInfo:
+        return cls(r.get("name", str), r.get("source", str), r.get("config", dict))
+
+
+@dataclass(frozen=True)
+class E2BInfo:
+    """The controller's decision table, for runtimes that re-implement the controller (Android)."""
+
+    thresholds: tuple[float, float]
+    quantiles: tuple[float, float]
+    calibrated_tile: int
+    gbc_bits: tuple[int, int, int]
+    e2b_bits: tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        for name in ("thresholds", "quantiles", "gbc_bits", "e2b_bits"):
+            n = 2 if name in ("thresholds", "quantiles") else 3
+            if len(getattr(self, name)) != n:
+                raise ConfigError(f"e2b.{name} {list(getattr(self, name))} must have {n} entries")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"thresholds": list(self.thresholds), "quantiles": list(self.quantiles),
+                "calibrated_tile": self.calibrated_tile, "gbc_bits": list(self.gbc_bits), "e2b_bits": list(self.e2b_bits)}
+
+    @classmethod
+    def _read(cls, r: _Reader) -> E2BInfo:
+        def pair(key: str) -> tuple[float, float]:
+            v = r.floats(key)
+            if len(v) != 2:
+                raise ConfigError(f"{r.source}: 'e2b.{key}' = {list(v)} must have 2 entries")
+            return v[0], v[1]
+
+        def triple(key: str) -> tuple[int, int, int]:
+            v = r.ints(key)
+            if len(v) != 3:
+                raise ConfigError(f"{r.source}: 'e2b.{key}' = {list(v)} must have 3 entries")
+            return v[0], v[1], v[2]
+
+        return cls(pair("thresholds"), pair("quantiles"), r.get("calibrated_tile", int), triple("gbc_bits"),
+                   triple("e2b_bits"))
+
+
+@dataclass(frozen=True)
+class TargetEntry:
+    """One target's graphs (file names in the export folder)."""
+
+    layout: str
+    #: "dynamic", or the static batch of every graph
+    batch: int | str
+    controller: str
+    sr: Mapping[int, str]
+    fp32: str | None
+    export_seconds: float
+    #: role (CONTROLLER_OUTPUTS) -> the controller graph's output of that role
+    controller_outputs: Mapping[str, str] = field(default_factory=dict)
+    #: TFLite --single-file: one file with one signature per graph, and what it saved
+    single_file: str | None = None
+    signatures: tuple[str, ...] | None = None
+    size_saved_bytes: int | None = None
+    #: ONNX: per bit level, the convs left on onnxruntime's slower u8u8 kernels (channel_pairs.py)
+    u8u8_convs: Mapping[int, tuple[str, ...]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ConfigError(f"target layout '{self.layout}' is unknown; valid: ['NCHW', 'NHWC']")
+        missing = [k for k in CONTROLLER_OUTPUTS if k not in self.controller_outputs]
+        if self.controller_outputs and missing:
+            raise ConfigError(f"controller_outputs {dict(self.controller_outputs)} lacks {missing}; "
+                              f"valid roles: {list(CONTROLLER_OUTPUTS)}")
+
+    def files(self) -> list[str]:
+        """The graphs: the controller, one per bit level, and the fp32 twin if any."""
+        return [self.controller, *self.sr.values(), *([self.fp32] if self.fp32 else [])]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"layout": self.layout, "batch": self.batch, "controller": self.controller}
+        if self.controller_outputs:
+            d["controller_outputs"] = dict(self.controller_outputs)
+        d.update({"sr": {str(b): f for b, f in self.sr.items()}, "fp32": self.fp32,
+                  "export_seconds": self.export_seconds})
+        if self.single_file is not None:
+            d["single_file"] = self.single_file
+        if self.signatures is not None:
+            d["signatures"] = list(self.signatures)
+        if self.size_saved_bytes is not None:
+            d["size_saved_bytes"] = self.size_saved_bytes
+        if self.u8u8_convs is not None:
+            d["u8u8_convs"] = {str(b): list(v) for b, v in self.u8u8_convs.items()}
+        return d
+
+    @classmethod
+    def _read(cls, r: _Reader, name: str) -> TargetEntry:
+        sr = r.get("sr", dict)
+        try:
+            sr_files = {int(b): str(f) for b, f in sr.items()}
+        except ValueError:
+            raise ConfigError(f"{r.source}: '{r.where}.sr' keys {list(sr)} must be bit-widths") from None
+        outs = r.get("controller_outputs", dict, None) or _LEGACY_CONTROLLER_OUTPUTS.get(name, {})
+        sigs = r.get("signatures", list, None)
+        u8 = r.get("u8u8_convs", dict, None)
+        return cls(
+            layout=r.get("layout", str), batch=r.get("batch", (int, str)), controller=r.get("controller", str),
+            sr=sr_files, fp32=r.get("fp32", str, optional=True), export_seconds=float(r.get("export_seconds", (int, float), 0.0)),
+            controller_outputs=dict(outs), single_file=r.get("single_file", str, None),
+            signatures=None if sigs is None else tuple(sigs), size_saved_bytes=r.get("size_saved_bytes", int, None),
+            u8u8_convs=None if u8 is None else {int(b): tuple(v) for b, v in u8.items()})
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    sha256: str
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
 class Manifest:
+    """manifest.json of an export folder (schema :data:`SCHEMA_VERSION`)."""
+
+    model: ModelInfo
+    scale: int
+    #: static LR tile of every graph
+    tile: int
+    bits: tuple[int, ...]
+    fp_layers: str
+    e2b: E2BInfo
+    io: IOSpec = GRAPH_IO
+    targets: Mapping[str, TargetEntry] = field(default_factory=dict)
+    #: tool versions of the export (granular_mobile, torch, onnx, tensorflow, ...)
+    versions: Mapping[str, str] = field(default_factory=dict)
+    #: every graph file -> its sha256 and size (checked before a graph is run)
+    files: Mapping[str, FileEntry] = field(default_factory=dict)
+    #: ``gdq export --verify``'s measurements per target (export/verify.py), if it ran
+    parity: Mapping[str, Any] | None = None
+    export_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.scale < 1:
+            raise ConfigError(f"manifest scale {self.scale} must be >= 1")
+        if self.tile < 1:
+            raise ConfigError(f"manifest tile {self.tile} must be >= 1")
+        if not self.bits:
+            raise ConfigError("manifest bits: at least one bit level is needed")
+        for name, t in self.targets.items():
+            extra = sorted(set(t.sr) - set(self.bits))
+            if extra:
+                raise ConfigError(f"target '{name}' has graphs for bits {extra} outside the manifest's bits {list(self.bits)}")
+
+    def replace(self, **changes: Any) -> Manifest:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION, "model": self.model.to_dict(), "scale": self.scale, "tile": self.tile,
+            "bits": list(self.bits), "fp_layers": self.fp_layers, "e2b": self.e2b.to_dict(), "io": self.io.to_dict(),
+            "targets": {k: t.to_dict() for k, t in self.targets.items()}, "versions": dict(self.versions),
+            "files": {k: f.to_dict() for k, f in self.files.items()}}
+        if self.parity is not None:
+            d["parity"] = dict(self.parity)
+        if self.export_seconds is not None:
+            d["export_seconds"] = self.export_seconds
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def write(self, folder: str | Path) -> Path:
+        p = Path(folder) / "manifest.json"
+        p.write_text(self.to_json())
+        return p
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "manifest.json") -> Manifest:
+        r = _Reader(data, "", source)
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ConfigError(f"'{source}': schema_version {version} is not supported (expected {SCHEMA_VERSION})")
+        targets = r.sub("targets")
+        files = r.sub("files") if "files" in data else None
+        return cls(
+            model=ModelInfo._read(r.sub("model")), scale=r.get("scale", int), tile=r.get("tile", int),
+            bits=r.ints("bits"), fp_layers=r.get("fp_layers", str), e2b=E2BInfo._read(r.sub("e2b")),
+            io=IOSpec._read(r.sub("io")) if "io" in data else GRAPH_IO,
+            targets={k: TargetEntry._read(targets.sub(k), k) for k in targets.data},
+            versions={str(k): str(v) for k, v in r.get("versions", dict, {}).items()},
+            files={} if files is None else {
+                k: FileEntry(files.sub(k).get("sha256", str), files.sub(k).get("bytes", int)) for k in files.data},
+            parity=r.get("parity", dict, None), export_seconds=r.get("export_seconds", (int, float), None))
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "manifest.json") -> Manifest:
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"'{source}' is not valid JSON: {e}") from e
+        return cls.from_dict(data, source)
+
+
+class ExportFolder:
+    """An export folder: its manifest, and its graphs, each checked against its sha256 on first use."""
+
     def __init__(self, folder: str | Path) -> None:
         self.dir = Path(folder)
         p = self.dir / "manifest.json"
         if not p.is_file():
             raise ModelNotFoundError(f"'{self.dir}' has no manifest.json (make one with `gdq export -o {self.dir}`)")
         try:
-            self.data: dict[str, Any] = json.loads(p.read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"'{p}' is not valid JSON: {e}") from e
-        if self.data.get("schema_version") != SCHEMA_VERSION:
-            raise ConfigError(f"'{p}': schema_version {self.data.get('schema_version')} is not supported (expected {SCHEMA_VERSION})")
+            text = p.read_text()
+        except OSError as e:
+            raise ConfigError(f"'{p}' cannot be read: {e}") from e
+        self.manifest = Manifest.from_json(text, str(p))
         self._checked: set[str] = set()
 
     @property
     def scale(self) -> int:
-        return int(self.data["scale"])
+        return self.manifest.scale
 
     @property
     def tile(self) -> int:
-        return int(self.data["tile"])
+        return self.manifest.tile
 
     @property
     def bits(self) -> tuple[int, ...]:
-        return tuple(int(b) for b in self.data["bits"])
+        return self.manifest.bits
 
-    def target(self, name: str) -> dict[str, Any]:
-        t = self.data["targets"].get(name)
+    def target(self, name: str) -> TargetEntry:
+        t = self.manifest.targets.get(name)
         if t is None:
-            raise ModelNotFoundError(f"'{self.dir}' has no {name} export (targets: {sorted(self.data['targets'])}); "
+            raise ModelNotFoundError(f"'{self.dir}' has no {name} export (targets: {sorted(self.manifest.targets)}); "
                                      f"run `gdq export --target {name} -o {self.dir}`")
         return t
 
@@ -58,14 +404,15 @@ class Manifest:
         if not p.is_file():
             raise ModelNotFoundError(f"model file '{p}' is missing (re-run gdq export)")
         if name not in self._checked:
-            want = self.data.get("files", {}).get(name, {}).get("sha256")
-            if want is None:
+            entry = self.manifest.files.get(name)
+            if entry is None:
                 raise ConfigError(f"'{name}' is not listed in {self.dir / 'manifest.json'}")
-            if sha256(p) != want:
+            if sha256(p) != entry.sha256:
                 raise ConfigError(f"'{p}' does not match the sha256 in manifest.json (modified or corrupt file; re-export)")
             self._checked.add(name)
         return p
 
     @property
     def model_id(self) -> str:
-        return hashlib.sha256(json.dumps(self.data.get("files", {}), sort_keys=True).encode()).hexdigest()[:16]
+        files = {k: f.to_dict() for k, f in self.manifest.files.items()}
+        return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]

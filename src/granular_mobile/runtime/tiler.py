@@ -87,8 +87,9 @@ def pad_to_tile(img: np.ndarray, tile: int) -> np.ndarray:
     ph, pw = max(0, tile - h), max(0, tile - w)
     if ph == 0 and pw == 0:
         return img
-    mode = "reflect" if min(h, w) > 1 else "edge"  # reflect needs 2 pixels
-    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode=mode)
+    pad = ((0, ph), (0, pw), (0, 0))
+    # reflect needs 2 pixels
+    return np.pad(img, pad, mode="reflect") if min(h, w) > 1 else np.pad(img, pad, mode="edge")
 
 
 def extract_tiles(img: np.ndarray, plan: TilePlan, indices: list[int] | None = None) -> np.ndarray:

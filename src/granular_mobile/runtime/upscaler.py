@@ -66,7 +66,7 @@ class Upscaler:
 
     @classmethod
     def load(cls, model: str = "default", backend: str = "onnxruntime", threads: int = 0, tile: int | None = None,
-             **kw) -> "Upscaler":
+             **kw) -> Upscaler:
         """``threads``: CPU threads (0: the backend's default). onnxruntime runs every session of
         a process on one pool, sized by the first onnxruntime backend: a later one asking for
         another size raises ConfigError."""

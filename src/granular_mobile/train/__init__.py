@@ -1,4 +1,5 @@
 """Training (full precision) and quantization-aware fine-tuning (Granular-DQ)."""
-from .trainer import TrainConfig, calibrate_e2b, calibrate_gate, train
+from .calibration import calibrate_e2b, calibrate_gate
+from .trainer import TrainConfig, train
 
 __all__ = ["TrainConfig", "calibrate_e2b", "calibrate_gate", "train"]

@@ -10,6 +10,9 @@ from typing import Protocol
 
 import numpy as np
 
+from ...defaults import DEFAULT_TILE
+from ..targets import TARGET_OF_BACKEND, target_spec
+
 
 class Backend(Protocol):
     name: str
@@ -30,7 +33,8 @@ class Backend(Protocol):
         ...
 
 
-BACKENDS = ("onnxruntime", "tflite", "torch")
+#: the backends of exported graphs (one per export target, runtime/targets.py), then torch (checkpoints)
+BACKENDS: tuple[str, ...] = (*TARGET_OF_BACKEND, "torch")
 
 #: the shipped default model, exported (manifest.json + graphs); used by the integer backends
 DEFAULT_EXPORT = Path(__file__).resolve().parents[2] / "assets" / "export"
@@ -73,7 +77,7 @@ def create_backend(name: str, model: str = "default", threads: int = 0, tile: in
         raise ConfigError(f"unknown backend '{name}'; valid: {list(BACKENDS)}")
     threads = check_threads(threads)
     if tile is not None and tile < MIN_TILE:
-        raise ConfigError(f"--tile {tile} is too small; use at least {MIN_TILE} (default: the model's, 96)")
+        raise ConfigError(f"--tile {tile} is too small; use at least {MIN_TILE} (default: the model's, {DEFAULT_TILE})")
     if name == "torch":
         if Path(model).is_dir():
             raise ConfigError(f"the torch backend runs checkpoints (.pt), and '{model}' is an export folder; "
@@ -82,19 +86,26 @@ def create_backend(name: str, model: str = "default", threads: int = 0, tile: in
 
         return TorchBackend(model, threads=threads, tile=tile)
     folder = DEFAULT_EXPORT if model == "default" else Path(model)
+    target = TARGET_OF_BACKEND[name]
     if not folder.is_dir():
         if folder.is_file():
             raise ConfigError(f"the {name} backend runs exported graphs: export '{model}' first "
-                              f"(gdq export -m {model} -o DIR --target {'onnx' if name == 'onnxruntime' else 'tflite'}) "
-                              "or use --backend torch")
+                              f"(gdq export -m {model} -o DIR --target {target}) or use --backend torch")
         raise ModelNotFoundError(f"model '{model}' is neither 'default' nor an export folder")
     if tile is not None:
-        from ..manifest import Manifest
+        from ..manifest import ExportFolder
 
-        if Manifest(folder).tile != tile:
-            raise ConfigError(f"--tile {tile}: the graphs in '{folder}' have a static tile of {Manifest(folder).tile} "
+        have = ExportFolder(folder).tile
+        if have != tile:
+            raise ConfigError(f"--tile {tile}: the graphs in '{folder}' have a static tile of {have} "
                               f"(re-export with gdq export --tile {tile})")
-    if name == "onnxruntime":
+    return open_export(target, folder, threads)
+
+
+def open_export(target: str, folder: str | Path, threads: int = 0) -> Backend:
+    """The backend that runs an export target's graphs in ``folder`` (runtime/targets.py pairs them)."""
+    backend = target_spec(target).backend
+    if backend == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(folder, threads)

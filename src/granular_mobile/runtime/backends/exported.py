@@ -4,19 +4,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import ConfigError
-from ..manifest import Manifest
+from ..manifest import ExportFolder
+from ..targets import TARGET_OF_BACKEND
 
 
 class ExportedBackend:
     name = ""
-    target = ""  # manifest target: "onnx" | "tflite"
     max_batch = 1
 
     def __init__(self, export_dir: str | Path, threads: int = 0) -> None:
-        self.m = Manifest(export_dir)
+        self.m = ExportFolder(export_dir)
+        self.target = TARGET_OF_BACKEND[self.name]  # the manifest entry of the graphs this backend runs
         self.t = self.m.target(self.target)
         self.scale, self.tile, self.bits = self.m.scale, self.m.tile, self.m.bits
-        self.has_fp = bool(self.t.get("fp32"))
+        self.has_fp = bool(self.t.fp32)
         self.model_id = self.m.model_id
         self.threads = threads
         # every graph now, not on first use: a level the controller picks only on some tiles
@@ -26,16 +27,15 @@ class ExportedBackend:
 
     def files(self) -> list[str]:
         """The target's graphs: the controller, one per bit level, and the fp32 twin if any."""
-        names = [self.t["controller"], *self.t["sr"].values()]
-        return names + ([self.t["fp32"]] if self.has_fp else [])
+        return self.t.files()
 
     def graph_file(self, bits: int | None) -> str:
         """The SR graph for a bit-width (None: the full-precision twin)."""
         if bits is None:
-            if not self.has_fp:
+            if self.t.fp32 is None:
                 raise ConfigError("this export has no full-precision graph (sr_fp32); --precision fp32 is unavailable")
-            return self.t["fp32"]
-        fname = self.t["sr"].get(str(bits))
+            return self.t.fp32
+        fname = self.t.sr.get(bits)
         if fname is None:
             raise ConfigError(f"no graph for {bits} bits; valid: {list(self.bits)}")
         return fname

@@ -9,7 +9,6 @@ import numpy as np
 from ...errors import ConfigError, require
 from .exported import ExportedBackend
 
-
 #: intra-op threads of this process's shared onnxruntime thread pool (None: not claimed yet)
 _shared_pool: int | None = None
 
@@ -40,7 +39,6 @@ def _claim_shared_pool(ort: Any, threads: int) -> None:
 
 class OnnxRuntimeBackend(ExportedBackend):
     name = "onnxruntime"
-    target = "onnx"
     # tile by tile: batches of 6 tiles ran 2-15 % slower per tile than single tiles (measured
     # per graph, 1 and 2 threads; larger activations fall out of cache)
     max_batch = 1
@@ -48,7 +46,7 @@ class OnnxRuntimeBackend(ExportedBackend):
     def __init__(self, export_dir: str | Path, threads: int = 0) -> None:
         self.ort = require("onnxruntime", "runtime")
         super().__init__(export_dir, threads)
-        self._sessions: dict[str, object] = {}
+        self._sessions: dict[str, Any] = {}
         _claim_shared_pool(self.ort, threads)
 
     def _session(self, fname: str):
@@ -60,7 +58,8 @@ class OnnxRuntimeBackend(ExportedBackend):
         return self._sessions[fname]
 
     def controller(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        logits, ent, bits = self._session(self.t["controller"]).run(None, {"lr": np.ascontiguousarray(tiles, np.float32)})
+        outs = [self.t.controller_outputs[k] for k in ("logits", "entropy", "bits")]
+        logits, ent, bits = self._session(self.t.controller).run(outs, {"lr": np.ascontiguousarray(tiles, np.float32)})
         return logits, ent, bits.astype(np.int64)
 
     def sr(self, tiles: np.ndarray, bits: int | None) -> np.ndarray:

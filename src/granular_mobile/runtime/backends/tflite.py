@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,13 +12,12 @@ from .exported import ExportedBackend
 
 class TFLiteBackend(ExportedBackend):
     name = "tflite"
-    target = "tflite"
     max_batch = 1
 
     def __init__(self, export_dir: str | Path, threads: int = 0) -> None:
         self.litert = require("ai_edge_litert.interpreter", "tflite")
         super().__init__(export_dir, threads)
-        self._interp: dict[str, object] = {}
+        self._interp: dict[str, Any] = {}  # LiteRT has no type stubs
 
     def _run(self, fname: str, tiles: np.ndarray) -> list[dict[str, np.ndarray]]:
         if fname not in self._interp:
@@ -35,18 +35,13 @@ class TFLiteBackend(ExportedBackend):
         return res
 
     def controller(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        res = self._run(self.t["controller"], tiles)
-        # output names carry a signature prefix (e.g. "StatefulPartitionedCall:1"): match by shape/dtype
-        logits, ent, bits = [], [], []
-        for r in res:
-            for v in r.values():
-                if v.dtype.kind in "iu":
-                    bits.append(int(v))
-                elif v.ndim == 1:
-                    logits.append(v)
-                else:
-                    ent.append(float(v))
-        return np.stack(logits), np.asarray(ent, np.float32), np.asarray(bits, np.int64)
+        res = self._run(self.t.controller, tiles)
+        # by the names the manifest gives: the converter names outputs Identity, Identity_1, ...
+        out = self.t.controller_outputs
+        logits = np.stack([r[out["logits"]] for r in res])
+        ent = np.asarray([float(r[out["entropy"]]) for r in res], np.float32)
+        bits = np.asarray([int(r[out["bits"]]) for r in res], np.int64)
+        return logits, ent, bits
 
     def sr(self, tiles: np.ndarray, bits: int | None) -> np.ndarray:
         res = self._run(self.graph_file(bits), tiles)

@@ -4,11 +4,15 @@ from __future__ import annotations
 import copy
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ...defaults import DEFAULT_TILE
 from ...errors import require
 
+if TYPE_CHECKING:  # (program imports torch: this module imports it only when the backend is made)
+    from ...program import Program
 
 NUMERICS = ("float", "int8")
 
@@ -29,7 +33,7 @@ class TorchBackend:
         self._setup(gdq, fp, tile, model_id)
 
     @classmethod
-    def from_models(cls, model, fp=None, tile: int | None = None, numerics: str = "float") -> "TorchBackend":
+    def from_models(cls, model, fp=None, tile: int | None = None, numerics: str = "float") -> TorchBackend:
         """Wrap in-memory models (a Granular-DQ model and/or its full-precision twin), e.g. during
         training; inputs go to the model's device.
 
@@ -53,7 +57,7 @@ class TorchBackend:
 
     def _setup(self, gdq, fp, tile: int | None, model_id: str) -> None:
         self._torch = require("torch", "torch")
-        self.programs = None
+        self.programs: dict[int, Program] | None = None
         if not gdq.cfg.quantized:
             gdq, fp = None, gdq
         self.gdq, self.fp = gdq, fp
@@ -64,7 +68,7 @@ class TorchBackend:
         self.device = next(m.parameters()).device
         self.scale = m.cfg.scale
         self.bits = gdq.cfg.quant.bits if gdq is not None else ()
-        self.tile = tile or (gdq.cfg.e2b.tile if gdq is not None else 96)
+        self.tile = tile or (gdq.cfg.e2b.tile if gdq is not None else DEFAULT_TILE)
         self.has_fp = fp is not None
         self.model_id = model_id
         self.thresholds = gdq.cfg.e2b.thresholds if gdq is not None else None

@@ -1,0 +1,53 @@
+"""Export targets and their options: one table (runtime/targets.py + export/exporter.py), and an
+option no chosen target takes is refused in one line instead of being ignored."""
+from __future__ import annotations
+
+import pytest
+
+from granular_mobile.errors import ConfigError
+from granular_mobile.export.exporter import OPTIONS, TARGETS, check_targets
+from granular_mobile.runtime.backends import BACKENDS
+from granular_mobile.runtime.targets import TARGET_OF_BACKEND, TARGET_SPECS, backend_target
+
+
+def test_every_target_has_a_writer_and_a_backend():
+    assert set(TARGETS) == set(TARGET_SPECS)
+    for name, t in TARGETS.items():
+        assert t.spec.name == name and t.spec.backend in BACKENDS and TARGET_OF_BACKEND[t.spec.backend] == name
+        assert set(t.options) <= set(OPTIONS)
+    assert backend_target("torch") is None and backend_target("onnxruntime").name == "onnx"
+
+
+def test_single_file_without_tflite_is_refused():
+    with pytest.raises(ConfigError) as e:
+        check_targets(["onnx"], {"single_file": True})
+    msg = str(e.value)
+    assert "--single-file is an option of the tflite target" in msg and "\n" not in msg
+
+
+def test_options_go_with_the_targets_that_take_them():
+    assert check_targets(["onnx", "tflite"], {"single_file": True}) == ["onnx", "tflite"]
+    assert check_targets(["onnx"], {"single_file": False}) == ["onnx"]  # not given
+    with pytest.raises(ConfigError, match="unknown export target 'coreml'; valid: \\['onnx', 'tflite'\\]"):
+        check_targets(["coreml"])
+    with pytest.raises(ConfigError, match="export option 'fast' is unknown"):
+        check_targets(["onnx"], {"fast": True})
+
+
+def test_export_refuses_single_file_before_any_work(tmp_path):
+    from granular_mobile.export import export
+
+    with pytest.raises(ConfigError, match="--single-file"):
+        export("does-not-exist.pt", ["onnx"], tmp_path / "e", single_file=True)
+    assert not (tmp_path / "e").exists()
+
+
+def test_cli_refuses_single_file_with_onnx(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "export", "-o", str(tmp_path / "e"),
+                        "--target", "onnx", "--single-file"], capture_output=True, text=True, env={**os.environ})
+    assert r.returncode == 1 and "--single-file is an option of the tflite target" in r.stdout + r.stderr
+    assert not (tmp_path / "e").exists()
