@@ -211,10 +211,28 @@ def test_browser_refuses_models_it_does_not_understand(tmp_path):
 
 
 @needs_browser
-def test_browser_phone_viewport_screenshot(tmp_path):
-    """The finished page at a phone's viewport (the README's screenshot is made the same way)."""
-    shot = tmp_path / "phone.png"
-    h = headless(SAMPLE, tmp_path / "out.png", "--bits", "4", "--viewport", "390x844", "--screenshot", shot)
-    assert h.returncode == 0, h.stderr[-3000:]
-    img = cv2.imread(str(shot))
-    assert img.shape[1] == 390 and img.shape[0] > 844  # full page, no horizontal overflow
+def test_gdq_web_page_upscales_in_chromium_at_a_phone_viewport(tmp_path):
+    """`gdq web` (the CLI, port 0) serves a page that upscales the sample in Chromium at a
+    phone's viewport, cross-origin isolated; its screenshot is the finished page (the README's
+    are made the same way)."""
+    import os
+    import signal
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "granular_mobile.cli", "web", "--port", "0"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = p.stdout.readline()
+        assert "http://127.0.0.1:" in line, line + p.stderr.read() if p.poll() is not None else line
+        url = line[line.index("http://"):].split()[0]
+        shot, stats = tmp_path / "phone.png", tmp_path / "s.json"
+        h = headless(SAMPLE, tmp_path / "out.png", "--url", url, "--threads", "2", "--bits", "4", "--viewport", "390x844",
+                     "--screenshot", shot, "--stats", stats)
+        assert h.returncode == 0, h.stderr[-3000:]
+        st = json.loads(stats.read_text())
+        assert st["crossOriginIsolated"] is True and st["threads"] == 2 and st["tiles_per_bit"] == {"4": 6}
+        img = cv2.imread(str(shot))
+        assert img.shape[1] == 390 and img.shape[0] > 844  # the full page, no horizontal overflow
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=10)

@@ -5,10 +5,11 @@
 //
 //   node web_demo/upscale_headless.mjs INPUT OUTPUT [--model DIR] [--bits auto|4|5|6|8]
 //        [--precision int8|fp32] [--stats S.json] [--threads N] [--ep wasm|webgpu]
-//        [--bench R] [--screenshot S.png] [--viewport WxH] [--chromium PATH]
+//        [--bench R] [--screenshot S.png] [--viewport WxH] [--chromium PATH] [--url URL]
 //
 // --bench R: after a warm-up (every graph of the mode created and run once), R timed runs;
-// the stats get ms_per_tile of the fastest (and bench_runs_s). Exit code 1 and the page's
+// the stats get ms_per_tile of the fastest (and bench_runs_s). --url: a page already served
+// (e.g. by `gdq web`; --model is then the server's) instead of this script's own server. Exit code 1 and the page's
 // message on stderr when the page refuses the input or the model.
 import { writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { resolve, dirname, basename } from 'node:path';
@@ -17,7 +18,7 @@ import { serve, DEFAULT_MODEL } from './serve.mjs';
 function usage(msg) {
   if (msg) console.error(`error: ${msg}`);
   console.error('usage: upscale_headless.mjs INPUT OUTPUT [--model DIR] [--bits auto|4|5|6|8] [--precision int8|fp32] '
-    + '[--stats S.json] [--threads N] [--ep wasm|webgpu] [--bench R] [--screenshot S.png] [--viewport WxH] [--chromium PATH]');
+    + '[--stats S.json] [--threads N] [--ep wasm|webgpu] [--bench R] [--screenshot S.png] [--viewport WxH] [--chromium PATH] [--url URL]');
   process.exit(2);
 }
 
@@ -28,7 +29,7 @@ for (let i = 0; i < args.length; i++) {
   if (a === '-h' || a === '--help') usage();
   if (a.startsWith('--')) {
     const k = a.slice(2);
-    if (!['model', 'bits', 'precision', 'stats', 'threads', 'ep', 'bench', 'screenshot', 'viewport', 'chromium'].includes(k)) usage(`unknown option ${a}`);
+    if (!['model', 'bits', 'precision', 'stats', 'threads', 'ep', 'bench', 'screenshot', 'viewport', 'chromium', 'url'].includes(k)) usage(`unknown option ${a}`);
     if (i + 1 >= args.length) usage(`${a} needs a value`);
     opt[k] = args[++i];
   } else pos.push(a);
@@ -50,7 +51,7 @@ try {
   usage('playwright-core is not installed: npm ci --prefix web_demo');
 }
 
-const srv = await serve(resolve(opt.model));
+const srv = opt.url ? { url: opt.url, close: async () => {} } : await serve(resolve(opt.model));
 const launchArgs = ['--no-sandbox', '--disable-dev-shm-usage'];
 if (opt.ep === 'webgpu') launchArgs.push('--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader');
 const browser = await pw.chromium.launch({ executablePath: chromium, headless: true, args: launchArgs });
