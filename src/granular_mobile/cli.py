@@ -693,6 +693,30 @@ def bench_cmd(
         json_out.write_text(json.dumps(res, indent=2))
 
 
+@app.command("web")
+def web_cmd(
+    model: str = typer.Option("default", "--model", "-m", help="Export folder (manifest.json + ONNX graphs), or 'default'."),
+    port: int = typer.Option(8000, help="Port on 127.0.0.1 (0: any free port)."),
+) -> None:
+    """Serve the browser demo (web_demo/) and an export on localhost, cross-origin isolated
+    (COOP/COEP: multithreaded WebAssembly). Open the printed URL; Ctrl+C stops it.
+
+    Examples:
+      gdq web
+      gdq web --model exports/mine --port 8080
+    """
+    from .runtime.backends import DEFAULT_EXPORT
+    from .web import server
+
+    srv = server(DEFAULT_EXPORT if model == "default" else Path(model), port)
+    stdout.print(f"serving the browser demo on http://127.0.0.1:{srv.server_address[1]}/ (Ctrl+C stops)", soft_wrap=True)
+    sys.stdout.flush()
+    try:
+        srv.serve_forever()
+    finally:
+        srv.server_close()
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
     if issubclass(category, GdqWarning):
         console.print(Text.assemble(("warning:", "yellow"), f" {message}"))
