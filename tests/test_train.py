@@ -248,3 +248,18 @@ def test_random_levels_cover_the_levels():
     # half kept at level 0, half uniform: 0.625 / 0.125 / 0.125 / 0.125
     assert abs(share[0] - 0.625) < 0.03 and all(abs(s - 0.125) < 0.03 for s in share[1:])
     assert torch.equal(mix2.argmax(1), out)
+
+
+def test_qat_int8_numerics_from_the_full_precision_twin(fp_run, tiny_data, tmp_path):
+    """What `gdq quantize --init <twin>` does by default: k-bit steps from the first crops,
+    int8 grids from the bundled calibration tiles, then training with every rounding point."""
+    _, fp_final, _ = fp_run
+    losses = []
+    mc = ModelConfig(arch="srresnet", quantized=True, numerics="int8", **TINY)
+    final = train(_cfg(tiny_data, mode="qat", iters=15, lr=5e-4), tmp_path, mc, init=str(fp_final),
+                  on_step=lambda d: losses.append(d["loss"]), log=lambda s: None)
+    m = load_model(str(final))
+    assert m.cfg.numerics == "int8" and all(g.initialized.item() == 1 for g in m.grid_modules())
+    steps = torch.stack([g.alpha.detach() for g in m.grid_modules()])
+    assert torch.isfinite(steps).all() and (steps > 0).all() and (steps < 1).all()
+    assert losses[-1] < losses[0]

@@ -280,7 +280,8 @@ def _init_from_checkpoint(run: _Run, init: str | None) -> None:
         if not model_cfg.quantized:
             raise CheckpointError(f"--init {init}: its model ({_describe(init_cfg)}) is not the one asked for "
                                   f"({_describe(model_cfg)})")
-        if dataclasses.replace(init_cfg, quantized=True, e2b=model_cfg.e2b, quant=model_cfg.quant) != model_cfg:
+        if dataclasses.replace(init_cfg, quantized=True, e2b=model_cfg.e2b, quant=model_cfg.quant,
+                                numerics=model_cfg.numerics) != model_cfg:
             raise CheckpointError(f"--init {init}: its model ({_describe(init_cfg)}) is not the full-precision twin "
                                   f"of the one asked for ({_describe(model_cfg)})")
         init_from_fp(model, sd)
