@@ -21,7 +21,11 @@ ORT="$(grep -o '"onnxruntime==[^"]*"' pyproject.toml | head -1 | tr -d '"' | cut
 LITERT="$(grep -o '"ai-edge-litert==[^"]*"' pyproject.toml | head -1 | tr -d '"' | cut -d= -f3)"
 NUMPY="${GDQ_ARM64_NUMPY:-2.4.6}"
 PY="${PYTHON:-}"  # a python with pip, to install the aarch64 wheels (default: a venv in the cache)
-WANT="debian=$SUITE onnxruntime=$ORT ai-edge-litert=$LITERT numpy=$NUMPY"
+# the emulator: bookworm's qemu-user-static (7.2, the default), or trixie's qemu-user (10.0;
+# GDQ_ARM64_QEMU=trixie), which `gdq verify --cpu max` (SVE2) needs: 7.2 miscomputes XNNPack's
+# SVE kernels (9 dB on sr_a4.tflite), 10.0 gives x86's output exactly
+QEMU_SUITE="${GDQ_ARM64_QEMU:-bookworm}"
+WANT="debian=$SUITE qemu=$QEMU_SUITE onnxruntime=$ORT ai-edge-litert=$LITERT numpy=$NUMPY"
 if [ -f "$ROOT/.gdq-arm64-ready" ] && grep -qF "\"pins\": \"$WANT\"" "$ROOT/.gdq-arm64-ready"; then
   echo "arm64 root ready: $ROOT ($WANT)"; exit 0
 fi
@@ -50,7 +54,21 @@ for d in proc sys; do
   $SUDO mkdir -p "$ROOT/$d"
 done
 $SUDO mkdir -p "$ROOT/tmp" && $SUDO chmod 1777 "$ROOT/tmp"
-$SUDO cp "$(command -v qemu-aarch64-static)" "$ROOT/usr/bin/qemu-aarch64-static"
+QEMU_BIN="$(command -v qemu-aarch64-static)"
+if [ "$QEMU_SUITE" != bookworm ]; then
+  # one package of another Debian suite, fetched with apt's own client into the cache (the
+  # host's apt sources are not touched); its qemu-aarch64 is statically linked
+  A="$CACHE/apt-$QEMU_SUITE"
+  mkdir -p "$A/lists/partial" "$A/cache/archives/partial" "$A/deb"
+  echo "deb $MIRROR $QEMU_SUITE main" > "$A/sources.list"
+  AO=(-o "Dir::Etc::sourcelist=$A/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$A/lists"
+      -o "Dir::Cache=$A/cache" -o APT::Sandbox::User=root)
+  $SUDO apt-get "${AO[@]}" update -q
+  (cd "$A/deb" && rm -f qemu-user_*.deb && $SUDO apt-get "${AO[@]}" download "qemu-user/$QEMU_SUITE")
+  rm -rf "$A/x" && dpkg-deb -x "$A"/deb/qemu-user_*.deb "$A/x"
+  QEMU_BIN="$A/x/usr/bin/qemu-aarch64"
+fi
+$SUDO cp "$QEMU_BIN" "$ROOT/usr/bin/qemu-aarch64-static"
 
 if [ -z "$PY" ]; then
   [ -x "$CACHE/venv/bin/python" ] || python3 -m venv "$CACHE/venv"
@@ -71,6 +89,6 @@ import sys, platform; sys.path.insert(0, "/opt/gdq-site")
 import numpy, onnxruntime, ai_edge_litert.interpreter
 print(platform.machine(), onnxruntime.__version__, ai_edge_litert.__version__, numpy.__version__)' 2>/dev/null)"
 [ "$got" = "aarch64 $ORT $LITERT $NUMPY" ] || { echo "arm64 root check failed: got '$got'" >&2; exit 1; }
-QEMU_VER="$(qemu-aarch64-static --version | head -1 | grep -o 'version [0-9.]*' | cut -d' ' -f2)"
+QEMU_VER="$("$ROOT/usr/bin/qemu-aarch64-static" --version | head -1 | grep -o 'version [0-9.]*' | cut -d' ' -f2)"
 printf '{"pins": "%s", "qemu": "%s", "python": "3.11"}\n' "$WANT" "$QEMU_VER" | $SUDO tee "$ROOT/.gdq-arm64-ready" >/dev/null
 echo "arm64 root ready: $ROOT ($WANT, QEMU $QEMU_VER)"

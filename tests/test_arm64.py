@@ -79,3 +79,18 @@ def test_arm64_subset_on_shipped_export(tmp_path):
     for t in ("onnx", "tflite"):  # additive: the x86 figures are untouched
         assert after["parity"][t]["arm64"]["sr"]["4"]["psnr_db"] == res[t]["sr"]["4"]["psnr_db"]
         assert {k: v for k, v in after["parity"][t].items() if k != "arm64"} == before["parity"][t]
+
+
+def test_unavailable_root_and_old_qemu_are_refused(tmp_path):
+    fake = tmp_path / "root"
+    assert "no arm64 root" in arm64_unavailable(fake)
+    (fake / "usr" / "bin").mkdir(parents=True)
+    (fake / "usr" / "bin" / "qemu-aarch64-static").write_bytes(b"")
+    (fake / ".gdq-arm64-ready").write_text('{"pins": "", "qemu": "7.2.22"}')
+    assert arm64_unavailable(fake) is None
+    man = json.loads((SHIPPED / "manifest.json").read_text())
+    x, _ = tile_subset(man["tile"], 1)
+    with pytest.raises(ConfigError, match="needs QEMU >= 8"):  # 7.2 miscomputes XNNPack's SVE kernels
+        run_worker(SHIPPED, select_graphs(man, ["tflite"], "4"), x, "arm64", cpu="max", root=fake)
+    with pytest.raises(ConfigError, match="unknown --cpu"):
+        run_worker(SHIPPED, select_graphs(man, ["tflite"], "4"), x, "arm64", cpu="cortex-x9", root=fake)

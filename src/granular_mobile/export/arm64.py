@@ -49,8 +49,11 @@ CPUS: dict[str, dict[str, str]] = {
     "cortex-a76": {"qemu": "cortex-a76", "features": _FEATURES_V82 + " ssbs", "part": "0xd0b", "variant": "0x4"},
     # the little core of the same phones (dot product, fp16)
     "cortex-a55": {"qemu": "cortex-a55", "features": _FEATURES_V82, "part": "0xd05", "variant": "0x2"},
-    # QEMU's "max" (ARMv9 with SVE2, i8mm, bf16), shown as a Cortex-A710 (the ARMv9 big core of 2022 phones)
-    "max": {"qemu": "max", "part": "0xd47", "variant": "0x2",
+    # QEMU's "max" (ARMv9: SVE2 at the 128-bit vector length of phone cores, i8mm, bf16), shown as a
+    # Cortex-A710 (the ARMv9 big core of 2022 phones). Needs QEMU >= 8: bookworm's 7.2 miscomputes
+    # XNNPack's SVE kernels (sr_a4.tflite 9 dB from x86; 10.0: identical to x86). QEMU >= 8
+    # answers /proc/cpuinfo itself.
+    "max": {"qemu": "max,sve-default-vector-length=16", "part": "0xd47", "variant": "0x2", "min_qemu": "8",
             "features": _FEATURES_V82 + " jscvt fcma sha3 sm3 sm4 sha512 sve asimdfhm dit uscat ilrcpc flagm ssbs "
                         "sb dcpodp sve2 sveaes svepmull svebitperm svesha3 svesm4 flagm2 frint svei8mm svebf16 "
                         "i8mm bf16"},
@@ -122,6 +125,10 @@ def run_worker(export_dir: Path, graphs: list[dict[str, str]], tiles: np.ndarray
     if cpu not in CPUS:
         raise ConfigError(f"unknown --cpu '{cpu}'; valid: {sorted(CPUS)}")
     c = CPUS[cpu]
+    qv = str(root_info(root).get("qemu", "0"))
+    if int(qv.split(".")[0] or 0) < int(c.get("min_qemu", "0")):
+        raise ConfigError(f"--cpu {cpu} needs QEMU >= {c['min_qemu']} (the arm64 root has {qv}, which miscomputes "
+                          f"SVE): rebuild it with `GDQ_ARM64_QEMU=trixie bash {REPO_SETUP}`")
     # one emulated core of the chosen model: what cpuinfo (onnxruntime, XNNPack) reads
     (root / "proc").mkdir(exist_ok=True)
     (root / "proc" / "cpuinfo").write_text(
@@ -261,6 +268,7 @@ def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graph
         e: dict[str, Any] = {
             "runtime": f"{'onnxruntime' if t == 'onnx' else 'ai-edge-litert'} {ver} (aarch64 wheel, 1 thread)",
             "emulation": f"QEMU {rinfo.get('qemu', '?')} user mode, -cpu {CPUS[cpu]['qemu']}",
+            "tool": "gdq verify --arch arm64",
             "cpu": cpu, "arm_features": info.get("arm_features", []),
             "tiles": len(x), "tile_source": f"bundled calibration tiles {idx}",
             "graphs": graphs, "sr": {},
