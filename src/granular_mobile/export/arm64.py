@@ -268,7 +268,6 @@ def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graph
         e: dict[str, Any] = {
             "runtime": f"{'onnxruntime' if t == 'onnx' else 'ai-edge-litert'} {ver} (aarch64 wheel, 1 thread)",
             "emulation": f"QEMU {rinfo.get('qemu', '?')} user mode, -cpu {CPUS[cpu]['qemu']}",
-            "tool": "gdq verify --arch arm64",
             "cpu": cpu, "arm_features": info.get("arm_features", []),
             "tiles": len(x), "tile_source": f"bundled calibration tiles {idx}",
             "graphs": graphs, "sr": {},
