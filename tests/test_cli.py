@@ -47,6 +47,8 @@ def test_help_and_models():
     (("train", "-o", "x", "--scale", "3", "--data", "nowhere"), "scale 3 is not supported"),
     (("eval", "--numerics", "int4"), "valid: ['float', 'int8']"),
     (("calibrate", "default", "-o", "x.pt", "--target-fab", "9"), "must be within"),
+    (("verify", "-o", "x", "--arch", "riscv"), "valid: ['arm64']"),
+    (("verify", "-o", "nowhere"), "no manifest.json"),
 ])
 def test_errors_are_one_line(args, needle):
     r = gdq(*args)

@@ -486,6 +486,53 @@ def export_cmd(
     console.print(f"wrote {out / 'manifest.json'}")
 
 
+@app.command("verify")
+def verify_cmd(
+    out: Path = typer.Option(..., "-o", "--out", help="Export folder (its manifest.json gets the figures)."),
+    arch: str = typer.Option("arm64", help="arm64: the aarch64 runtimes under QEMU user-mode emulation."),
+    graphs: str = typer.Option("subset", help="all | subset (controller + sr_a4) | a list like controller,4,8,fp32."),
+    tiles: int = typer.Option(2, help="Bundled calibration tiles to run (1-24, spread evenly)."),
+    target: str = typer.Option("all", help="onnx | tflite | all"),
+    cpu: str = typer.Option("cortex-a76", help="Emulated CPU: cortex-a76 | cortex-a55 | max."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint of the export (default: the manifest's source)."),
+    fp: Optional[str] = typer.Option(None, help="Full-precision twin, for sr_fp32 (default model: found automatically)."),
+    write: bool = typer.Option(True, "--write/--no-write", help="Add the figures to manifest.json (parity.<target>.arm64)."),
+) -> None:
+    """Run the exported graphs with the aarch64 builds of onnxruntime and LiteRT (the kernels a
+    phone runs) and compare them with the integer reference and with this machine's runtimes.
+
+    Needs the arm64 root of `bash scripts/arm64_setup.sh`. Emulation is slow (tens of seconds
+    per graph and tile); only numerics are reported.
+
+    Examples:
+      gdq verify --arch arm64 -o src/granular_mobile/assets/export --graphs all --tiles 6
+      gdq verify --arch arm64 -o export/ --graphs controller,8 --target tflite --no-write
+    """
+    _need("export")
+    if arch != "arm64":
+        raise ConfigError(f"--arch '{arch}' is unknown; valid: ['arm64']")
+    from .export.arm64 import arm64_ok, arm64_parity
+
+    targets = None if target == "all" else _split(target)
+    res = arm64_parity(out, targets, graphs, tiles, cpu, model, fp, write=write,
+                       log=lambda s: console.print(s, highlight=False))
+    t = Table("target", "graph", "PSNR vs reference (dB)", "worst tile", "identical", "max step",
+              "vs x86 (dB)", "identical to x86", "x86 vs reference (dB)")
+    for tname, e in res.items():
+        if "controller_agreement" in e:
+            t.add_row(tname, "controller", f"agrees {e['controller_agreement']:.0%}", "", "", "",
+                      "", f"{e['controller_agreement_x86']:.0%}", "")
+        for g, v in e["sr"].items():
+            t.add_row(tname, g, f"{v['psnr_db']:.2f}", f"{v['worst_tile_psnr_db']:.2f}", f"{v['identical']:.1%}",
+                      f"{v['max_abs_255']}/255", f"{v['vs_x86']['psnr_db']:.2f}", f"{v['vs_x86']['identical']:.1%}",
+                      f"{v['x86_psnr_db']:.2f}")
+    stdout.print(t)
+    if write:
+        console.print(f"wrote parity.<target>.arm64 into {out / 'manifest.json'}")
+    if not arm64_ok(res):
+        raise ConfigError("ARM64 parity below the bar (>= 45 dB per integer graph, the controller as on x86): see the table")
+
+
 def _expand_inputs(inputs: list[str]) -> tuple[list[Path], int]:
     """The input images, in order, each once; and how many repeats were dropped (an image
     named twice, e.g. by a folder and a glob)."""

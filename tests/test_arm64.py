@@ -1,0 +1,97 @@
+"""The ARM64 check (``gdq verify --arch arm64``): the shipped graphs on the aarch64 builds of
+onnxruntime and LiteRT under QEMU user-mode emulation. CI sets up the arm64 root
+(``scripts/arm64_setup.sh``, called by ``.ci/run``); elsewhere the emulated test skips and
+says why. The CI subset: the controller and sr_a4 per runtime on 2 tiles (about a minute);
+all graphs: ``gdq verify --arch arm64 -o <export> --graphs all --tiles 6``."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from granular_mobile.errors import ConfigError
+from granular_mobile.export.arm64 import (SUBSET_GRAPHS, arm64_ok, arm64_unavailable, compare, run_worker,
+                                          select_graphs, tile_subset)
+
+SHIPPED = ROOT / "src" / "granular_mobile" / "assets" / "export"
+_why = arm64_unavailable()
+needs_arm64 = pytest.mark.skipif(_why is not None, reason=f"ARM64 check not set up: {_why}")
+
+
+def test_graph_selection_and_tiles():
+    man = json.loads((SHIPPED / "manifest.json").read_text())
+    sub = select_graphs(man, ["onnx", "tflite"], "subset")
+    assert [g["graph"] for g in sub] == list(SUBSET_GRAPHS) * 2
+    assert {g["file"] for g in sub} == {"controller.onnx", "sr_a4.onnx", "controller.tflite", "sr_a4.tflite"}
+    every = select_graphs(man, ["tflite"], "all")
+    assert [g["graph"] for g in every] == ["controller", "4", "5", "6", "8", "fp32"]
+    with pytest.raises(ConfigError, match="graph '7'"):
+        select_graphs(man, ["onnx"], "controller,7")
+    x, idx = tile_subset(man["tile"], 6)
+    assert x.shape == (6, 3, 96, 96) and x.dtype == np.float32 and idx[0] == 0 and idx[-1] == 23
+    with pytest.raises(ConfigError, match="--tiles"):
+        tile_subset(96, 0)
+
+
+def test_compare_counts_8bit_steps():
+    a = np.full((1, 3, 4, 4), 100 / 255, np.float32)
+    b = a.copy()
+    b[0, 0, 0, 0] += 3 / 255
+    r = compare(a, b)
+    assert r["identical"] == pytest.approx(47 / 48, abs=1e-4) and r["max_abs_255"] == 3
+    assert compare(a, a)["psnr_db"] == 999.0
+
+
+def test_host_worker_is_the_host_runtime(tmp_path):
+    """The worker (the script the ARM side runs) on the host gives what the runtime backends give."""
+    from granular_mobile.runtime.backends.tflite import TFLiteBackend
+
+    man = json.loads((SHIPPED / "manifest.json").read_text())
+    x, _ = tile_subset(man["tile"], 1)
+    gl = select_graphs(man, ["tflite"], "controller,4")
+    out, info = run_worker(SHIPPED, gl, x, "host")
+    be = TFLiteBackend(SHIPPED, 1)
+    assert np.array_equal(out["tflite_4"], be.sr(x, 4))
+    assert np.array_equal(out["tflite_controller"], be.controller(x)[2])
+    assert info["tiles"] == 1 and info["ai_edge_litert"]
+
+
+@needs_arm64
+def test_arm64_subset_on_shipped_export(tmp_path):
+    """CI subset: the controller picks the same level on ARM64 as on x86 and sr_a4 is >= 45 dB
+    to the integer reference on both runtimes; the figures land in the manifest beside x86's."""
+    from granular_mobile.export.arm64 import arm64_parity
+
+    exp = tmp_path / "export"
+    shutil.copytree(SHIPPED, exp)
+    before = json.loads((exp / "manifest.json").read_text())
+    res = arm64_parity(exp, graphs="subset", tiles=2)
+    assert set(res) == {"onnx", "tflite"}
+    for t, e in res.items():
+        assert e["controller_agreement_x86"] == 1.0, t
+        assert "asimddp" in e["arm_features"]  # the emulated CPU has the dot product kernels' ISA
+        v = e["sr"]["4"]
+        assert v["psnr_db"] >= 45.0, (t, v)
+        assert v["vs_x86"]["psnr_db"] >= 45.0, (t, v)
+    assert arm64_ok(res)
+    after = json.loads((exp / "manifest.json").read_text())
+    for t in ("onnx", "tflite"):  # additive: the x86 figures are untouched
+        assert after["parity"][t]["arm64"]["sr"]["4"]["psnr_db"] == res[t]["sr"]["4"]["psnr_db"]
+        x86 = {k: v for k, v in before["parity"][t].items() if k != "arm64"}
+        assert {k: v for k, v in after["parity"][t].items() if k != "arm64"} == x86
+
+
+def test_unavailable_root_and_old_qemu_are_refused(tmp_path):
+    fake = tmp_path / "root"
+    assert "no arm64 root" in arm64_unavailable(fake)
+    (fake / "usr" / "bin").mkdir(parents=True)
+    (fake / "usr" / "bin" / "qemu-aarch64-static").write_bytes(b"")
+    (fake / ".gdq-arm64-ready").write_text('{"pins": "", "qemu": "7.2.22"}')
+    assert arm64_unavailable(fake) is None
+    man = json.loads((SHIPPED / "manifest.json").read_text())
+    x, _ = tile_subset(man["tile"], 1)
+    with pytest.raises(ConfigError, match="needs QEMU >= 8"):  # 7.2 miscomputes XNNPack's SVE kernels
+        run_worker(SHIPPED, select_graphs(man, ["tflite"], "4"), x, "arm64", cpu="max", root=fake)
+    with pytest.raises(ConfigError, match="unknown --cpu"):
+        run_worker(SHIPPED, select_graphs(man, ["tflite"], "4"), x, "arm64", cpu="cortex-x9", root=fake)
