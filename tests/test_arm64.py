@@ -11,8 +11,15 @@ import pytest
 
 from conftest import ROOT
 from granular_mobile.errors import ConfigError
-from granular_mobile.export.arm64 import (SUBSET_GRAPHS, arm64_ok, arm64_unavailable, compare, run_worker,
-                                          select_graphs, tile_subset)
+from granular_mobile.export.arm64 import (
+    SUBSET_GRAPHS,
+    arm64_ok,
+    arm64_unavailable,
+    compare,
+    run_worker,
+    select_graphs,
+    tile_subset,
+)
 
 SHIPPED = ROOT / "src" / "granular_mobile" / "assets" / "export"
 _why = arm64_unavailable()

@@ -494,8 +494,8 @@ def verify_cmd(
     tiles: int = typer.Option(2, help="Bundled calibration tiles to run (1-24, spread evenly)."),
     target: str = typer.Option("all", help="onnx | tflite | all"),
     cpu: str = typer.Option("cortex-a76", help="Emulated CPU: cortex-a76 | cortex-a55 | max."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint of the export (default: the manifest's source)."),
-    fp: Optional[str] = typer.Option(None, help="Full-precision twin, for sr_fp32 (default model: found automatically)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Checkpoint of the export (default: the manifest's source)."),
+    fp: str | None = typer.Option(None, help="Full-precision twin, for sr_fp32 (default model: found automatically)."),
     write: bool = typer.Option(True, "--write/--no-write", help="Add the figures to manifest.json (parity.<target>.arm64)."),
 ) -> None:
     """Run the exported graphs with the aarch64 builds of onnxruntime and LiteRT (the kernels a
