@@ -280,7 +280,7 @@ def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graph
                 e["controller_agreement_x86"] = round(float((a == h).mean()), 4)
                 e["controller_bits"] = a.tolist()
                 continue
-            v = compare(a, refs[g["graph"]])
+            v: dict[str, Any] = dict(compare(a, refs[g["graph"]]))
             v["vs_x86"] = compare(a, h)
             v["x86_psnr_db"] = compare(h, refs[g["graph"]])["psnr_db"]
             e["sr"][g["graph"]] = v
