@@ -298,8 +298,18 @@ def test_grey_images_come_out_grey(tiny_export, tmp_path, layout):
     np.testing.assert_array_equal(sr[..., 0], grey_sr)  # the grey path: one image, R = G = B
     if img.shape[2] >= 3:
         assert (sr[..., 0] == sr[..., 1]).all() and (sr[..., 1] == sr[..., 2]).all()
-    png(tmp_path / "ga.png", np.stack([g, a], 2), colour_type=4)  # OpenCV reads grey+alpha as RGBA
-    np.testing.assert_array_equal(read_image(tmp_path / "ga.png"), np.stack([g, g, g, a], 2))
+    # a grey+alpha PNG stays grey+alpha: read as HxWx2 (OpenCV alone gives RGBA), written as
+    # colour type 4
+    png(tmp_path / "ga.png", np.stack([g, a], 2), colour_type=4)
+    np.testing.assert_array_equal(read_image(tmp_path / "ga.png"), np.stack([g, a], 2))
+    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "run", str(tmp_path / "ga.png"), "-o",
+                        str(tmp_path / "ga_x2.png"), "-m", str(exp)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    data = (tmp_path / "ga_x2.png").read_bytes()
+    assert data[25] == 4  # IHDR colour type: grey+alpha
+    out = read_image(tmp_path / "ga_x2.png")
+    assert out.shape == (60, 80, 2)
+    np.testing.assert_array_equal(out[..., 0], grey_sr)
 
 
 def test_thread_counts():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
+import zlib
 from pathlib import Path
 
 import cv2
@@ -30,8 +31,11 @@ def write_rgb(path: str | os.PathLike[str], img: np.ndarray) -> None:
     rename): an interrupted run leaves no partial file."""
     p = Path(path)
     ext = p.suffix.lower() or ".png"
-    if img.ndim == 3 and img.shape[2] == 2:  # OpenCV's encoders take no grey+alpha: RGBA with R = G = B
-        img = np.concatenate([np.repeat(img[..., :1], 3, axis=2), img[..., 1:]], axis=2)
+    if img.ndim == 3 and img.shape[2] == 2:
+        if ext == ".png":  # OpenCV's encoders take no grey+alpha; PNG has it (colour type 4)
+            write_bytes_atomic(p, png_grey_alpha(img))
+            return
+        img = np.concatenate([np.repeat(img[..., :1], 3, axis=2), img[..., 1:]], axis=2)  # elsewhere: RGBA, R = G = B
     if img.ndim == 3 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     elif img.ndim == 3 and img.shape[2] == 4:
@@ -40,6 +44,26 @@ def write_rgb(path: str | os.PathLike[str], img: np.ndarray) -> None:
     if not ok:
         raise OutputError(f"cannot encode an image as '{ext}' for '{p}'; use one of {list(IMAGE_EXTS)}")
     write_bytes_atomic(p, buf.tobytes())
+
+
+def png_grey_alpha(img: np.ndarray) -> bytes:
+    """An 8-bit grey+alpha PNG (colour type 4) of an HxWx2 uint8 image: rows unfiltered,
+    deflated (zlib level 6)."""
+    h, w = img.shape[:2]
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), np.ascontiguousarray(img, np.uint8).reshape(h, w * 2)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 4, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b""))
+
+
+def png_colour_type(data: bytes) -> int | None:
+    """The colour type in a PNG's IHDR (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) > 25:
+        return data[25]
+    return None
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
@@ -115,7 +139,8 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an 8-bit image keeping its channels: HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA), uint8,
+    """Read an 8-bit image keeping its channels: HxW (grey), HxWx2 (grey+alpha PNG), HxWx3 (RGB)
+    or HxWx4 (RGBA), uint8,
     turned upright as its EXIF orientation says (as phone galleries show it).
 
     16-bit and floating-point images are refused with a message (the models are trained
@@ -141,6 +166,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     elif img.ndim == 3 and img.shape[2] == 4:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+        if png_colour_type(data) == 4:  # OpenCV reads a grey+alpha PNG as RGBA with R = G = B
+            img = np.stack([img[..., 0], img[..., 3]], axis=2)
     elif img.ndim != 2:
         raise ImageError(f"'{p}' has an unsupported shape {img.shape}")
     return np.ascontiguousarray(orient(img, exif_orientation(data)))
