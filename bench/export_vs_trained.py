@@ -16,6 +16,7 @@ import torch
 
 from granular_mobile.checkpoint import load_model
 from granular_mobile.data.benchmark import benchmark_pairs
+from granular_mobile.defaults import bench_root
 from granular_mobile.runtime import Upscaler
 from granular_mobile.runtime.backends.torch import TorchBackend
 
@@ -30,7 +31,7 @@ def main() -> None:
     ap.add_argument("--export", default="src/granular_mobile/assets/export")
     ap.add_argument("-m", "--model", default="default")
     ap.add_argument("--data", default="Set14")
-    ap.add_argument("--root", default="../shared/datasets/benchmark")
+    ap.add_argument("--root", default=bench_root(), help="benchmark root (GDQ_BENCH_ROOT)")
     ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tflite"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)

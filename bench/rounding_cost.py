@@ -21,6 +21,7 @@ import torch
 
 from granular_mobile.checkpoint import load_model
 from granular_mobile.config import TileConfig
+from granular_mobile.defaults import bench_root
 from granular_mobile.eval import benchmark_pairs, evaluate_dataset
 from granular_mobile.models import GDQNet
 from granular_mobile.quant import GridQuantizer
@@ -62,7 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-m", "--model", required=True, help="an int8-numerics Granular-DQ checkpoint")
     ap.add_argument("--data", default="Set5")
-    ap.add_argument("--root", default="../shared/datasets/benchmark")
+    ap.add_argument("--root", default=bench_root(), help="benchmark root (GDQ_BENCH_ROOT)")
     ap.add_argument("--bits", default="4,8")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)

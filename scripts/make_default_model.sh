@@ -9,13 +9,13 @@ A=src/granular_mobile/assets
 resume() { [ -f "$1/last.pt" ] && echo --resume || true; }
 
 # 1. full precision (batch 16 x 32x32 LR crops, warm-up + cosine, lr 1e-3). The shipped twin
-#    is iteration 3200 (sessions 1-2 ran 0-1600 with a 1600 total, then resumed with a 3200
+#    is iteration 3200 (run as 0-1600 with a 1600 total, then resumed with a 3200
 #    total; checkpoints/README.md)
 gdq train -o "$R/fp_x2" --model srresnet --scale 2 --patch 32 --batch 16 --iters 3200 --lr 1e-3 --warmup 100 \
   --eval-every 400 --ckpt-every 50 --threads 2 $(resume "$R/fp_x2")
 gdq pack "$R/fp_x2/last.pt" -o "$R/fp3200.pt"
 
-# 2. full-precision fine-tuning on a GPU (session 5, one lent H100; ~45 ms per iteration of
+# 2. full-precision fine-tuning on a GPU (one lent H100; ~45 ms per iteration of
 #    32 x 48x48 LR crops): 4600 iterations from the 3200 twin, warm-up + cosine, lr 5e-4. That
 #    run read JPEG copies of the training images (scripts/jpeg_train_copy.py; the machine took
 #    64 MiB with the repository); on the PNGs it is the same command with the default --data
@@ -24,14 +24,14 @@ gdq train -o "$R/fp_x2_ft" --init "$R/fp3200.pt" --patch 48 --batch 32 --iters 4
   --eval-every 700 --ckpt-every 500 $(resume "$R/fp_x2_ft")
 gdq pack "$R/fp_x2_ft/final.pt" -o "$R/fp4600.pt"
 
-# 3. Granular-DQ fine-tuning (session 5 on the same GPU, ~125 ms per iteration): the first
+# 3. Granular-DQ fine-tuning (on the same GPU, ~125 ms per iteration): the first
 #    half with random bit levels per crop and a frozen gate (every level's quantizers train),
 #    then the gate under the bit budget. (Session 3-4 ran this on CPU with --iters 1200
 #    --gate-warmup 600 from fp3200.pt: the model shipped before.)
 gdq quantize --init "$R/fp4600.pt" -o "$R/gdq_x2_q3" --target-fab 4.5 --iters 2000 --gate-warmup 1000 \
   --patch 32 --batch 16 --lr 1e-4 --warmup 30 --eval-every 500 --ckpt-every 100 $(resume "$R/gdq_x2_q3")
 
-# 3b. its continuation on CPU (sessions 5-6, ~5 s per iteration on one thread): a new schedule
+# 3b. its continuation on CPU (~5 s per iteration on one thread): a new schedule
 #    from the GPU run's weights (quantizer steps and gate kept), 3000 iterations, lr 5e-5. Session
 #    6 shipped its best.pt, iteration 1000 (the best Set5 validation so far: 36.910 dB at FAB
 #    4.00 before calibration, against 36.838 where the GPU run ended); the run goes on
@@ -42,8 +42,9 @@ gdq quantize --init "$R/gdq_x2_q3/final.pt" -o "$R/gdq_x2_q4" --target-fab 4.5 -
 # 3c. train what is deployed (int8 numerics: every rounding point of the full-integer export
 #    in the loop, learned int8 grids starting at their calibrated scales), from 3b's shipped
 #    snapshot calibrated and packed as in steps 4-5 (the model shipped before this one), with
-#    distillation from the twin; from iteration 475 on, half of the crops at a random bit level.
-#    ~2 s per iteration on one thread; resumable over sessions (checkpoints/README.md)
+#    distillation from the twin. The shipped run was started without --random-levels and
+#    resumed with --random-levels 0.5 at iteration 475 (the line below runs it with the flag
+#    from the start). ~2 s per iteration on one thread; resumable (checkpoints/README.md)
 gdq calibrate "$R/gdq_x2_q4/best.pt" --target-fab 4.5 -o "$R/gdq_q4_f4.5.pt"
 gdq pack "$R/gdq_q4_f4.5.pt" -o "$R/gdq_q4_f4.5_packed.pt"
 gdq quantize --init "$R/gdq_q4_f4.5_packed.pt" -o "$R/gdq_x2_int8" --numerics int8 --target-fab 4.5 --iters 4000 \
@@ -52,6 +53,7 @@ gdq quantize --init "$R/gdq_q4_f4.5_packed.pt" -o "$R/gdq_x2_int8" --numerics in
 
 # 4. the deployed controller's operating point: shift the gate bias so argmax averages the
 #    budget on the training tiles (training budgets Gumbel samples, not the argmax)
+#    (the shipped model: that run's iteration 1000, a copy of best.pt taken then; SNAPSHOT=...)
 gdq calibrate "${SNAPSHOT:-$R/gdq_x2_int8/best.pt}" --target-fab 4.5 -o "$R/gdq_int8_f4.5.pt"
 
 # 5. ship: compact weights, evaluation (deployed integer numerics), export, PSNR-FAB curve, bench,
@@ -61,5 +63,13 @@ gdq pack "$R/gdq_int8_f4.5.pt" -o "$A/srresnet_gdq_x2.pt"
 gdq eval --data Set5,Set14,BSD100 --json docs/eval_default_f4.5.json
 gdq export --target all -o "$A/export" --verify
 python scripts/fab_curve.py --data Set14 --targets 4.25,4.5,5,6 --json docs/fab_curve_set14.json --svg docs/fab_curve_set14.svg
+for b in 8 4; do
+  gdq eval --data BSD100 --bits $b --no-bicubic --json docs/eval_default_bsd100_${b}bit.json
+done
+for t in onnxruntime tflite; do
+  python bench/export_vs_trained.py --data Set14 --backend $t --json docs/export_vs_trained_set14_${t/onnxruntime/onnx}.json
+done
+python bench/rounding_cost.py -m "${SNAPSHOT:-$R/gdq_x2_int8/best.pt}" --data Set5 --bits 4,8 --json docs/rounding_cost_set5.json
+bash scripts/arm64_setup.sh && gdq verify --arch arm64 -o "$A/export" --graphs all --tiles 6
 gdq bench --rounds 5 --json docs/bench_default.json
 python -m granular_mobile.runtime.golden android_demo/core/src/test/resources/golden

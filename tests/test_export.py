@@ -264,5 +264,6 @@ def test_export_rejects_bad_options(tmp_path):
         export(m, ["coreml"], tmp_path, tile=TILE)
     with pytest.raises(ConfigError, match="fp-layers"):
         export(m, ["onnx"], tmp_path, tile=TILE, fp_layers="fp16")
-    with pytest.raises(ConfigError, match="needs --fp-layers int8"):
-        export(m, ["tflite"], tmp_path, tile=TILE, fp_layers="float")
+    with pytest.raises(ConfigError, match="ONNX only"):  # refused before any file is written
+        export(m, ["onnx", "tflite"], tmp_path / "both", tile=TILE, fp_layers="float")
+    assert not (tmp_path / "both").exists()

@@ -174,7 +174,8 @@ def quantize_cmd(
                                        "model to fine-tune further (a new schedule; its quantizer steps and gate are "
                                        "kept). Not needed with --resume."),
     out: Path = typer.Option(..., "-o", "--out", help="Run folder."),
-    target_fab: float = typer.Option(4.5, help="Bit budget: mean tile bit-width the gate is pushed below."),
+    target_fab: float = typer.Option(4.5, help="Bit budget: mean tile bit-width the gate is pushed towards "
+                                    "(--no-fab-two-sided: only pushed below it)."),
     fab_lambda: float = typer.Option(0.05, help="Weight of the bit-budget term."),
     fab_two_sided: bool = typer.Option(True, help="Penalise |E[FAB] - target| (else only FAB above the target)."),
     gate_warmup: int = typer.Option(0, help="Iterations with random bit levels and a frozen gate before the gate trains."),
@@ -188,7 +189,7 @@ def quantize_cmd(
     random_levels: float = typer.Option(0.0, help="After --gate-warmup, the share of crops run at a uniformly random "
                                         "bit level instead of the gate's, so every level keeps training."),
     step_lr_mult: float = typer.Option(20.0, help="A quantizer step size moves by about lr x this fraction of its "
-                                       "size per iteration (Adam; 0.1 %% at lr 5e-5)."),
+                                       "size per iteration (Adam; 0.1 % at lr 5e-5)."),
     data: str = _TRAIN_HELP_COMMON["data"],
     patch: int = typer.Option(48, help="LR patch side (pixels)."),
     batch: int = _TRAIN_HELP_COMMON["batch"],
@@ -358,7 +359,7 @@ def eval_cmd(
     if m.cfg.quantized:
         fp_path = fp or (str(DEFAULT_FILES["fp"]) if model == DEFAULT_MODEL else None)
         if fp_path:
-            models.append(("fp", load_model(fp_path)))
+            models.append(("fp", load_model(fp_path, fp=fp_path == DEFAULT_MODEL)))
     bit_index = None
     if bits is not None:
         if not m.cfg.quantized:

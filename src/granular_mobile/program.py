@@ -10,8 +10,10 @@ emitter and the TF emitter. The program fixes every rounding point, so the three
   scale (w_alpha * gamma / sigma) and an int32 bias; the integers never change. A negative
   fold factor flips the sign of that channel's integers (the range [-127, 127] is symmetric).
 - every integer conv writes int8 (the output requantization that integer kernels need); its
-  scale is max|y| / 127 over calibration tiles, so nothing is clipped on those tiles. The SR
-  output is the exception: it is written on the 8-bit image grid (see OUTPUT_Q).
+  scale is the step the model learned for it at this bit level (numerics "int8": the model
+  trained with this rounding point), or, for a float-numerics model, max|y| / 127 over
+  calibration tiles (nothing clipped on those tiles). The SR output is the exception: it is
+  written on the 8-bit image grid (see OUTPUT_Q).
 - the torch executor computes the integer arithmetic of onnxruntime's kernels exactly
   (float32 requantization multipliers, QLinearAdd's fused multiply-adds, round half to
   even): the ONNX graphs match it bit for bit. TFLite's integer graphs build PReLU so that
@@ -20,7 +22,7 @@ emitter and the TF emitter. The program fixes every rounding point, so the three
 - layers the paper keeps in full precision (head, body-end conv, upsampler, tail) are either
   float convs (``fp_layers="float"``) or int8 with per-channel 7-bit weight PTQ (see
   quant.QMAX_FP) (``"int8"``, what NNAPI / NPUs need). In ``"int8"`` the whole graph is integer:
-  every tensor (PReLU, BatchNorm, residual sums) is int8 with a calibrated scale, a tensor
+  every tensor (PReLU, BatchNorm, residual sums) is int8 with a learned or calibrated scale, a tensor
   that feeds only a k-bit conv is written directly at that conv's step and k-bit range, a
   BatchNorm between PReLU and conv is a depthwise 1x1 integer conv (one exact int8 weight
   per channel), and the input tile is exact on uint8 with scale 1/255. Both targets execute

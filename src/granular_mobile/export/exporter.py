@@ -143,6 +143,8 @@ def export(
     targets = check_targets(targets, options)
     if fp_layers not in FP_LAYER_MODES:
         raise ConfigError(f"--fp-layers '{fp_layers}' is unknown; valid: {list(FP_LAYER_MODES)}")
+    if fp_layers != "int8" and "tflite" in targets:  # before any file is written
+        raise ConfigError(f"--fp-layers {fp_layers} is ONNX only (TFLite export is full integer); use --target onnx")
     if tile < 16 or tile % 4:
         raise ConfigError(f"--tile {tile} must be a multiple of 4, >= 16")
     t0 = time.time()

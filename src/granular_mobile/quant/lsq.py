@@ -185,7 +185,7 @@ class GridQuantizer(nn.Module):
 
     The export writes exactly these steps as the tensors' scales (``program.py``), so
     the network trained is the one deployed. Steps start at max|x| / 127 over calibration tiles
-    (``init_grid_steps``), the scale post-training calibration would give; LSQ then learns to
+    (``GDQNet.init_grids``), the scale post-training calibration would give; LSQ then learns to
     clip outliers where a finer step pays.
     """
 
@@ -209,7 +209,9 @@ class GridQuantizer(nn.Module):
                 self.observed[lv] = torch.maximum(self.observed[lv], m.to(self.observed))
             return x
         if self.initialized.item() == 0:
-            raise RuntimeError("GridQuantizer used before init_grid_steps() set its steps")
+            from ..errors import ConfigError
+
+            raise ConfigError("an int8 grid was used before its steps were set (GDQNet.init_grids)")
         shape = (-1,) + (1,) * (x.dim() - 1)
         step = self.alpha[bit_index].view(shape)
         g = 1.0 / math.sqrt(x[0].numel() * max(x.shape[0], 1) * self.qp)

@@ -1,7 +1,8 @@
 """``gdq train`` / ``gdq quantize``: resumable, seeded, single process or torchrun (DDP).
 
 Full precision: L1. Granular-DQ (quantization-aware fine-tuning of a full-precision
-checkpoint): L1 + lambda * relu(E[FAB] - target_fab), where E[FAB] is the batch mean of the
+checkpoint): L1 + lambda * |E[FAB] - target_fab| (``fab_two_sided=False``: relu(E[FAB] -
+target_fab)), where E[FAB] is the batch mean of the
 expected tile bit-width under the gate probabilities routed through E2B. The gate is trained
 with straight-through Gumbel-softmax (hard forward, soft gradients). BatchNorm statistics are
 frozen during fine-tuning so that the network trained is the one exported (BN folds into
@@ -307,7 +308,11 @@ def _make_optimizer(run: _Run, state: dict[str, Any] | None) -> None:
             model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
     run.opt = torch.optim.Adam(_param_groups(model, run.cfg), lr=run.cfg.lr, betas=(0.9, 0.999))
     if state is not None and "optimizer" in state["train"]:
-        run.opt.load_state_dict(state["train"]["optimizer"])
+        try:
+            run.opt.load_state_dict(state["train"]["optimizer"])
+        except ValueError as e:  # another optimizer layout (a state written before step groups)
+            raise CheckpointError(f"--resume: the optimizer state in '{run.out / 'last.pt'}' does not fit this "
+                                  f"version ({e}); start a new schedule from it with --init instead") from None
 
 
 def _save_state(run: _Run, it: int) -> None:
