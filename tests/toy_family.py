@@ -35,16 +35,10 @@ class ToyNet(GDQNet):
     def lower(self, b, bit_index):
         gs = self.grids
         h = b.fp_conv("head", b.input, self.head[0], in_q=b.image_q, grid=grid_of(gs, "head"))
-        if bit_index is None:
-            c1, conv2 = b.fp_conv("conv1", h, self.body[0]), None
-        else:
-            c1 = b.q_conv("conv1", h, self.body[0], bit_index, grid=grid_of(gs, "conv1"))
+        c1 = b.block_conv("conv1", h, self.body[0], bit_index, grid=grid_of(gs, "conv1"))
         a = b.relu("relu", c1)
-        if bit_index is None:
-            conv2 = b.fp_conv("conv2", a, self.body[1])
-        else:
-            conv2 = b.q_conv("conv2", a, self.body[1], bit_index, grid=grid_of(gs, "conv2"))
-        s = b.add("sum", h, conv2, grid=grid_of(gs, "sum"))
+        c2 = b.block_conv("conv2", a, self.body[1], bit_index, grid=grid_of(gs, "conv2"))
+        s = b.add("sum", h, c2, grid=grid_of(gs, "sum"))
         u = b.depth_to_space("up_d2s", b.fp_conv("up", s, self.tail[0], grid=grid_of(gs, "up")), 2)
         b.output_conv("tail", u, self.tail[1])
 

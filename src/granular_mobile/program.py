@@ -289,6 +289,14 @@ class ProgramBuilder:
                                quantized_layer=True, out_q=self._grid(grid)))
         return out
 
+    def block_conv(self, name: str, inp: str, conv, bit_index: int | None, bn: nn.BatchNorm2d | None = None,
+                   grid=None) -> str:
+        """A conv the paper quantizes: ``q_conv`` at a bit level, a float conv in the
+        full-precision program (``bit_index`` None)."""
+        if bit_index is None:
+            return self.fp_conv(name, inp, conv, bn=bn)
+        return self.q_conv(name, inp, conv, bit_index, bn=bn, grid=grid)
+
     def prelu(self, name: str, inp: str, act: nn.PReLU, grid=None) -> str:
         out = self.t(name)
         self.nodes.append(PRelu(inp, out, float(act.weight.detach()), out_q=self._grid(grid)))

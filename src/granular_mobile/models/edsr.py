@@ -40,15 +40,9 @@ class ResBlock(nn.Module):
         return g(self.grids, "out", x + r, bit_index)
 
     def lower(self, b: ProgramBuilder, x: str, bi: int | None, name: str) -> str:
-        if bi is None:
-            c1 = b.fp_conv(f"{name}_conv1", x, self.conv1)
-        else:
-            c1 = b.q_conv(f"{name}_conv1", x, self.conv1, bi, grid=grid_of(self.grids, "conv1"))
+        c1 = b.block_conv(f"{name}_conv1", x, self.conv1, bi, grid=grid_of(self.grids, "conv1"))
         a = b.relu(f"{name}_relu", c1)
-        if bi is None:
-            c2 = b.fp_conv(f"{name}_conv2", a, self.conv2)
-        else:
-            c2 = b.q_conv(f"{name}_conv2", a, self.conv2, bi, grid=grid_of(self.grids, "conv2"))
+        c2 = b.block_conv(f"{name}_conv2", a, self.conv2, bi, grid=grid_of(self.grids, "conv2"))
         return b.add(f"{name}_out", x, c2, grid=grid_of(self.grids, "out"))
 
 

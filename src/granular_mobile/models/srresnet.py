@@ -45,16 +45,10 @@ class ResBlock(nn.Module):
         return g(self.grids, "out", x * self.learnable_shortcut + r, bit_index)
 
     def lower(self, b: ProgramBuilder, x: str, bi: int | None, name: str) -> str:
-        if bi is None:
-            c1 = b.fp_conv(f"{name}_conv1", x, self.conv1)
-        else:
-            c1 = b.q_conv(f"{name}_conv1", x, self.conv1, bi, grid=grid_of(self.grids, "conv1"))
+        c1 = b.block_conv(f"{name}_conv1", x, self.conv1, bi, grid=grid_of(self.grids, "conv1"))
         a = b.prelu(f"{name}_act", c1, self.act, grid=grid_of(self.grids, "act"))
         n1 = b.batchnorm(f"{name}_bn1", a, self.bn1)
-        if bi is None:
-            c2 = b.fp_conv(f"{name}_conv2", n1, self.conv2, bn=self.bn2)
-        else:
-            c2 = b.q_conv(f"{name}_conv2", n1, self.conv2, bi, bn=self.bn2, grid=grid_of(self.grids, "conv2"))
+        c2 = b.block_conv(f"{name}_conv2", n1, self.conv2, bi, bn=self.bn2, grid=grid_of(self.grids, "conv2"))
         return b.add(f"{name}_out", x, c2, a_mul=float(self.learnable_shortcut.detach()), grid=grid_of(self.grids, "out"))
 
 
