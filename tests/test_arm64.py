@@ -102,3 +102,25 @@ def test_unavailable_root_and_old_qemu_are_refused(tmp_path):
         run_worker(SHIPPED, select_graphs(man, ["tflite"], "4"), x, "arm64", cpu="max", root=fake)
     with pytest.raises(ConfigError, match="unknown --cpu"):
         run_worker(SHIPPED, select_graphs(man, ["tflite"], "4"), x, "arm64", cpu="cortex-x9", root=fake)
+
+
+def test_bad_model_fails_before_the_emulated_run(tmp_path, monkeypatch):
+    """-m / --fp load before the emulation starts (minutes per graph): a typo fails at once."""
+    import granular_mobile.export.arm64 as arm64
+    from granular_mobile.errors import GdqError
+
+    monkeypatch.setattr(arm64, "arm64_unavailable", lambda root=None: None)
+
+    def no_run(*a, **k):
+        raise AssertionError("the emulated run started before the models were loaded")
+
+    monkeypatch.setattr(arm64, "run_worker", no_run)
+    with pytest.raises(GdqError, match="nowhere.pt"):
+        arm64.arm64_parity(SHIPPED, ["onnx"], "4", 1, model=str(tmp_path / "nowhere.pt"), write=False)
+    with pytest.raises(GdqError, match="twin.pt"):
+        arm64.arm64_parity(SHIPPED, ["onnx"], "4", 1, fp=str(tmp_path / "twin.pt"), write=False)
+    from granular_mobile.checkpoint import resolve_model_path
+
+    # a checkpoint given by path has no twin found for it: the fp32 graph needs --fp, said first
+    with pytest.raises(ConfigError, match="give --fp"):
+        arm64.arm64_parity(SHIPPED, ["onnx"], "fp32", 1, model=str(resolve_model_path("default")), write=False)

@@ -49,6 +49,10 @@ def test_help_and_models():
     (("calibrate", "default", "-o", "x.pt", "--target-fab", "9"), "must be within"),
     (("verify", "-o", "x", "--arch", "riscv"), "valid: ['arm64']"),
     (("verify", "-o", "nowhere"), "no manifest.json"),
+    (("quantize", "--init", "default", "-o", "x", "--bits", "4,x"), "--bits '4,x' is not a comma-separated list"),
+    (("train", "-o", "x", "--milestones", "100,y"), "--milestones '100,y' is not"),
+    (("calibrate", "default", "-o", "x.pt", "--quantiles", "0.3"), "--quantiles '0.3' is not"),
+    (("quantize", "-o", "nowhere", "--resume"), "no 'nowhere/last.pt' to resume from"),
 ])
 def test_errors_are_one_line(args, needle):
     r = gdq(*args)

@@ -50,6 +50,31 @@ def test_resume_continues_to_more_iterations(fp_run, tmp_path):
     assert read_checkpoint(run / "final.pt")["meta"]["iteration"] == 70
 
 
+def test_cli_resume_takes_the_options_of_the_run(fp_run, tmp_path):
+    """A bare --resume continues with the run's own options, not the command line's defaults
+    (patch 16 / batch 4 / lr 2e-3 here, not 32 / 16 / 1e-3); what is given replaces them and
+    is logged; the model's shape comes from last.pt and cannot be given."""
+    from typer.testing import CliRunner
+
+    from granular_mobile.cli import app
+
+    out, _, _ = fp_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    r = CliRunner().invoke(app, ["train", "-o", str(run), "--resume", "--iters", "62"])
+    assert r.exit_code == 0, r.output
+    cfg = read_checkpoint(run / "last.pt")["train"]["config"]
+    assert (cfg["patch"], cfg["batch"], cfg["lr"], cfg["iters"]) == (16, 4, 2e-3, 62)
+    assert "resume:" not in r.output  # nothing that trains changed
+    r = CliRunner().invoke(app, ["train", "-o", str(run), "--resume", "--iters", "63", "--lr", "1e-3"])
+    assert r.exit_code == 0, r.output
+    assert "resume: lr: 0.002 -> 0.001" in r.output
+    cfg = read_checkpoint(run / "last.pt")["train"]["config"]
+    assert (cfg["patch"], cfg["lr"], cfg["iters"]) == (16, 1e-3, 63)
+    r = CliRunner().invoke(app, ["train", "-o", str(run), "--resume", "--n-blocks", "4"])
+    assert isinstance(r.exception, ConfigError) and "--n-blocks" in str(r.exception)
+
+
 def test_fp_init_starts_from_the_checkpoint_weights(fp_run, tiny_data, tmp_path):
     _, fp_final, losses = fp_run
     seen = []

@@ -91,6 +91,35 @@ def models_cmd() -> None:
     stdout.print(t)
 
 
+def _int_list(option: str, s: str) -> tuple[int, ...]:
+    """A comma-separated list of integers (``--bits 4,8``), or a one-line error naming the option."""
+    try:
+        return tuple(int(x) for x in _split(s))
+    except ValueError:
+        raise ConfigError(f"{option} '{s}' is not a comma-separated list of integers (e.g. 4,5,6,8)") from None
+
+
+def _train_config(ctx: typer.Context, out: Path, resume: bool, model_options: tuple[str, ...], **options):  # type: ignore[no-untyped-def]
+    """The training options as given; with --resume, those not set on the command line come
+    from OUT/last.pt (a bare --resume continues the run as it was started), and the options that
+    shape the model (``model_options``) cannot be set at all: the model is the one in last.pt."""
+    from .train import TrainConfig, resumed_config
+
+    if not resume:
+        return TrainConfig(**options)
+
+    def given(name: str) -> bool:
+        # by the source's name: typer vendors its click (typer._click), so no enum to import
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    fixed = [name for name in model_options if given(name)]
+    if fixed:
+        flags = ", ".join("--" + n.replace("_", "-") for n in fixed)
+        raise ConfigError(f"{flags}: with --resume the model is the one in {out / 'last.pt'}; drop {flags}")
+    return resumed_config(out / "last.pt", {k: v for k, v in options.items() if k == "mode" or given(k)})
+
+
 def _train_common(cfg, out: Path, model_cfg, init: str | None, resume: bool) -> Path:
     from .train import train
 
@@ -115,6 +144,7 @@ _TRAIN_HELP_COMMON = dict(
 
 @app.command("train")
 def train_cmd(
+    ctx: typer.Context,
     out: Path = typer.Option(..., "-o", "--out", help="Run folder (last.pt, best.pt, final.pt, metrics.jsonl)."),
     model: str = typer.Option("srresnet", help="Full-precision model: srresnet | edsr."),
     scale: int = typer.Option(2, help="Upscaling factor: 2 | 4."),
@@ -145,6 +175,7 @@ def train_cmd(
 
     Examples:
       gdq train -o runs/fp_x2
+      gdq train -o runs/fp_x2 --resume   (continues with the run's own options)
       gdq train -o runs/fp_x2 --resume --iters 20000
       gdq train -o runs/fp_x2_ft --init src/granular_mobile/assets/srresnet_x2.pt --patch 48 --lr 5e-4
       torchrun --nproc_per_node 4 -m granular_mobile.cli train -o runs/fp_x2
@@ -152,24 +183,25 @@ def train_cmd(
     _need("torch")
     from .config import ModelConfig
     from .models.family import family_names
-    from .train import TrainConfig
 
     if model not in family_names():
         raise ConfigError(f"--model '{model}' is not a full-precision model; valid: {family_names()} "
                           "(gdq quantize makes the _gdq one)")
-    cfg = TrainConfig(mode="fp", data=tuple(_split(data)), patch=patch, batch=batch, iters=iters, lr=lr, warmup=warmup,
-                      schedule=schedule, milestones=tuple(int(m) for m in _split(milestones)), grad_clip=grad_clip,
-                      seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root, val_set=val_set,
-                      threads=threads)
-    mc = ModelConfig(arch=model, scale=scale, n_blocks=n_blocks, n_feats=n_feats, quantized=False)
     if init is not None and resume:
         raise ConfigError("--init and --resume exclude each other: --resume continues OUT/last.pt")
+    cfg = _train_config(ctx, out, resume, ("model", "scale", "n_blocks", "n_feats"), mode="fp",
+                        data=tuple(_split(data)), patch=patch, batch=batch, iters=iters, lr=lr, warmup=warmup,
+                        schedule=schedule, milestones=_int_list("--milestones", milestones), grad_clip=grad_clip,
+                        seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root, val_set=val_set,
+                        threads=threads)
+    mc = ModelConfig(arch=model, scale=scale, n_blocks=n_blocks, n_feats=n_feats, quantized=False)
     final = _train_common(cfg, out, mc, init, resume)
     console.print(f"wrote {final}")
 
 
 @app.command("quantize")
 def quantize_cmd(
+    ctx: typer.Context,
     init: str | None = typer.Option(None, "--init", help="Full-precision twin to start from, or a Granular-DQ "
                                        "model to fine-tune further (a new schedule; its quantizer steps and gate are "
                                        "kept). Not needed with --resume."),
@@ -215,11 +247,11 @@ def quantize_cmd(
       gdq quantize --init runs/fp_x2/final.pt -o runs/gdq_x2_f4 --target-fab 4.0
       gdq quantize --init runs/gdq_x2/final.pt -o runs/gdq_x2_more --iters 3000 --lr 5e-5
       gdq quantize --init default -o runs/gdq_x2_int8 --distill 1 --distill-from default
+      gdq quantize -o runs/gdq_x2_int8 --resume   (continues with the run's own options)
     """
     _need("torch")
     from .checkpoint import read_checkpoint, resolve_model_path
     from .config import TRAIN_NUMERICS, ModelConfig, QuantConfig, from_dict
-    from .train import TrainConfig
 
     if numerics not in TRAIN_NUMERICS:
         raise ConfigError(f"--numerics '{numerics}' is unknown; valid: {list(TRAIN_NUMERICS)}")
@@ -228,12 +260,13 @@ def quantize_cmd(
     if distill_from:
         distill_from = str(resolve_model_path(distill_from, fp=distill_from == "default"))
 
-    cfg = TrainConfig(mode="qat", data=tuple(_split(data)), patch=patch, batch=batch, iters=iters, lr=lr,
-                      warmup=warmup, schedule=schedule, seed=seed, target_fab=target_fab, fab_lambda=fab_lambda,
-                      fab_two_sided=fab_two_sided, gate_warmup=gate_warmup, distill=distill,
-                      distill_from=distill_from, step_lr_mult=step_lr_mult, random_levels=random_levels,
-                      gate_lr_mult=gate_lr_mult, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root,
-                      val_set=val_set, threads=threads)
+    cfg = _train_config(ctx, out, resume, ("init", "bits", "numerics"), mode="qat", data=tuple(_split(data)),
+                        patch=patch, batch=batch, iters=iters, lr=lr, warmup=warmup, schedule=schedule, seed=seed,
+                        target_fab=target_fab, fab_lambda=fab_lambda, fab_two_sided=fab_two_sided,
+                        gate_warmup=gate_warmup, distill=distill, distill_from=distill_from,
+                        step_lr_mult=step_lr_mult, random_levels=random_levels, gate_lr_mult=gate_lr_mult,
+                        eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root, val_set=val_set,
+                        threads=threads)
     mc = None
     if not resume:  # (with --resume, OUT/last.pt has the model; --init is not read)
         import dataclasses
@@ -241,7 +274,7 @@ def quantize_cmd(
         if init is None:
             raise ConfigError("gdq quantize needs --init (a full-precision twin or a Granular-DQ model), or --resume")
         fp_cfg = from_dict(ModelConfig, read_checkpoint(init)["model"])
-        want = tuple(int(b) for b in _split(bits))
+        want = _int_list("--bits", bits)
         if fp_cfg.quantized and fp_cfg.quant.bits != want:
             raise ConfigError(f"--init {init} is a Granular-DQ model with bits {list(fp_cfg.quant.bits)}, not --bits {bits}")
         if fp_cfg.numerics == "int8" and numerics != "int8":
@@ -287,7 +320,11 @@ def calibrate_cmd(
         check_target_fab(target_fab, m.cfg.quant.bits)
     e2b = m.cfg.e2b
     if quantiles:
-        e2b = dataclasses.replace(e2b, quantiles=tuple(float(q) for q in _split(quantiles)))
+        try:
+            q1, q2 = (float(q) for q in _split(quantiles))
+        except ValueError:
+            raise ConfigError(f"--quantiles '{quantiles}' is not a comma-separated pair of numbers (e.g. 0.33,0.67)") from None
+        e2b = dataclasses.replace(e2b, quantiles=(q1, q2))
     images = load_folder_images(_split(data))
     tiles = tile_grid(images, tile, m.cfg.scale)  # cut once: the thresholds and the gate use the same tiles
     e2b, n = calibrate_e2b(images, e2b, m.cfg.scale, tile, tiles=tiles)

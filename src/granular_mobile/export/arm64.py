@@ -239,13 +239,17 @@ def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graph
     why = arm64_unavailable(root)
     if why:
         raise ConfigError(why)
+    # the references' models load before the emulated run (minutes), so that a bad -m / --fp
+    # fails at once
+    m, fpm = _models(manifest, model, fp)
+    wanted = {g["graph"] for g in gl}
+    if "fp32" in wanted and fpm is None:
+        raise ConfigError("the fp32 graph needs the full-precision twin: give --fp")
 
     arm, info = run_worker(export_dir, gl, x, "arm64", cpu, root, log)
     host, host_info = run_worker(export_dir, gl, x, "host")
 
     # references: the integer program of each level (the export's rounding points), the fp twin
-    m, fpm = _models(manifest, model, fp)
-    wanted = {g["graph"] for g in gl}
     refs: dict[str, np.ndarray] = {}
     with torch.no_grad():
         xt = torch.from_numpy(x)
@@ -254,9 +258,7 @@ def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graph
             progs = deployed_programs(m, calibration_tiles(manifest["tile"]), manifest.get("fp_layers", "int8"))
             for b in levels:
                 refs[str(b)] = run_program(progs[b], xt).numpy()
-        if "fp32" in wanted:
-            if fpm is None:
-                raise ConfigError("the fp32 graph needs the full-precision twin: give --fp")
+        if fpm is not None and "fp32" in wanted:
             refs["fp32"] = fpm(xt).numpy()
         if "controller" in wanted:
             refs["controller"] = np.asarray(m.bits)[m.controller(xt).bit_index.numpy()]

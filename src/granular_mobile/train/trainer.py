@@ -38,7 +38,7 @@ from .calibration import calibrate_e2b, calibrate_gate
 
 SCHEDULES = ("cosine", "step")
 
-__all__ = ["SCHEDULES", "TrainConfig", "calibrate_e2b", "calibrate_gate", "train"]
+__all__ = ["SCHEDULES", "TrainConfig", "calibrate_e2b", "calibrate_gate", "resumed_config", "train"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,33 @@ class TrainConfig:
             c = 0.5 * (1 + math.cos(math.pi * min(it, self.iters) / self.iters))
             return warm * (self.lr_min + (self.lr - self.lr_min) * c)
         return warm * self.lr * 0.5 ** sum(it >= m for m in self.milestones)
+
+
+#: options that only say how a run is watched or scheduled on this machine: a resumed run may
+#: change them without changing what it trains
+_RUN_ONLY = frozenset({"iters", "eval_every", "ckpt_every", "val_root", "val_set", "threads"})
+
+
+def resumed_config(last: str | os.PathLike[str], given: dict[str, Any]) -> TrainConfig:
+    """The training options of the run in ``last`` (a ``last.pt``) with the ``given`` ones
+    replacing theirs. ``given`` holds only what the user set, so that a bare resume continues
+    the run unchanged (``train`` logs every option that then trains differently)."""
+    last = Path(last)
+    if not last.is_file():
+        raise CheckpointError(f"--resume: no '{last}' to resume from")
+    stored = from_dict(TrainConfig, read_checkpoint(last)["train"]["config"])
+    unknown = sorted(set(given) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"resumed_config: unknown option(s) {unknown}")
+    if "mode" in given and given["mode"] != stored.mode:
+        raise ConfigError(f"--resume: '{last}' was trained with mode={stored.mode!r}, not {given['mode']!r}")
+    return dataclasses.replace(stored, **given)
+
+
+def _changes(stored: TrainConfig, cfg: TrainConfig) -> list[str]:
+    """A line per option in which ``cfg`` trains differently from ``stored``."""
+    return [f"{f.name}: {getattr(stored, f.name)!r} -> {getattr(cfg, f.name)!r}" for f in dataclasses.fields(cfg)
+            if f.name not in _RUN_ONLY and getattr(stored, f.name) != getattr(cfg, f.name)]
 
 
 # -- distributed ---------------------------------------------------------------------
@@ -433,6 +460,9 @@ def train(
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + rank)
     state, model_cfg = _load_state(cfg, out / "last.pt", model_cfg, resume)
+    if state is not None and rank == 0:
+        for line in _changes(from_dict(TrainConfig, state["train"]["config"]), cfg):
+            log(f"resume: {line}")
 
     images = load_folder_images(cfg.data)
     run = _Run(cfg, out, rank, world, device, log, model_cfg, images,
