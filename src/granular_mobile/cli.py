@@ -220,8 +220,8 @@ def quantize_cmd(
     distill_from: str = typer.Option("", help="The full-precision twin for --distill ('default': the shipped one)."),
     random_levels: float = typer.Option(0.0, help="After --gate-warmup, the share of crops run at a uniformly random "
                                         "bit level instead of the gate's, so every level keeps training."),
-    step_lr_mult: float = typer.Option(20.0, help="A quantizer step size moves by about lr x this fraction of its "
-                                       "size per iteration (Adam; 0.1 % at lr 5e-5)."),
+    step_lr_mult: float = typer.Option(20.0, help="A quantizer's steps move by about lr x this fraction of their "
+                                       "mean size per iteration (Adam; 0.1 % at lr 5e-5)."),
     data: str = _TRAIN_HELP_COMMON["data"],
     patch: int = typer.Option(48, help="LR patch side (pixels)."),
     batch: int = _TRAIN_HELP_COMMON["batch"],

@@ -65,8 +65,8 @@ class TrainConfig:
     #: first iterations: uniformly random bit level per sample, gate frozen, no budget term,
     #: so every level's quantizers train before the gate chooses
     gate_warmup: int = 0
-    #: a quantizer step size moves by about lr * step_lr_mult of its size per iteration (its
-    #: own Adam group; see _param_groups): 0.1 % at lr 5e-5
+    #: a quantizer's steps move by about lr * step_lr_mult of their mean size per iteration
+    #: (one Adam group per quantizer; see _param_groups): 0.1 % at lr 5e-5
     step_lr_mult: float = 20.0
     #: after the warm-up, the share of crops at a uniformly random bit level instead of the
     #: gate's (GDQNet.random_levels): the gate trains mostly at low bits, so without it the 8-bit
@@ -159,7 +159,14 @@ def _param_groups(model: GDQNet, cfg: TrainConfig) -> list[dict[str, Any]]:
     a group of its own whose rate is relative to its size (``step_lr_mult``): Adam normalises
     gradients, so a shared rate would move a 0.002 weight step by 2.5 % per iteration at lr
     5e-5, re-rounding every weight of that conv (measured: weight steps 10-18 % off and Set5
-    -0.3 dB after 150 iterations of an int8 fine-tuning of a converged model)."""
+    -0.3 dB after 150 iterations of an int8 fine-tuning of a converged model).
+
+    The size is the mean over the quantizer's steps (one per bit level), taken when the
+    optimizer is built (at the start and at each resume), so a level whose step is far from
+    the mean moves at another relative rate: in the shipped model a conv input's 4-bit step
+    at 0.5-0.6x the nominal fraction, its 8-bit step (8-16x smaller) at 2.4-8.4x; the int8
+    grids' levels at 0.7-1.6x. Per-level rates would need one parameter per level (another
+    checkpoint layout)."""
     gate, steps, rest = [], [], []
     for n, p in model.named_parameters():
         if n.startswith("encoder."):
