@@ -75,6 +75,20 @@ def test_cli_resume_takes_the_options_of_the_run(fp_run, tmp_path):
     assert isinstance(r.exception, ConfigError) and "--n-blocks" in str(r.exception)
 
 
+def test_distill_from_default_stays_a_name(tiny_data, tmp_path):
+    """--distill-from default is stored as the name, so that a resumed run finds the shipped
+    twin in any checkout (a resolved path would tie it to the one it started in)."""
+    from typer.testing import CliRunner
+
+    from granular_mobile.cli import app
+
+    r = CliRunner().invoke(app, ["quantize", "--init", "default", "-o", str(tmp_path), "--iters", "1", "--patch", "16",
+                                 "--batch", "2", "--data", str(tiny_data), "--eval-every", "0", "--threads", "1",
+                                 "--distill", "1", "--distill-from", "default"])
+    assert r.exit_code == 0, r.output
+    assert read_checkpoint(tmp_path / "last.pt")["train"]["config"]["distill_from"] == "default"
+
+
 def test_fp_init_starts_from_the_checkpoint_weights(fp_run, tiny_data, tmp_path):
     _, fp_final, losses = fp_run
     seen = []

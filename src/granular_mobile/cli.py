@@ -257,8 +257,6 @@ def quantize_cmd(
         raise ConfigError(f"--numerics '{numerics}' is unknown; valid: {list(TRAIN_NUMERICS)}")
     if init == "default":
         init = str(resolve_model_path("default"))
-    if distill_from:
-        distill_from = str(resolve_model_path(distill_from, fp=distill_from == "default"))
 
     cfg = _train_config(ctx, out, resume, ("init", "bits", "numerics"), mode="qat", data=tuple(_split(data)),
                         patch=patch, batch=batch, iters=iters, lr=lr, warmup=warmup, schedule=schedule, seed=seed,

@@ -72,7 +72,8 @@ class TrainConfig:
     #: gate's (GDQNet.random_levels): the gate trains mostly at low bits, so without it the 8-bit
     #: level's steps and grids barely train (measured: Set5 8-bit level below the 6-bit one)
     random_levels: float = 0.0
-    #: weight of an L1 term towards the full-precision twin's output (``distill_from``); 0: off
+    #: weight of an L1 term towards the full-precision twin's output (``distill_from``: a
+    #: checkpoint, or "default" for the shipped twin); 0: off
     distill: float = 0.0
     distill_from: str = ""
     #: default: $GDQ_BENCH_ROOT (defaults.py)
@@ -374,7 +375,8 @@ def _load_teacher(run: _Run) -> GDQNet | None:
     cfg = run.cfg
     if cfg.distill <= 0:
         return None
-    teacher = load_model(cfg.distill_from).to(run.device)
+    # "default" stays a name in the run's config (a path would tie a resumed run to one checkout)
+    teacher = load_model(cfg.distill_from, fp=cfg.distill_from == "default").to(run.device)
     if teacher.cfg.quantized or teacher.cfg.scale != run.model_cfg.scale:
         raise ConfigError(f"--distill-from {cfg.distill_from}: needs the full-precision twin (x{run.model_cfg.scale})")
     teacher.eval()
