@@ -165,7 +165,8 @@ def train_cmd(
     val_root: str = typer.Option(BENCH_DEFAULT, help="Benchmark root for validation."),
     val_set: str = typer.Option("Set5", help="Validation set."),
     threads: int = typer.Option(0, help="CPU threads (0: torch default)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt with the run's own options "
+                                "(options given here replace them; a larger --iters trains longer)."),
     init: str | None = typer.Option(None, "--init", help="Start from this full-precision checkpoint's weights "
                                        "(fresh optimizer and schedule; its model must match --model/--scale/...)."),
 ) -> None:
@@ -204,7 +205,7 @@ def quantize_cmd(
     ctx: typer.Context,
     init: str | None = typer.Option(None, "--init", help="Full-precision twin to start from, or a Granular-DQ "
                                        "model to fine-tune further (a new schedule; its quantizer steps and gate are "
-                                       "kept). Not needed with --resume."),
+                                       "kept). Not with --resume (the run has its model)."),
     out: Path = typer.Option(..., "-o", "--out", help="Run folder."),
     target_fab: float = typer.Option(4.5, help="Bit budget: mean tile bit-width the gate is pushed towards "
                                     "(--no-fab-two-sided: only pushed below it)."),
@@ -236,7 +237,8 @@ def quantize_cmd(
     val_root: str = typer.Option(BENCH_DEFAULT, help="Benchmark root for validation."),
     val_set: str = typer.Option("Set5", help="Validation set."),
     threads: int = typer.Option(0, help="CPU threads (0: torch default)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt with the run's own options "
+                                "(options given here replace them; a larger --iters trains longer)."),
 ) -> None:
     """Quantization-aware fine-tuning of a full-precision model into Granular-DQ.
 
