@@ -45,8 +45,10 @@ def best_static_mix(static: list[tuple[float, float]], fab: float) -> float:
     return best
 
 
-def svg_plot(series: dict[str, list[tuple[float, float]]], title: str, ref: float | None) -> str:
-    """A small dependency-free line chart (x: FAB, y: PSNR)."""
+def svg_plot(series: dict[str, list[tuple[float, float]]], title: str, ref: float | None,
+             dashed: tuple[str, ...] = ()) -> str:
+    """A small dependency-free line chart (x: FAB, y: PSNR); ``dashed``: series drawn dashed (so
+    that a line lying on another stays visible)."""
     pts = [p for s in series.values() for p in s] + ([(4.0, ref)] if ref is not None else [])
     x0, x1 = min(p[0] for p in pts) - 0.1, max(p[0] for p in pts) + 0.1
     y0, y1 = min(p[1] for p in pts) - 0.02, max(p[1] for p in pts) + 0.02
@@ -78,7 +80,8 @@ def svg_plot(series: dict[str, list[tuple[float, float]]], title: str, ref: floa
         s = sorted(s)
         c = colors[k % len(colors)]
         path = " ".join(f"{'M' if i == 0 else 'L'}{xy(x, y)[0]:.1f},{xy(x, y)[1]:.1f}" for i, (x, y) in enumerate(s))
-        out.append(f'<path d="{path}" fill="none" stroke="{c}" stroke-width="2"/>')
+        dash = ' stroke-dasharray="6 4"' if name in dashed else ""
+        out.append(f'<path d="{path}" fill="none" stroke="{c}" stroke-width="2"{dash}/>')
         out += [f'<circle cx="{xy(x, y)[0]:.1f}" cy="{xy(x, y)[1]:.1f}" r="4" fill="{c}"/>' for x, y in s]
         out.append(f'<text x="{m + 10}" y="{m + 16 * (k + 1)}" fill="{c}">{name}</text>')
     out.append("</svg>")
@@ -125,13 +128,18 @@ def main() -> None:
         res["full_precision"] = {"psnr": r.psnr, "ssim": r.ssim}
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(res, indent=2))
+    a.svg.write_text(plot(res, s))
+    print(f"wrote {a.json} and {a.svg}")
+
+
+def plot(res: dict, scale: int) -> str:
+    """The SVG of a result (the JSON this script writes): static levels, controller, best mix."""
     static = [(p["fab"], p["psnr"]) for p in res["static"]]
     hull = [(x, y) for x, y in static if abs(best_static_mix(static, x) - y) < 1e-12]
-    series = {"static levels": static, "Granular-DQ controller": [(p["fab"], p["psnr"]) for p in res["dynamic"]],
-              "best static mix (upper hull of the levels)": hull}
+    series, mix_name = {"static levels": static}, "best static mix (upper hull of the levels)"
+    series |= {"Granular-DQ controller": [(p["fab"], p["psnr"]) for p in res["dynamic"]], mix_name: hull}
     ref = res.get("full_precision", {}).get("psnr")
-    a.svg.write_text(svg_plot(series, f"{a.data} x{s}, {a.numerics} numerics, tile 96 / step 90", ref))
-    print(f"wrote {a.json} and {a.svg}")
+    return svg_plot(series, f"{res['data']} x{scale}, {res['numerics']} numerics, tile 96 / step 90", ref, (mix_name,))
 
 
 if __name__ == "__main__":

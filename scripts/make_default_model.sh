@@ -44,7 +44,7 @@ gdq quantize --init "$R/gdq_x2_q3/final.pt" -o "$R/gdq_x2_q4" --target-fab 4.5 -
 #    snapshot calibrated and packed as in steps 4-5 (the model shipped before this one), with
 #    distillation from the twin. The shipped run was started without --random-levels and
 #    resumed with --random-levels 0.5 at iteration 475 (the line below runs it with the flag
-#    from the start). ~2 s per iteration on one thread; resumable (checkpoints/README.md)
+#    from the start). 1.4-2 s per iteration on one thread (by machine); resumable (checkpoints/README.md)
 gdq calibrate "$R/gdq_x2_q4/best.pt" --target-fab 4.5 -o "$R/gdq_q4_f4.5.pt"
 gdq pack "$R/gdq_q4_f4.5.pt" -o "$R/gdq_q4_f4.5_packed.pt"
 gdq quantize --init "$R/gdq_q4_f4.5_packed.pt" -o "$R/gdq_x2_int8" --numerics int8 --target-fab 4.5 --iters 4000 \
@@ -53,7 +53,7 @@ gdq quantize --init "$R/gdq_q4_f4.5_packed.pt" -o "$R/gdq_x2_int8" --numerics in
 
 # 4. the deployed controller's operating point: shift the gate bias so argmax averages the
 #    budget on the training tiles (training budgets Gumbel samples, not the argmax)
-#    (the shipped model: that run's iteration 1000, a copy of best.pt taken then; SNAPSHOT=...)
+#    (the shipped model: that run's best.pt, its iteration 3900 of 4000)
 gdq calibrate "${SNAPSHOT:-$R/gdq_x2_int8/best.pt}" --target-fab 4.5 -o "$R/gdq_int8_f4.5.pt"
 
 # 5. ship: compact weights, evaluation (deployed integer numerics), export, PSNR-FAB curve, bench,
@@ -63,6 +63,10 @@ gdq pack "$R/gdq_int8_f4.5.pt" -o "$A/srresnet_gdq_x2.pt"
 gdq eval --data Set5,Set14,BSD100 --json docs/eval_default_f4.5.json
 gdq export --target all -o "$A/export" --verify
 python scripts/fab_curve.py --data Set14 --targets 4.25,4.5,5,6 --json docs/fab_curve_set14.json --svg docs/fab_curve_set14.svg
+# the operating point at 4.4 (every set at or below 4.5 bits)
+gdq calibrate "${SNAPSHOT:-$R/gdq_x2_int8/best.pt}" --target-fab 4.4 -o "$R/gdq_int8_f4.4.pt"
+gdq pack "$R/gdq_int8_f4.4.pt" -o "$R/gdq_int8_f4.4_packed.pt"
+gdq eval -m "$R/gdq_int8_f4.4_packed.pt" --data Set14,BSD100 --no-bicubic --json docs/eval_default_f4.4.json
 for b in 8 4; do
   gdq eval --data BSD100 --bits $b --no-bicubic --json docs/eval_default_bsd100_${b}bit.json
 done
