@@ -34,8 +34,7 @@ gdq quantize --init "$R/fp4600.pt" -o "$R/gdq_x2_q3" --target-fab 4.5 --iters 20
 # 3b. its continuation on CPU (~5 s per iteration on one thread): a new schedule
 #    from the GPU run's weights (quantizer steps and gate kept), 3000 iterations, lr 5e-5. Session
 #    6 shipped its best.pt, iteration 1000 (the best Set5 validation so far: 36.910 dB at FAB
-#    4.00 before calibration, against 36.838 where the GPU run ended); the run goes on
-#    (checkpoints/README.md).
+#    4.00 before calibration, against 36.838 where the GPU run ended); 3c superseded it.
 gdq quantize --init "$R/gdq_x2_q3/final.pt" -o "$R/gdq_x2_q4" --target-fab 4.5 --iters 3000 --patch 32 --batch 16 \
   --lr 5e-5 --warmup 30 --eval-every 250 --ckpt-every 25 --threads 1 $(resume "$R/gdq_x2_q4")
 
