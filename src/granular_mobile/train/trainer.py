@@ -118,19 +118,22 @@ class TrainConfig:
 _RUN_ONLY = frozenset({"iters", "eval_every", "ckpt_every", "val_root", "val_set", "threads"})
 
 
+def _read_state(last: Path) -> dict[str, Any]:
+    """The training state of a run to resume (its ``last.pt``)."""
+    if not last.is_file():
+        raise CheckpointError(f"--resume: no '{last}' to resume from")
+    return read_checkpoint(last)
+
+
 def resumed_config(last: str | os.PathLike[str], given: dict[str, Any]) -> TrainConfig:
     """The training options of the run in ``last`` (a ``last.pt``) with the ``given`` ones
     replacing theirs. ``given`` holds only what the user set, so that a bare resume continues
-    the run unchanged (``train`` logs every option that then trains differently)."""
-    last = Path(last)
-    if not last.is_file():
-        raise CheckpointError(f"--resume: no '{last}' to resume from")
-    stored = from_dict(TrainConfig, read_checkpoint(last)["train"]["config"])
+    the run unchanged (``train`` logs every option that then trains differently and refuses
+    another ``mode``)."""
+    stored = from_dict(TrainConfig, _read_state(Path(last))["train"]["config"])
     unknown = sorted(set(given) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ConfigError(f"resumed_config: unknown option(s) {unknown}")
-    if "mode" in given and given["mode"] != stored.mode:
-        raise ConfigError(f"--resume: '{last}' was trained with mode={stored.mode!r}, not {given['mode']!r}")
     return dataclasses.replace(stored, **given)
 
 
@@ -166,8 +169,8 @@ def _param_groups(model: GDQNet, cfg: TrainConfig) -> list[dict[str, Any]]:
     optimizer is built (at the start and at each resume), so a level whose step is far from
     the mean moves at another relative rate: in the model shipped 2026-12-01 a conv input's
     4-bit step at 0.46-0.63x the nominal fraction, its 8-bit step (several times smaller)
-    at 2.3-7.1x; the int8 grids' levels at 0.7-1.9x. Per-level rates would need one parameter per level (another
-    checkpoint layout)."""
+    at 2.3-7.1x; the int8 grids' levels at 0.7-1.9x. Per-level rates would need one
+    parameter per level (another checkpoint layout)."""
     gate, steps, rest = [], [], []
     for n, p in model.named_parameters():
         if n.startswith("encoder."):
@@ -239,9 +242,7 @@ def _load_state(cfg: TrainConfig, last: Path, model_cfg: ModelConfig | None,
     """The training state to resume (``last.pt``; its model config replaces ``model_cfg``), or None."""
     state: dict[str, Any] | None = None
     if resume:
-        if not last.is_file():
-            raise CheckpointError(f"--resume: no '{last}' to resume from")
-        state = read_checkpoint(last)
+        state = _read_state(last)
         model_cfg = from_dict(ModelConfig, state["model"])
         old_mode = state["train"]["config"]["mode"]
         if old_mode != cfg.mode:
