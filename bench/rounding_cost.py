@@ -1,6 +1,8 @@
 """What each group of the full-integer export's rounding points costs: PSNR of an int8-numerics
-model (its PyTorch forward, which computes the exported graphs' numerics up to rounding ties)
-with one group of rounding points left out at a time, at static bit levels.
+model with one group of rounding points left out at a time, at static bit levels. It runs the
+float surrogate of the model's integer forward (``GDQNet.exact_integer = False``: each rounding
+point as fake quantization in float, the same points and steps; within float32 rounding ties
+of the exact integer values), where a group can be switched off.
 
     python bench/rounding_cost.py -m runs/gdq_x2_int8/best.pt --data Set5 --bits 4,8 --json cost.json
 
@@ -38,7 +40,7 @@ GROUPS = {
 @contextlib.contextmanager
 def without(model: GDQNet, group: str) -> Iterator[None]:
     """Leave a group of rounding points out of the forward (identity)."""
-    import granular_mobile.models.base as base
+    import granular_mobile.models.integer_forward as base
 
     saved: list[tuple[GridQuantizer, object]] = []
     fq_w, fq_img = base.fake_quant_fp_weight, base.fake_quant_image
@@ -72,6 +74,7 @@ def main() -> None:
     m = load_model(a.model)
     if not m.cfg.int8_tensors:
         raise SystemExit(f"{a.model}: not an int8-numerics model (gdq quantize --numerics int8)")
+    m.exact_integer = False
     pairs = benchmark_pairs(a.root, a.data, m.cfg.scale)
     res: dict[str, dict[str, float]] = {}
     for b in (int(x) for x in a.bits.split(",")):

@@ -24,13 +24,10 @@ class ToyNet(GDQNet):
         self.grids = self.make_grids("head", "conv1", "conv2", "sum", "up")
 
     def sr_forward(self, x, z1, bit_index, mix):
-        g, gs = self.grid, self.grids
-        if self.cfg.int8_tensors and bit_index is not None:
-            z1 = g(gs, "head", self.fp_conv(self.head[0], self.image_grid(x, bit_index), bit_index), bit_index)
-        r = F.relu(g(gs, "conv1", self.body[0](z1, bit_index, mix), bit_index))
-        r = g(gs, "sum", z1 + g(gs, "conv2", self.body[1](r, bit_index, mix), bit_index), bit_index)
-        r = F.pixel_shuffle(g(gs, "up", self.fp_conv(self.tail[0], r, bit_index), bit_index), 2)
-        return self.image_grid(self.fp_conv(self.tail[1], r, bit_index), bit_index)
+        # full precision and the float numerics; the integer numerics run lower() (models/base.py)
+        r = F.relu(self.body[0](z1, bit_index, mix))
+        r = z1 + self.body[1](r, bit_index, mix)
+        return self.tail[1](F.pixel_shuffle(self.tail[0](r), 2))
 
     def lower(self, b, bit_index):
         gs = self.grids

@@ -370,7 +370,8 @@ def eval_cmd(
     bicubic: bool = typer.Option(True, help="Also report bicubic."),
     numerics: str = typer.Option("int8", help="int8: what a device computes, the integer numerics of `gdq export` "
                                  "(int8 full-precision layers and tensors; bit-exact with the ONNX graphs) | float: "
-                                 "the PyTorch model's own forward, as trained."),
+                                 "the PyTorch model's own forward, as trained (the same integer values for a model "
+                                 "trained with --numerics int8; the float numerics for one trained with float)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write results as JSON."),
 ) -> None:
     """PSNR / SSIM (Y, shave = scale), FAB, BitOPs and tiles per bit on benchmark sets.

@@ -187,7 +187,7 @@ def node_inputs(n: Node) -> tuple[str, ...]:
     return (n.a, n.b) if isinstance(n, Add) else (n.inp,)
 
 
-def _bn_fold(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
+def bn_fold(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
     # the models' BatchNorms track running statistics (None only with track_running_stats=False)
     assert bn.running_var is not None and bn.running_mean is not None
     s = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double()
@@ -228,7 +228,7 @@ class ProgramBuilder:
         """A full-precision layer (``bn``: a BatchNorm right after it, folded in): float conv,
         or int8 PTQ (per-channel) when fp_layers == int8."""
         if bn is not None:
-            w_mul, b_add = _bn_fold(bn)
+            w_mul, b_add = bn_fold(bn)
         mul = np.broadcast_to(np.asarray(w_mul, np.float64), (conv.weight.shape[0],))
         b = conv.bias.detach().double().numpy() * b_mul if conv.bias is not None else None
         if b_add is not None:
@@ -258,7 +258,7 @@ class ProgramBuilder:
     def batchnorm(self, name: str, inp: str, bn: nn.BatchNorm2d) -> str:
         """A BatchNorm after a nonlinearity: float per-channel affine, or (full integer) a
         depthwise 1x1 conv whose int8 weight +-127 with scale |s|/127 is exactly s."""
-        s, t = _bn_fold(bn)
+        s, t = bn_fold(bn)
         out = self.t(name)
         if self.fp_layers != "int8":
             self.nodes.append(Affine(inp, out, s, t))
@@ -278,7 +278,7 @@ class ProgramBuilder:
         ws = np.full(wint.shape[0], float(conv.wq.alpha.detach()), dtype=np.float64)
         b = conv.bias.detach().double().numpy() if conv.bias is not None else None
         if bn is not None:
-            s, t = _bn_fold(bn)
+            s, t = bn_fold(bn)
             ws = ws * s
             b = t if b is None else b * s + t
         neg = ws < 0
@@ -307,10 +307,11 @@ class ProgramBuilder:
         self.nodes.append(Relu(inp, out, out_q=self._grid(grid)))
         return out
 
-    def add(self, name: str, a: str, b: str, a_mul: float = 1.0, grid=None) -> str:
-        """a * a_mul + b."""
+    def add(self, name: str, a: str, b: str, a_mul: float | torch.Tensor = 1.0, grid=None) -> str:
+        """a * a_mul + b (``a_mul`` a float, or a learned one-element parameter)."""
         out = self.t(name)
-        self.nodes.append(Add(a, b, out, a_mul, out_q=self._grid(grid)))
+        am = float(a_mul.detach()) if isinstance(a_mul, torch.Tensor) else float(a_mul)
+        self.nodes.append(Add(a, b, out, am, out_q=self._grid(grid)))
         return out
 
     def depth_to_space(self, name: str, inp: str, block: int) -> str:

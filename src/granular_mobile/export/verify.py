@@ -59,9 +59,11 @@ def verify_export(out: Path, manifest: Manifest, model: GDQNet, fp: GDQNet | Non
     The reference of a bit level is the PyTorch model executed with the integer numerics of
     the export (``progs``: the same rounding points and scales, run by ``run_program``), so
     the figure isolates what the integer kernels and the graph translation change. The
-    distance to the model with float full-precision layers and no output requantization
-    (what training optimises) is reported next to it as ``psnr_vs_float_db``: that is the
-    numerical cost of deploying, which ``gdq eval --numerics int8`` measures against ground truth.
+    distance to the model's own forward (what training optimises) is reported next to it as
+    ``psnr_vs_float_db``: for a float-numerics model (float full-precision layers, no output
+    requantization) that is the numerical cost of deploying, which ``gdq eval --numerics
+    int8`` measures against ground truth; an int8-numerics model's forward is the integer
+    program itself (999 on ONNX).
     """
     manifest.write(out)  # the backends read it
     tiles = verify_tiles(root, manifest.scale, manifest.tile, max_tiles)

@@ -5,14 +5,15 @@ float32 RGB, nominally on [0, 1] but not clamped (the runtime clamps and rounds,
 Internally the network sees ``input * rgb_range`` and its output is divided by it, which is
 how checkpoints trained on 0..255 (the reference code) run unchanged.
 
-Numerics: a model family writes its network once, in ``forward`` (through the hooks below:
-``grid``, ``fp_conv``), and lowers the same structure into the export program in ``lower``,
-naming the same rounding points in the same order. With ``cfg.numerics == "int8"`` the
-forward at a bit level applies every rounding point of the full-integer export (int8 tensors
-with learned steps, 7-bit weights of the full-precision layers, the output on the 8-bit
-image grid), and ``lower`` writes those learned steps into the program; a test runs the two
-side by side (``tests/test_numerics.py``). A model with ``numerics == "float"`` trains with
-the k-bit conv inputs only; its export calibrates the other grids after training.
+Numerics: a model family writes its network twice over one structure: ``sr_forward`` (full
+precision, and the float numerics: k-bit conv inputs only) and ``lower`` (every rounding point
+of the full-integer export, in the order the program runs them). ``lower`` is the one place
+that says where each rounding point is: the export builds its program from it
+(``program.ProgramBuilder``), and with ``cfg.numerics == "int8"`` the forward at a bit level
+runs it too, eagerly, with the integer arithmetic of the exported kernels
+(``models/integer_forward.py``): what training optimises is, value for value, what the
+exported graphs compute. A model with ``numerics == "float"`` trains with the k-bit conv
+inputs only; its export calibrates the other grids after training.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..controller import E2B, GBC
-from ..quant import GridQuantizer, fake_quant_fp_weight, fake_quant_image
+from ..quant import GridQuantizer
+from .integer_forward import IntegerForward
 
 if TYPE_CHECKING:
     from ..program import ProgramBuilder
@@ -59,6 +61,9 @@ class GDQNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tau = 1.0
+        #: the integer forward computes exact integer values (False: its float surrogate alone,
+        #: every rounding point as LSQ fake quantization; bench/rounding_cost.py ablates that)
+        self.exact_integer = True
         #: training: the share of tiles run at a uniformly random bit level instead of the gate's
         #: choice (set by the trainer); every level's quantizers keep training while the gate
         #: learns from the other tiles
@@ -73,26 +78,6 @@ class GDQNet(nn.Module):
         """One learned int8 grid per named tensor (empty for numerics "float")."""
         n = len(self.cfg.quant.bits)
         return nn.ModuleDict({k: GridQuantizer(n) for k in names} if self.cfg.int8_tensors else {})
-
-    @staticmethod
-    def grid(grids: nn.ModuleDict, name: str, x: torch.Tensor, bit_index: torch.Tensor | None) -> torch.Tensor:
-        """``x`` on the learned int8 grid ``name`` of its sample's bit level (identity in float
-        numerics, or for a full-precision forward)."""
-        if bit_index is None or name not in grids:
-            return x
-        return grids[name](x, bit_index)
-
-    def fp_conv(self, conv: nn.Conv2d, x: torch.Tensor, bit_index: torch.Tensor | None) -> torch.Tensor:
-        """A layer the paper keeps in full precision: int8 per-channel 7-bit weights in the
-        integer numerics, float otherwise."""
-        if bit_index is None or not self.cfg.int8_tensors:
-            return conv(x)
-        return F.conv2d(x, fake_quant_fp_weight(conv.weight), conv.bias, conv.stride, conv.padding, conv.dilation,
-                        conv.groups)
-
-    def image_grid(self, x: torch.Tensor, bit_index: torch.Tensor | None) -> torch.Tensor:
-        """Input and SR output of an integer graph are on the 8-bit image grid."""
-        return fake_quant_image(x) if bit_index is not None and self.cfg.int8_tensors else x
 
     def grid_modules(self) -> list[GridQuantizer]:
         return [m for m in self.modules() if isinstance(m, GridQuantizer)]
@@ -147,7 +132,8 @@ class GDQNet(nn.Module):
 
     def sr_forward(self, x: torch.Tensor, z1: torch.Tensor, bit_index: torch.Tensor | None,
                    mix: torch.Tensor | None) -> torch.Tensor:
-        """SR of x ([0, 1]) given the float head output ``z1`` (reused in float numerics)."""
+        """SR of x ([0, 1]) given the float head output ``z1``: full precision (``bit_index``
+        None) or the float numerics (k-bit inputs of the quantized convs only)."""
         raise NotImplementedError
 
     # -- controller -----------------------------------------------------------------
@@ -209,7 +195,22 @@ class GDQNet(nn.Module):
                 bit_index = torch.full((x.shape[0],), bit_index, dtype=torch.long, device=x.device)
         else:
             bit_index = None
+        if self.cfg.int8_tensors and bit_index is not None:
+            return self.integer_forward(x, bit_index, mix), ctrl
         return self.sr_forward(x, z1, bit_index, mix), ctrl
+
+    def integer_forward(self, x: torch.Tensor, bit_index: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
+        """SR of x at each sample's bit level in the integer numerics: this family's ``lower`` run
+        eagerly (exact integer values, straight-through gradients). While the grids observe
+        (``observing_grids``), the float surrogate runs and they record instead of rounding."""
+        observing = any(g.observed is not None for g in self.grid_modules())
+        b = IntegerForward(x, bit_index, mix, exact=self.exact_integer and not observing)
+        # the eager builder takes each sample's level from bit_index; the int tells lower()
+        # that this is a quantized (not a full-precision) program
+        self.lower(b, 0)  # type: ignore[arg-type]
+        if b.output is None:
+            raise ValueError(f"{type(self).__name__}.lower did not end with output_conv")
+        return b.output
 
 
 def count_macs(model: GDQNet, lr_h: int, lr_w: int) -> list[tuple[str, int, bool]]:

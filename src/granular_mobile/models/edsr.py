@@ -2,8 +2,9 @@
 
 The 32 convs of the residual blocks are quantized; head, body-end conv, upsampler and
 tail stay full precision, as in the paper. Names follow the SRResNet layout (head.0,
-body.N.conv1/conv2, body.<n_blocks>, tail.0, tail.1). ``forward`` and ``lower`` (the export
-program) name the same rounding points in the same order; see ``models/base.py``.
+body.N.conv1/conv2, body.<n_blocks>, tail.0, tail.1). ``lower`` is the network with
+every rounding point (the export's program, and the integer-numerics forward);
+``sr_forward`` is full precision and the float numerics; see ``models/base.py``.
 """
 from __future__ import annotations
 
@@ -16,15 +17,16 @@ from ..config import ModelConfig
 from ..quant import QConv2d
 from .base import GDQNet, grid_of
 from .family import register_family
-from .srresnet import lower_upsampler, upsample_forward, upsampler, upsampler_grid_names
+from .srresnet import lower_upsampler, upsampler, upsampler_grid_names
 
 if TYPE_CHECKING:
     from ..program import ProgramBuilder
 
 
 class ResBlock(nn.Module):
-    """conv -> ReLU -> conv, out = x + body(x). Integer numerics: conv1's output, conv2's output
-    and the sum are int8 grids; the ReLU writes straight onto conv2's k-bit input grid."""
+    """conv -> ReLU -> conv, out = x + body(x). Integer numerics (``lower``): conv1's output,
+    conv2's output and the sum are int8 grids; the ReLU writes straight onto conv2's k-bit
+    input grid."""
 
     def __init__(self, n_feats: int, bits: tuple[int, ...] | None, grids: nn.ModuleDict) -> None:
         super().__init__()
@@ -34,10 +36,8 @@ class ResBlock(nn.Module):
         self.grids = grids
 
     def forward(self, x: torch.Tensor, bit_index: torch.Tensor | None = None, mix: torch.Tensor | None = None) -> torch.Tensor:
-        g = GDQNet.grid
-        r = self.act(g(self.grids, "conv1", self.conv1(x, bit_index, mix), bit_index))
-        r = g(self.grids, "conv2", self.conv2(r, bit_index, mix), bit_index)
-        return g(self.grids, "out", x + r, bit_index)
+        r = self.act(self.conv1(x, bit_index, mix))
+        return x + self.conv2(r, bit_index, mix)
 
     def lower(self, b: ProgramBuilder, x: str, bi: int | None, name: str) -> str:
         c1 = b.block_conv(f"{name}_conv1", x, self.conv1, bi, grid=grid_of(self.grids, "conv1"))
@@ -62,17 +62,11 @@ class EDSR(GDQNet):
 
     def sr_forward(self, x: torch.Tensor, z1: torch.Tensor, bit_index: torch.Tensor | None,
                    mix: torch.Tensor | None) -> torch.Tensor:
-        g, gs, rr, nb = self.grid, self.grids, self.cfg.rgb_range, self.cfg.n_blocks
-        if self.cfg.int8_tensors and bit_index is not None:
-            z1 = g(gs, "head", self.fp_conv(self.head[0], self.image_grid(x, bit_index) * rr, bit_index), bit_index)
-        h = z1
-        r = h
+        nb = self.cfg.n_blocks
+        r = z1
         for blk in self.body[:nb]:
             r = blk(r, bit_index, mix)
-        r = g(gs, "body_end", self.fp_conv(self.body[nb], r, bit_index), bit_index)
-        r = g(gs, "body_out", r + h, bit_index)
-        r = upsample_forward(self, gs, r, bit_index)
-        return self.image_grid(self.fp_conv(self.tail[1], r, bit_index) / rr, bit_index)
+        return self.tail(self.body[nb](r) + z1) / self.cfg.rgb_range
 
     def lower(self, b: ProgramBuilder, bit_index: int | None) -> None:
         gs, rr, nb = self.grids, self.cfg.rgb_range, self.cfg.n_blocks

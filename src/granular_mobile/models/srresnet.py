@@ -1,8 +1,9 @@
 """SRResNet as in the Granular-DQ reference code (docs/METHOD.md), full precision or Granular-DQ.
 
 Parameter names follow the reference checkpoint (head.0, body.N.conv1, body.16, body.17,
-tail.0.*, tail.1) so its state dicts map one-to-one. ``forward`` and ``lower`` (the export
-program) name the same rounding points in the same order; see ``models/base.py``.
+tail.0.*, tail.1) so its state dicts map one-to-one. ``lower`` is the network with
+every rounding point (the export's program, and the integer-numerics forward);
+``sr_forward`` is full precision and the float numerics; see ``models/base.py``.
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..quant import QConv2d
@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 class ResBlock(nn.Module):
     """conv3x3 -> PReLU -> BN -> conv3x3 -> BN, out = x * s + body(x) (s learnable).
 
-    Integer numerics: conv1's output, the PReLU output, conv2's output (BN folded) and the sum
-    are int8 grids; the BN after the PReLU writes straight onto conv2's k-bit input grid."""
+    Integer numerics (``lower``): conv1's output, the PReLU output, conv2's output (BN folded)
+    and the sum are int8 grids; the BN after the PReLU writes straight onto conv2's k-bit input
+    grid."""
 
     def __init__(self, n_feats: int, bits: tuple[int, ...] | None, grids: nn.ModuleDict) -> None:
         super().__init__()
@@ -38,18 +39,16 @@ class ResBlock(nn.Module):
         self.grids = grids
 
     def forward(self, x: torch.Tensor, bit_index: torch.Tensor | None = None, mix: torch.Tensor | None = None) -> torch.Tensor:
-        g = GDQNet.grid
-        r = g(self.grids, "conv1", self.conv1(x, bit_index, mix), bit_index)
-        r = self.bn1(g(self.grids, "act", self.act(r), bit_index))
-        r = g(self.grids, "conv2", self.bn2(self.conv2(r, bit_index, mix)), bit_index)
-        return g(self.grids, "out", x * self.learnable_shortcut + r, bit_index)
+        r = self.bn1(self.act(self.conv1(x, bit_index, mix)))
+        r = self.bn2(self.conv2(r, bit_index, mix))
+        return x * self.learnable_shortcut + r
 
     def lower(self, b: ProgramBuilder, x: str, bi: int | None, name: str) -> str:
         c1 = b.block_conv(f"{name}_conv1", x, self.conv1, bi, grid=grid_of(self.grids, "conv1"))
         a = b.prelu(f"{name}_act", c1, self.act, grid=grid_of(self.grids, "act"))
         n1 = b.batchnorm(f"{name}_bn1", a, self.bn1)
         c2 = b.block_conv(f"{name}_conv2", n1, self.conv2, bi, bn=self.bn2, grid=grid_of(self.grids, "conv2"))
-        return b.add(f"{name}_out", x, c2, a_mul=float(self.learnable_shortcut.detach()), grid=grid_of(self.grids, "out"))
+        return b.add(f"{name}_out", x, c2, a_mul=self.learnable_shortcut, grid=grid_of(self.grids, "out"))
 
 
 def upsampler(scale: int, n_feats: int, bias: bool, act: bool) -> nn.Sequential:
@@ -76,12 +75,6 @@ def upsampler_grid_names(ups: nn.Sequential) -> list[str]:
     return [n for c, _, a, _ in upsampler_stages(ups) for n in (c, a) if n is not None]
 
 
-def upsample_forward(model: GDQNet, grids: nn.ModuleDict, r: torch.Tensor, bit_index: torch.Tensor | None) -> torch.Tensor:
-    for cname, conv, aname, act in upsampler_stages(model.tail[0]):
-        r = F.pixel_shuffle(model.grid(grids, cname, model.fp_conv(conv, r, bit_index), bit_index), 2)
-        if act is not None and aname is not None:
-            r = model.grid(grids, aname, act(r), bit_index)
-    return r
 
 
 def lower_upsampler(model: GDQNet, b: ProgramBuilder, r: str, grids: nn.ModuleDict) -> str:
@@ -109,17 +102,13 @@ class SRResNet(GDQNet):
 
     def sr_forward(self, x: torch.Tensor, z1: torch.Tensor, bit_index: torch.Tensor | None,
                    mix: torch.Tensor | None) -> torch.Tensor:
-        g, gs, rr, nb = self.grid, self.grids, self.cfg.rgb_range, self.cfg.n_blocks
-        if self.cfg.int8_tensors and bit_index is not None:
-            z1 = g(gs, "head", self.fp_conv(self.head[0], self.image_grid(x, bit_index) * rr, bit_index), bit_index)
-        h = g(gs, "head_act", self.head[1](z1), bit_index)
+        nb = self.cfg.n_blocks
+        h = self.head[1](z1)
         r = h
         for blk in self.body[:nb]:
             r = blk(r, bit_index, mix)
-        r = g(gs, "body_end", self.body[nb + 1](self.fp_conv(self.body[nb], r, bit_index)), bit_index)
-        r = g(gs, "body_out", r + h, bit_index)
-        r = upsample_forward(self, gs, r, bit_index)
-        return self.image_grid(self.fp_conv(self.tail[1], r, bit_index) / rr, bit_index)
+        r = self.body[nb + 1](self.body[nb](r)) + h
+        return self.tail(r) / self.cfg.rgb_range
 
     def lower(self, b: ProgramBuilder, bit_index: int | None) -> None:
         gs, rr, nb = self.grids, self.cfg.rgb_range, self.cfg.n_blocks

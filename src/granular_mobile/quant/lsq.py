@@ -191,6 +191,7 @@ class GridQuantizer(nn.Module):
 
     qn: int = -128
     qp: int = 127
+    initialized: torch.Tensor
 
     def __init__(self, n_levels: int) -> None:
         super().__init__()
