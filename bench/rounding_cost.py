@@ -1,15 +1,17 @@
 """What each group of the full-integer export's rounding points costs: PSNR of an int8-numerics
 model with one group of rounding points left out at a time, at static bit levels. It runs the
 float surrogate of the model's integer forward (``GDQNet.exact_integer = False``: each rounding
-point as fake quantization in float, the same points and steps; within float32 rounding ties
-of the exact integer values), where a group can be switched off.
+point as fake quantization in float, the same points and steps, where a group can be switched
+off); the surrogate has no int32 bias rounding and differs from the integer values at float32
+rounding ties, so "exact" (the deployed integer values, what ``gdq eval`` reports) is given
+beside "none" (the surrogate with every group).
 
     python bench/rounding_cost.py -m runs/gdq_x2_int8/best.pt --data Set5 --bits 4,8 --json cost.json
 
 Groups: the residual stream (block sums and the global sum), block conv outputs, PReLU
 outputs, the full-precision layers' int8 tensors (head, body end, upsampler), the 7-bit
 weights of the full-precision layers, and the 8-bit image grid of the output. "none" is the
-deployed numerics, "all" the model with only its k-bit conv inputs and weights rounded.
+surrogate with every group, "all" the model with only its k-bit conv inputs and weights rounded.
 """
 from __future__ import annotations
 
@@ -74,11 +76,11 @@ def main() -> None:
     m = load_model(a.model)
     if not m.cfg.int8_tensors:
         raise SystemExit(f"{a.model}: not an int8-numerics model (gdq quantize --numerics int8)")
-    m.exact_integer = False
     pairs = benchmark_pairs(a.root, a.data, m.cfg.scale)
     res: dict[str, dict[str, float]] = {}
     for b in (int(x) for x in a.bits.split(",")):
-        for group in ["none", *GROUPS, "fp-layer weights", "output grid", "all"]:
+        for group in ["none", "exact", *GROUPS, "fp-layer weights", "output grid", "all"]:
+            m.exact_integer = group == "exact"
             with without(m, group):
                 r = evaluate_dataset(m, pairs, a.data, m.cfg.scale, TileConfig(), bit_index=m.cfg.quant.index(b))
             res.setdefault(str(b), {})[group] = r.psnr

@@ -46,3 +46,19 @@ def test_set5_matches_model_card():
     assert card["numerics"] == "int8"
     want = next(x for x in card["results"] if x["dataset"] == "Set5" and x["model"] == "srresnet_gdq int8")
     assert r.psnr == pytest.approx(want["psnr"], abs=0.01) and r.fab == pytest.approx(want["fab"], abs=1e-3)
+
+
+def test_forward_is_the_shipped_graphs_integer_program():
+    """The shipped model's PyTorch forward is its exported integer program, bit for bit, at every
+    level, on bundled calibration tiles (real image content: sums as large as deployment's)."""
+    import torch
+
+    from granular_mobile.data.calibration import calibration_tiles
+    from granular_mobile.program import deployed_programs, run_program
+
+    m = load_model("default")
+    x = calibration_tiles(m.cfg.e2b.tile)[[0, 9, 18]]
+    progs = deployed_programs(m, None)
+    with torch.no_grad():
+        for lv, b in enumerate(m.bits):
+            assert torch.equal(m(x, lv), run_program(progs[b], x)), b

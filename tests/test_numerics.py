@@ -194,7 +194,8 @@ def test_grid_rounding_has_lsq_gradients():
 def test_float_surrogate_is_the_same_numerics(arch):
     """``exact_integer = False`` (what bench/rounding_cost.py ablates) runs every rounding point
     as float fake quantization: the same points and steps, so it stays close to the exact
-    integer values; it is not them (float32 and integer arithmetic differ at rounding ties)."""
+    integer values; it is not them (it lacks the int32 bias rounding, and float32 and integer
+    arithmetic differ at rounding ties)."""
     m, x = int8_model(arch)
     with torch.no_grad():
         exact = m(x, 0)
@@ -208,7 +209,7 @@ def test_float_surrogate_is_the_same_numerics(arch):
 def test_exact_forward_gradients_are_the_surrogates(arch):
     """The exact forward's hand-written backward passes (k-bit inputs with the gate's mix,
     grid rounding) give the gradients of the float surrogate's autograd chain. The two
-    differ only where their values do (rare rounding ties), so each group of parameters'
+    differ only where their values do (the int32 biases, rare rounding ties), so each group of parameters'
     gradient points the same way; the int8 grids' step gradients are sums of signed rounding
     errors, small and the most sensitive to those ties."""
     m, x = int8_model(arch)
@@ -239,8 +240,8 @@ def test_exact_forward_gradients_are_the_surrogates(arch):
 
 
 def test_kbit_input_has_the_gradients_of_lsq_and_the_mix_tap():
-    """The k-bit input node equals ActQuantizer(x) / step in value and in every gradient (x,
-    the steps, the gate's mix) when the codes agree."""
+    """The k-bit input node equals ActQuantizer(x) / step (step held constant after the
+    quantizer) in value and in every gradient (x, the steps, the gate's mix) when the codes agree."""
     from granular_mobile.models.integer_forward import _KbitInput
     from granular_mobile.quant import ActQuantizer
 
@@ -262,11 +263,44 @@ def test_kbit_input_has_the_gradients_of_lsq_and_the_mix_tap():
             c = _KbitInput.apply(x, step, None, qn[bi].view(-1, 1, 1, 1), qp[bi].view(-1, 1, 1, 1), g, mix,
                                  aq.alpha.detach(), qn, qp)
         else:
-            c = aq(x, bi, mix) / step
-        (c * step * w).sum().backward()  # the conv output multiplies the step back
+            c = aq(x, bi, mix) / step.detach()
+        (c * step.detach() * w).sum().backward()  # the conv output multiplies the (detached) step back
         results.append((c.detach(), x.grad, aq.alpha.grad, mix.grad))
     (c0, gx0, ga0, gm0), (c1, gx1, ga1, gm1) = results
     assert torch.equal(c1, torch.round(c0)) and torch.allclose(c0, c1, atol=1e-5)
     assert torch.allclose(gx0, gx1, atol=1e-5) and torch.allclose(gm0, gm1, atol=1e-4)
     # float32 cancellation between the step terms leaves ~1e-6
     assert torch.allclose(ga0, ga1, rtol=1e-3, atol=1e-5), (ga0 - ga1)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_step_gradients_survive_float32_at_training_size(signed):
+    """At the trainer's size (batch 16, 64 channels, 32 x 32) LSQ's step gradient is scaled by
+    g ~ 5e-5: the exact forward must form it without float32 cancellation (the steps are
+    detached after their LSQ nodes). Reference: the LSQ chain of QConv2d in float64."""
+    from granular_mobile.models.integer_forward import IntegerForward, Val
+    from granular_mobile.quant import QConv2d
+
+    torch.manual_seed(0)
+    conv = QConv2d(64, 64, 3, padding=1, bits=(4, 5, 6, 8))
+    x0 = torch.randn(16, 64, 32, 32)
+    x0 = x0 if signed else x0.relu()
+    step_in = 0.02
+    x0 = torch.round(x0 / step_in) * step_in  # the input is on an int8 grid, as in the network
+    conv.aq.init_from(x0)
+    conv.wq.init_from(conv.weight.detach())
+    r = torch.randn(16, 64, 32, 32)
+    for lv in (0, 3):
+        bi = torch.full((16,), lv)
+        ref = QConv2d(64, 64, 3, padding=1, bits=(4, 5, 6, 8))
+        ref.load_state_dict(conv.state_dict())
+        ref = ref.double()
+        (ref(x0.double(), bi) * r.double()).sum().backward()
+        conv.zero_grad()
+        b = IntegerForward(x0[:, :3], bi, None)
+        out = b.block_conv("c", Val(x0, torch.full((16, 1, 1, 1), step_in), torch.round(x0 / step_in)), conv, 0)
+        (out.v * r).sum().backward()
+        ga, ga_ref = conv.aq.alpha.grad[lv].double(), ref.aq.alpha.grad[lv]
+        gw, gw_ref = conv.wq.alpha.grad.double(), ref.wq.alpha.grad
+        assert abs(ga - ga_ref) <= 2e-2 * abs(ga_ref), (lv, float(ga), float(ga_ref))
+        assert abs(gw - gw_ref) <= 2e-3 * abs(gw_ref), (lv, float(gw), float(gw_ref))

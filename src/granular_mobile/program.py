@@ -187,12 +187,18 @@ def node_inputs(n: Node) -> tuple[str, ...]:
     return (n.a, n.b) if isinstance(n, Add) else (n.inp,)
 
 
-def bn_fold(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
+def bn_fold_t(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A BatchNorm (running statistics) as y = x * s + t: (s, t) in float64 on its device."""
     # the models' BatchNorms track running statistics (None only with track_running_stats=False)
     assert bn.running_var is not None and bn.running_mean is not None
     s = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double()
-    t = (bn.bias.detach().double() - bn.running_mean.double() * s)
-    return s.numpy(), t.numpy()
+    t = bn.bias.detach().double() - bn.running_mean.double() * s
+    return s, t
+
+
+def bn_fold(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
+    s, t = bn_fold_t(bn)
+    return s.cpu().numpy(), t.cpu().numpy()
 
 
 class ProgramBuilder:
@@ -283,7 +289,8 @@ class ProgramBuilder:
             b = t if b is None else b * s + t
         neg = ws < 0
         wint[neg] = -wint[neg]
-        ws = np.abs(ws)
+        wint[ws == 0] = 0  # a zero multiplier (BatchNorm gamma 0): a zero channel, any scale
+        ws = np.where(ws == 0, 1.0, np.abs(ws))
         out = self.t(name)
         self.nodes.append(Conv(name, inp, out, wint.astype(np.int8), ws, b, conv.padding[0], in_q=in_q,
                                quantized_layer=True, out_q=self._grid(grid)))

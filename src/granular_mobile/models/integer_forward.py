@@ -11,9 +11,13 @@ multiply-adds for residual sums, round half to even. Gradients come from the flo
 of each node (LSQ steps, straight-through rounding), added as ``s - s.detach()`` so that the
 value stays exactly the integer one.
 
-Exact in float32 as long as a conv's partial sums of integer products stay below 2^24 (the
-same assumption as ``run_program``): 3x3x64 taps of 8-bit codes and 7-bit weights reach at
-most 4.7e6. A tensor whose grid is its consumer's (a BatchNorm or ReLU feeding only a k-bit
+Exact in float32 as long as a conv's partial sums of integer products stay below 2^24, the
+assumption ``run_program`` makes too (and the eager tail runs at HR, the program's at LR, so
+their summation orders differ). The worst cases exceed it (EDSR's conv2 on unsigned 8-bit
+codes: 576 x 255 x 127 = 1.9e7; the 9x9 tail: 5184 x 128 x 63 = 4.2e7); real sums stay far
+below: the forward equals the program bit for bit on the shipped model's calibration tiles
+and Set14 images (``tests/test_default_model.py``, ``bench/export_vs_trained.py``) and on
+small models of every family (``tests/test_numerics.py``). A tensor whose grid is its consumer's (a BatchNorm or ReLU feeding only a k-bit
 conv) stays "pending" until that conv rounds it onto its k-bit input grid, as the program's
 calibration rule writes it.
 """
@@ -27,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..program import OUTPUT_Q, QParams, bn_fold
+from ..program import OUTPUT_Q, QParams, bn_fold_t
 from ..quant import GridQuantizer, fake_quant_fp_weight, fake_quant_image, fp_layer_int_weight
 
 #: the image grid's step in float32, as the graphs store it
@@ -36,7 +40,8 @@ _IMG = float(np.float32(OUTPUT_Q.scale))
 
 class _KbitInput(torch.autograd.Function):
     """The integer input codes of a k-bit conv (value exact), with the gradients of
-    ``ActQuantizer(x) / step``: LSQ on the surrogate ``x`` (straight-through inside the range,
+    ``ActQuantizer(x) / step`` for a step held constant after the rounding (the conv output
+    multiplies the codes by the detached step): LSQ on the surrogate ``x`` (straight-through inside the range,
     the step's gradient scaled by ``g``) and, with a bit mix, the gate's gradient
     d loss / d mix[n, b] = <d loss / d xq[n], Q_b(x[n])> (``quant.lsq._MixTap``). One node
     instead of LSQ's chain of elementwise ops plus the exact codes beside it.
@@ -64,9 +69,11 @@ class _KbitInput(torch.autograd.Function):
         g_x = g_xq * inside if ctx.needs_input_grad[0] else None
         g_step = None
         if ctx.needs_input_grad[1]:
-            # LSQ's step gradient, minus the -codes / step of dividing xq by the step (the conv
-            # output multiplies it back: the two cancel, as in round(x / s) * s / s)
-            d = torch.where(inside, codes - u, codes) * ctx.g - codes
+            # LSQ's step gradient alone: the conv output multiplies the codes by a detached
+            # step, so the step's other two terms (dividing xq by it, multiplying back), which
+            # cancel exactly, are never formed; in float32 their difference would drown the
+            # g-scaled LSQ term (g ~ 5e-5 at batch 16 x 64 ch x 32 x 32)
+            d = torch.where(inside, codes - u, codes) * ctx.g
             g_step = (g_xq * d).sum(dim=(1, 2, 3), keepdim=True)
         g_mix = None
         if x is not None and ctx.needs_input_grad[6]:
@@ -134,6 +141,7 @@ class Val:
     step: torch.Tensor | float | None = None
     codes: torch.Tensor | None = None
     u: Callable[[torch.Tensor | float], torch.Tensor] | None = None
+    consumed: bool = False
 
 
 class IntegerForward:
@@ -157,6 +165,15 @@ class IntegerForward:
     # -- helpers ------------------------------------------------------------------------
     def _shape(self, t: torch.Tensor) -> torch.Tensor:
         return t.view(-1, 1, 1, 1)
+
+    @staticmethod
+    def _take_pending(a: Val, name: str) -> None:
+        """A pending tensor is rounded onto its consumer's grid: it can have only one consumer
+        (the program's calibration rule; with several it would need a grid of its own)."""
+        if a.u is not None:
+            if a.consumed:
+                raise ValueError(f"{name}: a tensor without its own grid feeds more than one node; give it a grid")
+            a.consumed = True
 
     def _in_codes(self, a: Val, step: torch.Tensor | float, lo: int, hi: int) -> torch.Tensor:
         """The integer input of a conv on the grid ``step`` (no gradient)."""
@@ -195,10 +212,11 @@ class IntegerForward:
                 bn: nn.BatchNorm2d | None = None, grid: GridQuantizer | None = None, _image_out: bool = False) -> Val:
         """A layer the paper keeps in full precision: int8 input, per-channel 7-bit weights."""
         c_out = conv.weight.shape[0]
+        dev = conv.weight.device
         if bn is not None:
-            w_mul, b_add = bn_fold(bn)
+            w_mul, b_add = (v.cpu().numpy() for v in bn_fold_t(bn))
         mul = np.broadcast_to(np.asarray(w_mul, np.float64), (c_out,))
-        mul_t = torch.from_numpy(mul.copy()).to(conv.weight.device)
+        mul_t = torch.from_numpy(mul.copy()).to(dev)
 
         def float_out(y: torch.Tensor) -> torch.Tensor:
             # the surrogate's tail: the per-channel multiplier, BatchNorm or bias, as the family wrote it
@@ -216,6 +234,7 @@ class IntegerForward:
             y = float_out(F.conv2d(xin, fake_quant_fp_weight(conv.weight), None, 1, conv.padding))
             return Val(fake_quant_image(y) if _image_out else grid(y, self.bit_index) if grid is not None else y)
         q, s = fp_layer_int_weight(conv.weight)
+        self._take_pending(inp, name)
         if in_q is not None:  # the input tile, exact on uint8
             in_step: torch.Tensor | float = in_q.scale
             codes = self._in_codes(inp, in_q.scale, in_q.lo, in_q.hi)
@@ -229,7 +248,7 @@ class IntegerForward:
             step_f32 = inp.step
         sf = s.float().to(conv.weight.device)
         wc = _ste(q.float().to(conv.weight.device), conv.weight / sf.view(-1, 1, 1, 1))
-        acc = F.conv2d(c_in, wc, None, 1, conv.padding)
+        acc = self._exact_acc(F.conv2d(c_in, wc, None, 1, conv.padding))
         sur = float_out(acc * (step_f32 * sf.view(1, -1, 1, 1)))
         # the program's integer conv: weights q * sign(mul), per-channel scale |s * mul|
         ws = (s.to(mul_t) * mul_t)
@@ -254,6 +273,15 @@ class IntegerForward:
                                         OUTPUT_Q.lo, OUTPUT_Q.hi)
             return Val(_ste(codes_out * _IMG, fake_quant_image(sur)), _IMG, codes_out)
         return self._grid_or_pending(grid, sur, u)
+
+    @staticmethod
+    def _exact_acc(acc: torch.Tensor) -> torch.Tensor:
+        """The conv of integer codes and integer weights. On CPU the float32 sums are exact (every
+        partial sum an integer below 2^24); GPU kernels may take Winograd / FFT paths that are
+        not, so there the accumulator is rounded back to its integers."""
+        if acc.device.type == "cpu":
+            return acc
+        return _ste(torch.round(acc.detach()), acc)
 
     @staticmethod
     def _acc_with_bias(acc: torch.Tensor, acc_step: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -286,29 +314,34 @@ class IntegerForward:
         qn_all, qp_all = aq.ranges(inp.v.device)
         lo, hi = self._shape(qn_all[self.bit_index]), self._shape(qp_all[self.bit_index])
         codes = None
+        self._take_pending(inp, name)
         if inp.u is not None:
             with torch.no_grad():
                 codes = torch.minimum(torch.maximum(torch.round(inp.u(alpha.detach())), lo), hi)
         g = 1.0 / np.sqrt(inp.v[0].numel() * max(inp.v.shape[0], 1) * float(qp_all.max()))
         c_in = _KbitInput.apply(inp.v, alpha, codes, lo, hi, float(g), self.mix, aq.alpha.detach(), qn_all, qp_all)
         wq = conv.wq(conv.weight)
-        walpha = conv.wq.alpha
+        walpha = conv.wq.alpha.detach()
         wint = conv.wq.integer_weight(conv.weight.detach())
+        # the steps are detached after their LSQ nodes (ActQuantizer through _KbitInput,
+        # WeightQuantizer here): what reaches them is LSQ's gradient, free of float32 cancellation
         wc = _ste(wint, wq / walpha)
-        acc = F.conv2d(c_in, wc, None, 1, conv.padding)
-        y = acc * (alpha * walpha)
+        acc = self._exact_acc(F.conv2d(c_in, wc, None, 1, conv.padding))
+        y = acc * (alpha.detach() * walpha)
         if conv.bias is not None:
             y = y + conv.bias.view(1, -1, 1, 1)
         sur = bn(y) if bn is not None else y
-        ws = torch.full((wint.shape[0],), float(walpha.detach()), dtype=torch.float64, device=acc.device)
+        ws = torch.full((wint.shape[0],), float(walpha), dtype=torch.float64, device=acc.device)
         bias = conv.bias.detach().double() if conv.bias is not None else None
         if bn is not None:
-            s, t = (torch.from_numpy(v).to(acc.device) for v in bn_fold(bn))
+            s, t = bn_fold_t(bn)
             ws = ws * s
             bias = t if bias is None else bias * s + t
-        acc_step = alpha.detach() * ws.abs().float().view(1, -1, 1, 1)
+        # as ProgramBuilder.q_conv: |ws| per channel, negative channels' integers flipped, a zero
+        # channel (BatchNorm gamma 0) all-zero integers with step 1
+        acc_step = alpha.detach() * torch.where(ws == 0, torch.ones_like(ws), ws.abs()).float().view(1, -1, 1, 1)
         acc_d = acc.detach()
-        if bool((ws < 0).any()):  # the program flips those channels' integers
+        if bool((ws <= 0).any()):
             acc_d = acc_d * torch.sign(ws).float().view(1, -1, 1, 1)
         accp = self._acc_with_bias(acc_d, acc_step, bias)
         return self._grid_or_pending(grid, sur, lambda step: accp.float() * (acc_step / step))
@@ -320,7 +353,7 @@ class IntegerForward:
             return Val(bn(inp.v))
         self._needs_grid(inp, name)
         assert inp.codes is not None and isinstance(inp.step, torch.Tensor)
-        s, t = bn_fold(bn)
+        s, t = (v.cpu().numpy() for v in bn_fold_t(bn))
         a = np.abs(s)
         w = torch.from_numpy(np.where(a > 0, np.sign(s) * 127, 0).astype(np.float32)).to(inp.v.device)
         w_scale = torch.from_numpy(np.where(a > 0, a / 127.0, 1.0).astype(np.float32)).to(inp.v.device)
