@@ -84,7 +84,8 @@ def main() -> None:
             with without(m, group):
                 r = evaluate_dataset(m, pairs, a.data, m.cfg.scale, TileConfig(), bit_index=m.cfg.quant.index(b))
             res.setdefault(str(b), {})[group] = r.psnr
-            print(f"{b} bits, without {group}: {r.psnr:.3f} dB (+{r.psnr - res[str(b)]['none']:.3f})", flush=True)
+            what = group if group in ("none", "exact") else f"without {group}"
+            print(f"{b} bits, {what}: {r.psnr:.3f} dB ({r.psnr - res[str(b)]['none']:+.3f})", flush=True)
     if a.json:
         a.json.write_text(json.dumps({"model": a.model, "data": a.data, "psnr": res}, indent=2))
 

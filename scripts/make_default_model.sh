@@ -50,29 +50,38 @@ gdq quantize --init "$R/gdq_q4_f4.5_packed.pt" -o "$R/gdq_x2_int8" --numerics in
   --patch 32 --batch 16 --lr 5e-5 --warmup 50 --eval-every 100 --ckpt-every 25 --threads 1 \
   --distill 1 --distill-from "$R/fp4600.pt" --random-levels 0.5 $(resume "$R/gdq_x2_int8")
 
+# 3d. a second schedule from 3c's shipped snapshot (its iteration 3900), lr 3e-5, 6000
+#    iterations; from about its iteration 1900 on with the exact integer forward
+#    (models/integer_forward.py; the steps' gradients fixed at 2400). The shipped model is its
+#    best.pt at iteration 2200 (checkpoints/README.md)
+gdq quantize --init "$R/gdq_x2_int8/best.pt" -o "$R/gdq_x2_int8b" --iters 6000 --patch 32 --batch 16 \
+  --lr 3e-5 --warmup 50 --eval-every 100 --ckpt-every 25 --threads 1 --target-fab 4.5 \
+  --distill 1 --distill-from default --random-levels 0.5 $(resume "$R/gdq_x2_int8b")
 # 4. the deployed controller's operating point: shift the gate bias so argmax averages the
-#    budget on the training tiles (training budgets Gumbel samples, not the argmax)
-#    (the shipped model: that run's best.pt, its iteration 3900 of 4000)
-gdq calibrate "${SNAPSHOT:-$R/gdq_x2_int8/best.pt}" --target-fab 4.5 -o "$R/gdq_int8_f4.5.pt"
+#    budget on the training tiles (training budgets Gumbel samples, not the argmax); 4.4 keeps
+#    every benchmark set at or below 4.5 bits (4.5 put BSD100 at 4.54)
+S=${SNAPSHOT:-$R/gdq_x2_int8b/best.pt}
+gdq calibrate "$S" --target-fab 4.4 -o "$R/gdq_int8_f4.4.pt"
 
 # 5. ship: compact weights, evaluation (deployed integer numerics), export, PSNR-FAB curve, bench,
 #    golden vectors for the Android core
 cp "$R/fp4600.pt" "$A/srresnet_x2.pt"
-gdq pack "$R/gdq_int8_f4.5.pt" -o "$A/srresnet_gdq_x2.pt"
-gdq eval --data Set5,Set14,BSD100 --json docs/eval_default_f4.5.json
+gdq pack "$R/gdq_int8_f4.4.pt" -o "$A/srresnet_gdq_x2.pt"
+gdq eval --data Set5,Set14,BSD100 --json docs/eval_default_f4.4.json
 gdq export --target all -o "$A/export" --verify
 python scripts/fab_curve.py --data Set14 --targets 4.25,4.5,5,6 --json docs/fab_curve_set14.json --svg docs/fab_curve_set14.svg
-# the operating point at 4.4 (every set at or below 4.5 bits)
-gdq calibrate "${SNAPSHOT:-$R/gdq_x2_int8/best.pt}" --target-fab 4.4 -o "$R/gdq_int8_f4.4.pt"
-gdq pack "$R/gdq_int8_f4.4.pt" -o "$R/gdq_int8_f4.4_packed.pt"
-gdq eval -m "$R/gdq_int8_f4.4_packed.pt" --data Set14,BSD100 --no-bicubic --json docs/eval_default_f4.4.json
+# the same snapshot at 4.5, for comparison
+gdq calibrate "$S" --target-fab 4.5 -o "$R/gdq_int8_f4.5.pt"
+gdq pack "$R/gdq_int8_f4.5.pt" -o "$R/gdq_int8_f4.5_packed.pt"
+gdq eval -m "$R/gdq_int8_f4.5_packed.pt" --data Set5,Set14,BSD100 --no-bicubic --json docs/eval_default_f4.5.json
 for b in 8 4; do
   gdq eval --data BSD100 --bits $b --no-bicubic --json docs/eval_default_bsd100_${b}bit.json
 done
 for t in onnxruntime tflite; do
   python bench/export_vs_trained.py --data Set14 --backend $t --json docs/export_vs_trained_set14_${t/onnxruntime/onnx}.json
 done
-python bench/rounding_cost.py -m "${SNAPSHOT:-$R/gdq_x2_int8/best.pt}" --data Set5 --bits 4,8 --json docs/rounding_cost_set5.json
+python bench/rounding_cost.py -m "$S" --data Set5 --bits 4,8 --json docs/rounding_cost_set5.json
 bash scripts/arm64_setup.sh && gdq verify --arch arm64 -o "$A/export" --graphs all --tiles 6
 gdq bench --rounds 5 --json docs/bench_default.json
+python scripts/tile_allocation.py --data Set14 --json docs/tile_allocation_set14.json
 python -m granular_mobile.runtime.golden android_demo/core/src/test/resources/golden
