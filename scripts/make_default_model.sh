@@ -53,7 +53,7 @@ gdq quantize --init "$R/gdq_q4_f4.5_packed.pt" -o "$R/gdq_x2_int8" --numerics in
 # 3d. a second schedule from 3c's shipped snapshot (its iteration 3900), lr 3e-5, 6000
 #    iterations; from about its iteration 1900 on with the exact integer forward
 #    (models/integer_forward.py; the steps' gradients fixed at 2400). The shipped model is its
-#    best.pt at iteration 2200 (checkpoints/README.md)
+#    best.pt at iteration 2500 (checkpoints/README.md)
 gdq quantize --init "$R/gdq_x2_int8/best.pt" -o "$R/gdq_x2_int8b" --iters 6000 --patch 32 --batch 16 \
   --lr 3e-5 --warmup 50 --eval-every 100 --ckpt-every 25 --threads 1 --target-fab 4.5 \
   --distill 1 --distill-from default --random-levels 0.5 $(resume "$R/gdq_x2_int8b")
