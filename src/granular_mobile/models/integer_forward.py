@@ -8,8 +8,8 @@ of the exported kernels (``program.run_program``, which onnxruntime matches bit 
 integer codes times integer weights accumulated exactly, the int32 bias on the accumulator
 grid s_in * s_w, one float32 requantization multiplier per channel, QLinearAdd's fused
 multiply-adds for residual sums, round half to even. Gradients come from the float surrogate
-of each node (LSQ steps, straight-through rounding), added as ``s - s.detach()`` so that the
-value stays exactly the integer one.
+of each node (LSQ steps, straight-through rounding) through autograd nodes whose forward
+returns the integer value untouched (``_Exact``, ``_KbitInput``, ``_GridRound``).
 
 Exact in float32 as long as a conv's partial sums of integer products stay below 2^24, the
 assumption ``run_program`` makes too (and the eager tail runs at HR, the program's at LR, so
@@ -17,9 +17,11 @@ their summation orders differ). The worst cases exceed it (EDSR's conv2 on unsig
 codes: 576 x 255 x 127 = 1.9e7; the 9x9 tail: 5184 x 128 x 63 = 4.2e7); real sums stay far
 below: the forward equals the program bit for bit on the shipped model's calibration tiles
 and Set14 images (``tests/test_default_model.py``, ``bench/export_vs_trained.py``) and on
-small models of every family (``tests/test_numerics.py``). A tensor whose grid is its consumer's (a BatchNorm or ReLU feeding only a k-bit
-conv) stays "pending" until that conv rounds it onto its k-bit input grid, as the program's
-calibration rule writes it.
+small models of every family (``tests/test_numerics.py``).
+
+A tensor whose grid is its consumer's (a BatchNorm or ReLU feeding only a k-bit conv) stays
+"pending" until that conv rounds it onto its k-bit input grid, as the program's calibration
+rule writes it.
 """
 from __future__ import annotations
 
