@@ -304,3 +304,18 @@ def test_step_gradients_survive_float32_at_training_size(signed):
         gw, gw_ref = conv.wq.alpha.grad.double(), ref.wq.alpha.grad
         assert abs(ga - ga_ref) <= 2e-2 * abs(ga_ref), (lv, float(ga), float(ga_ref))
         assert abs(gw - gw_ref) <= 2e-3 * abs(gw_ref), (lv, float(gw), float(gw_ref))
+
+
+def test_a_pending_tensor_has_one_consumer():
+    """A tensor written on its consumer's grid (no grid of its own) can feed only that consumer;
+    the input tile, exact on uint8, can feed any number of nodes."""
+    from granular_mobile.models.integer_forward import IntegerForward, Val
+
+    x = torch.rand(1, 3, 8, 8)
+    b = IntegerForward(x, torch.zeros(1, dtype=torch.long), None)
+    b._take_pending(b.input, "head")
+    b._take_pending(b.input, "skip")
+    pending = Val(x, u=lambda s: x / s)
+    b._take_pending(pending, "conv2")
+    with pytest.raises(ValueError, match="more than one node"):
+        b._take_pending(pending, "other")

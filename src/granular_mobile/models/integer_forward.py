@@ -168,11 +168,11 @@ class IntegerForward:
     def _shape(self, t: torch.Tensor) -> torch.Tensor:
         return t.view(-1, 1, 1, 1)
 
-    @staticmethod
-    def _take_pending(a: Val, name: str) -> None:
+    def _take_pending(self, a: Val, name: str) -> None:
         """A pending tensor is rounded onto its consumer's grid: it can have only one consumer
-        (the program's calibration rule; with several it would need a grid of its own)."""
-        if a.u is not None:
+        (the program's calibration rule; with several it would need a grid of its own). The
+        input tile is exact on its uint8 grid and may feed any number of nodes."""
+        if a.u is not None and a is not self.input:
             if a.consumed:
                 raise ValueError(f"{name}: a tensor without its own grid feeds more than one node; give it a grid")
             a.consumed = True
