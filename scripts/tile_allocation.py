@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fab_curve import best_static_mix  # the upper concave hull of (FAB, PSNR) points (this folder)
 
 from granular_mobile.checkpoint import load_model
 from granular_mobile.config import TileConfig
@@ -56,17 +57,6 @@ def score(recs: list[dict], alloc: list[list[int]]) -> tuple[float, float]:
         ps.append(10 * np.log10(255.0**2 * r["npix"] / max(se, 1e-12)))
         fabs.append(float(np.mean(a)))
     return float(np.mean(ps)), float(np.mean(fabs))
-
-
-def upper_hull(points: list[tuple[float, float]], fab: float) -> float:
-    """PSNR of the upper concave hull of (FAB, PSNR) points at ``fab`` (a mix of any two)."""
-    best = float("-inf")
-    pts = sorted(points)
-    for i, (xa, ya) in enumerate(pts):
-        for xb, yb in pts[i:]:
-            if xa <= fab <= xb:
-                best = max(best, ya if xb == xa else ya + (yb - ya) * (fab - xa) / (xb - xa))
-    return best
 
 
 def oracle_points(recs: list[dict], levels: list[int]) -> list[tuple[float, float]]:
@@ -130,10 +120,10 @@ def main() -> None:
     out = {
         "model": a.model, "data": a.data, "tiles": sum(len(r["bits"]) for r in recs),
         "static": {str(b): {"psnr": p, "fab": f} for b, (p, f) in stat.items()},
-        "controller": {"psnr": ctrl_psnr, "fab": ctrl_fab, "vs_static_mix_db": ctrl_psnr - upper_hull(hull_pts, ctrl_fab)},
-        "oracle_at_controller_fab": {"psnr": upper_hull(orc, ctrl_fab),
-                                     "vs_static_mix_db": upper_hull(orc, ctrl_fab) - upper_hull(hull_pts, ctrl_fab)},
-        "oracle_vs_static_mix_db": {f"{f:.2f}": upper_hull(orc, f) - upper_hull(hull_pts, f) for f in (4.25, 4.5, 5.0, 6.0)},
+        "controller": {"psnr": ctrl_psnr, "fab": ctrl_fab, "vs_static_mix_db": ctrl_psnr - best_static_mix(hull_pts, ctrl_fab)},
+        "oracle_at_controller_fab": {"psnr": best_static_mix(orc, ctrl_fab),
+                                     "vs_static_mix_db": best_static_mix(orc, ctrl_fab) - best_static_mix(hull_pts, ctrl_fab)},
+        "oracle_vs_static_mix_db": {f"{f:.2f}": best_static_mix(orc, f) - best_static_mix(hull_pts, f) for f in (4.25, 4.5, 5.0, 6.0)},
         "spearman_lr_gradient_vs_gain": spearman([g for r in recs for g in r["lr_gradient"]], gains),
     }
     print(json.dumps(out, indent=1))

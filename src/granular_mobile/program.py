@@ -201,6 +201,14 @@ def bn_fold(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
     return s.cpu().numpy(), t.cpu().numpy()
 
 
+def signed_channels(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A per-output-channel multiplier ``s`` of integer weights (a folded BatchNorm, rgb_range)
+    as the graphs store it: the sign that multiplies each channel's integers (the range
+    [-127, 127] is symmetric; 0 zeroes a channel whose multiplier is 0, e.g. BatchNorm gamma 0)
+    and the positive per-channel scale (1 for a zero channel: any scale would do)."""
+    return np.sign(s), np.where(s == 0, 1.0, np.abs(s))
+
+
 class ProgramBuilder:
     """What a model family's ``lower`` writes its network into, at one bit level.
 
@@ -244,10 +252,9 @@ class ProgramBuilder:
             # the integers training used (quant.fp_layer_int_weight); the multiplier goes into
             # the per-channel scale, a negative one flips that channel's integers
             qt, st = fp_layer_int_weight(conv.weight)
-            q, s = qt.numpy(), st.numpy() * mul
-            q[s < 0] = -q[s < 0]
-            q[s == 0] = 0  # a zero multiplier (BatchNorm gamma 0): a zero channel, any scale
-            self.nodes.append(Conv(name, inp, out, q.astype(np.int8), np.where(s == 0, 1.0, np.abs(s)), b, int(conv.padding[0]),
+            sign, scale = signed_channels(st.numpy() * mul)
+            q = qt.numpy() * sign.reshape(-1, 1, 1, 1)
+            self.nodes.append(Conv(name, inp, out, q.astype(np.int8), scale, b, int(conv.padding[0]),
                                    in_q=in_q or QParams(0.0, -128, 127, True), out_q=self._grid(grid)))
         else:
             w = conv.weight.detach().double().numpy() * mul.reshape(-1, 1, 1, 1)
@@ -269,10 +276,9 @@ class ProgramBuilder:
         if self.fp_layers != "int8":
             self.nodes.append(Affine(inp, out, s, t))
             return out
-        a = np.abs(s)
-        w = np.where(a > 0, np.sign(s) * 127, 0).astype(np.int8).reshape(-1, 1, 1, 1)
-        self.nodes.append(Conv(name, inp, out, w, np.where(a > 0, a / 127.0, 1.0), t, 0,
-                               in_q=QParams(0.0, -128, 127, True), groups=len(s)))
+        sign, scale = signed_channels(s / 127.0)
+        w = (sign * 127).astype(np.int8).reshape(-1, 1, 1, 1)
+        self.nodes.append(Conv(name, inp, out, w, scale, t, 0, in_q=QParams(0.0, -128, 127, True), groups=len(s)))
         return out
 
     def q_conv(self, name: str, inp: str, conv, bit_index: int, bn: nn.BatchNorm2d | None = None, grid=None) -> str:
@@ -287,12 +293,10 @@ class ProgramBuilder:
             s, t = bn_fold(bn)
             ws = ws * s
             b = t if b is None else b * s + t
-        neg = ws < 0
-        wint[neg] = -wint[neg]
-        wint[ws == 0] = 0  # a zero multiplier (BatchNorm gamma 0): a zero channel, any scale
-        ws = np.where(ws == 0, 1.0, np.abs(ws))
+        sign, scale = signed_channels(ws)
+        wint = wint * sign.reshape(-1, 1, 1, 1)
         out = self.t(name)
-        self.nodes.append(Conv(name, inp, out, wint.astype(np.int8), ws, b, conv.padding[0], in_q=in_q,
+        self.nodes.append(Conv(name, inp, out, wint.astype(np.int8), scale, b, conv.padding[0], in_q=in_q,
                                quantized_layer=True, out_q=self._grid(grid)))
         return out
 
@@ -427,22 +431,29 @@ def _f32(v: float | np.floating) -> float:
     return float(np.float32(v))
 
 
-def _integer_add(a: torch.Tensor, qa: QParams, a_mul: float, b: torch.Tensor, qb: QParams, qc: QParams) -> torch.Tensor:
-    """A quantized residual sum as onnxruntime's QLinearAdd computes it on uint8 (zero-point -lo
-    for signed grids): c = rint(fma(a_u, sa/sc, fma(b_u, sb/sc, zc - (za sa/sc + zb sb/sc)))) in
-    float32, clamped. Each fused multiply-add is exact in float64 (8-bit integer times a float32)
-    and rounded to float32 once, as the hardware FMA does."""
-    def u8(x: torch.Tensor, q: QParams) -> torch.Tensor:
-        return torch.round(x.double() / q.scale) + q.zero_point
+def qlinear_add(ca: torch.Tensor, sa: torch.Tensor | float, a_mul: float, za: int, cb: torch.Tensor,
+                sb: torch.Tensor | float, zb: int, sc: torch.Tensor | float, zc: int) -> torch.Tensor:
+    """A quantized residual sum as onnxruntime's QLinearAdd computes it on uint8, from the integer
+    codes ``ca``, ``cb`` (before their zero-points) and the scales (float64 values: floats, or
+    tensors broadcastable to the codes, e.g. one per sample): c = rint(fma(a_u, sa/sc, fma(b_u,
+    sb/sc, zc - (za sa/sc + zb sb/sc)))) in float32, clamped to uint8, returned minus zc. Each
+    fused multiply-add is exact in float64 (8-bit integer times a float32) and rounded to float32
+    once, as the hardware FMA does. The one definition the reference (``run_program``) and the
+    integer forward (``models/integer_forward.py``) share."""
+    sa, sb, sc = (torch.as_tensor(s, dtype=torch.float64, device=ca.device) for s in (sa, sb, sc))
+    ra = (sa * a_mul).float() / sc.float()
+    rb = sb.float() / sc.float()
+    fixed = torch.tensor(float(zc), dtype=torch.float32, device=ca.device) - (ra.double() * za + rb.double() * zb).float()
+    t = ((cb.double() + zb) * rb.double() + fixed.double()).float().double()
+    t = ((ca.double() + za) * ra.double() + t).float()
+    return torch.clamp(torch.round(t), 0, 255) - zc
 
-    ua, ub = u8(a, qa), u8(b, qb)
-    za, zb, zc = qa.zero_point, qb.zero_point, qc.zero_point
-    ra = _f32(np.float32(qa.scale * a_mul) / np.float32(qc.scale))
-    rb = _f32(np.float32(qb.scale) / np.float32(qc.scale))
-    fixed = _f32(np.float32(zc) - np.float32(ra * za + rb * zb))
-    t = (ub * rb + fixed).float().double()
-    t = (ua * ra + t).float()
-    c = torch.clamp(torch.round(t), 0, 255) - zc
+
+def _integer_add(a: torch.Tensor, qa: QParams, a_mul: float, b: torch.Tensor, qb: QParams, qc: QParams) -> torch.Tensor:
+    """``qlinear_add`` of two dequantized tensors on their grids, dequantized on ``qc``
+    (zero-point -lo for signed grids, as onnxruntime carries them on uint8)."""
+    ca, cb = torch.round(a.double() / qa.scale), torch.round(b.double() / qb.scale)
+    c = qlinear_add(ca, qa.scale, a_mul, qa.zero_point, cb, qb.scale, qb.zero_point, qc.scale, qc.zero_point)
     return torch.clamp(c, qc.lo, qc.hi) * _f32(qc.scale)
 
 

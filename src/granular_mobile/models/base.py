@@ -182,11 +182,14 @@ class GDQNet(nn.Module):
         self, x: torch.Tensor, bit_index: torch.Tensor | int | None = None
     ) -> tuple[torch.Tensor, ControllerOut | None]:
         xs = x * self.cfg.rgb_range
-        z1 = self.head_conv(xs)
+        # the float head conv: the controller's input, and the float forward's first layer
+        # (the integer forward runs its own int8 head)
+        z1: torch.Tensor | None = None
         ctrl: ControllerOut | None = None
         mix = None
         if self.cfg.quantized:
             if bit_index is None:
+                z1 = self.head_conv(xs)
                 ctrl = self.controller(x, z1)
                 bit_index, mix = ctrl.bit_index, ctrl.mix
                 if self.training and self.random_levels > 0 and mix is not None:
@@ -197,7 +200,7 @@ class GDQNet(nn.Module):
             bit_index = None
         if self.cfg.int8_tensors and bit_index is not None:
             return self.integer_forward(x, bit_index, mix), ctrl
-        return self.sr_forward(x, z1, bit_index, mix), ctrl
+        return self.sr_forward(x, self.head_conv(xs) if z1 is None else z1, bit_index, mix), ctrl
 
     def integer_forward(self, x: torch.Tensor, bit_index: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
         """SR of x at each sample's bit level in the integer numerics: this family's ``lower`` run

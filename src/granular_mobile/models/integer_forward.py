@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..program import OUTPUT_Q, QParams, bn_fold_t
+from ..program import OUTPUT_Q, ProgramBuilder, QParams, bn_fold_t, qlinear_add, signed_channels
 from ..quant import GridQuantizer, fake_quant_fp_weight, fake_quant_image, fp_layer_int_weight
 
 #: the image grid's step in float32, as the graphs store it
@@ -153,7 +153,7 @@ class IntegerForward:
     level while observing, ``GDQNet.init_grids``); the k-bit conv inputs and 7-bit weights
     apply as usual."""
 
-    image_q = QParams(OUTPUT_Q.scale, 0, 255, False)
+    image_q = ProgramBuilder.image_q
 
     def __init__(self, x: torch.Tensor, bit_index: torch.Tensor, mix: torch.Tensor | None,
                  exact: bool = True) -> None:
@@ -177,11 +177,11 @@ class IntegerForward:
                 raise ValueError(f"{name}: a tensor without its own grid feeds more than one node; give it a grid")
             a.consumed = True
 
-    def _in_codes(self, a: Val, step: torch.Tensor | float, lo: int, hi: int) -> torch.Tensor:
-        """The integer input of a conv on the grid ``step`` (no gradient)."""
+    def _in_codes(self, a: Val, step: torch.Tensor | float, lo: int | torch.Tensor, hi: int | torch.Tensor) -> torch.Tensor:
+        """The integer input of a conv on the grid ``step`` (no gradient; bounds per sample or not)."""
         with torch.no_grad():
             u = a.u(step) if a.u is not None else a.v / step
-            return torch.clamp(torch.round(u), lo, hi)
+            return torch.clamp(torch.round(u), torch.as_tensor(lo).to(u), torch.as_tensor(hi).to(u))
 
     def _on_grid(self, grid: GridQuantizer, sur: torch.Tensor, u_exact: Callable[[torch.Tensor], torch.Tensor]) -> Val:
         """Round onto a learned int8 grid: exact codes from ``u_exact(step)``, LSQ gradients from
@@ -238,26 +238,22 @@ class IntegerForward:
         q, s = fp_layer_int_weight(conv.weight)
         self._take_pending(inp, name)
         if in_q is not None:  # the input tile, exact on uint8
-            in_step: torch.Tensor | float = in_q.scale
-            codes = self._in_codes(inp, in_q.scale, in_q.lo, in_q.hi)
-            c_in = codes
-            step_f32 = torch.tensor(float(np.float32(in_q.scale)), device=codes.device)
+            c_in = self._in_codes(inp, in_q.scale, in_q.lo, in_q.hi)
+            step_f32 = torch.tensor(float(np.float32(in_q.scale)), device=c_in.device)
         else:
             self._needs_grid(inp, name)
             assert inp.codes is not None and isinstance(inp.step, torch.Tensor)
-            in_step, codes = inp.step, inp.codes
-            c_in = _ste(codes, inp.v / inp.step)
+            c_in = _ste(inp.codes, inp.v / inp.step)
             step_f32 = inp.step
-        sf = s.float().to(conv.weight.device)
-        wc = _ste(q.float().to(conv.weight.device), conv.weight / sf.view(-1, 1, 1, 1))
+        sf = s.float().to(dev)
+        wc = _ste(q.float().to(dev), conv.weight / sf.view(-1, 1, 1, 1))
         acc = self._exact_acc(F.conv2d(c_in, wc, None, 1, conv.padding))
         sur = float_out(acc * (step_f32 * sf.view(1, -1, 1, 1)))
-        # the program's integer conv: weights q * sign(mul), per-channel scale |s * mul|
-        ws = (s.to(mul_t) * mul_t)
-        sign = torch.sign(ws).float().view(1, -1, 1, 1)
-        w_scale = torch.where(ws == 0, torch.ones_like(ws), ws.abs()).float().view(1, -1, 1, 1)
-        acc_step = step_f32 * w_scale if isinstance(in_step, torch.Tensor) else torch.tensor(
-            np.float32(in_step)).to(w_scale) * w_scale
+        # the program's integer conv (ProgramBuilder.fp_conv): integers times sign(s * mul),
+        # per-channel scale |s * mul|
+        sign, w_scale = (torch.from_numpy(v).float().to(dev).view(1, -1, 1, 1)
+                         for v in signed_channels(s.cpu().numpy() * mul))
+        acc_step = step_f32 * w_scale
         bias = None
         if conv.bias is not None:
             bias = conv.bias.detach().double() * b_mul
@@ -315,11 +311,8 @@ class IntegerForward:
         alpha = self._shape(aq.alpha[self.bit_index])
         qn_all, qp_all = aq.ranges(inp.v.device)
         lo, hi = self._shape(qn_all[self.bit_index]), self._shape(qp_all[self.bit_index])
-        codes = None
         self._take_pending(inp, name)
-        if inp.u is not None:
-            with torch.no_grad():
-                codes = torch.minimum(torch.maximum(torch.round(inp.u(alpha.detach())), lo), hi)
+        codes = self._in_codes(inp, alpha.detach(), lo, hi) if inp.u is not None else None
         g = 1.0 / np.sqrt(inp.v[0].numel() * max(inp.v.shape[0], 1) * float(qp_all.max()))
         c_in = _KbitInput.apply(inp.v, alpha, codes, lo, hi, float(g), self.mix, aq.alpha.detach(), qn_all, qp_all)
         wq = conv.wq(conv.weight)
@@ -339,12 +332,12 @@ class IntegerForward:
             s, t = bn_fold_t(bn)
             ws = ws * s
             bias = t if bias is None else bias * s + t
-        # as ProgramBuilder.q_conv: |ws| per channel, negative channels' integers flipped, a zero
-        # channel (BatchNorm gamma 0) all-zero integers with step 1
-        acc_step = alpha.detach() * torch.where(ws == 0, torch.ones_like(ws), ws.abs()).float().view(1, -1, 1, 1)
+        # as ProgramBuilder.q_conv: integers times sign(ws), per-channel scale |ws|
+        sign_np, scale_np = signed_channels(ws.cpu().numpy())
+        acc_step = alpha.detach() * torch.from_numpy(scale_np).float().to(acc.device).view(1, -1, 1, 1)
         acc_d = acc.detach()
-        if bool((ws <= 0).any()):
-            acc_d = acc_d * torch.sign(ws).float().view(1, -1, 1, 1)
+        if bool((sign_np <= 0).any()):
+            acc_d = acc_d * torch.from_numpy(sign_np).float().to(acc.device).view(1, -1, 1, 1)
         accp = self._acc_with_bias(acc_d, acc_step, bias)
         return self._grid_or_pending(grid, sur, lambda step: accp.float() * (acc_step / step))
 
@@ -356,10 +349,9 @@ class IntegerForward:
         self._needs_grid(inp, name)
         assert inp.codes is not None and isinstance(inp.step, torch.Tensor)
         s, t = (v.cpu().numpy() for v in bn_fold_t(bn))
-        a = np.abs(s)
-        w = torch.from_numpy(np.where(a > 0, np.sign(s) * 127, 0).astype(np.float32)).to(inp.v.device)
-        w_scale = torch.from_numpy(np.where(a > 0, a / 127.0, 1.0).astype(np.float32)).to(inp.v.device)
-        acc_step = inp.step * w_scale.view(1, -1, 1, 1)
+        sign, scale = signed_channels(s / 127.0)  # as ProgramBuilder.batchnorm: weight +-127
+        w = torch.from_numpy(sign * 127).float().to(inp.v.device)
+        acc_step = inp.step * torch.from_numpy(scale).float().to(inp.v.device).view(1, -1, 1, 1)
         acc = inp.codes * w.view(1, -1, 1, 1)
         accp = self._acc_with_bias(acc, acc_step, torch.from_numpy(t).to(inp.v.device))
         return Val(bn(inp.v), u=lambda step: accp.float() * (acc_step / step))
@@ -382,7 +374,7 @@ class IntegerForward:
 
     def add(self, name: str, a: Val, b: Val, a_mul: float | torch.Tensor = 1.0, grid: GridQuantizer | None = None) -> Val:
         """a * a_mul + b; with both inputs and the output on grids and a_mul > 0, as onnxruntime's
-        QLinearAdd computes it (``program._integer_add``)."""
+        QLinearAdd computes it (``program.qlinear_add``)."""
         sur = a.v * a_mul + b.v
         if self.observe or grid is None:
             if grid is None and not self.observe:
@@ -394,19 +386,16 @@ class IntegerForward:
         assert isinstance(a.step, torch.Tensor) and isinstance(b.step, torch.Tensor)
         sa, sb = a.step, b.step
 
+        ca, cb = a.codes, b.codes
+        assert ca is not None and cb is not None
+        # int8 grids travel as uint8 with zero-point 128 (-GridQuantizer.qn); the clamp of
+        # _on_grid is the int8 range
+        z = -GridQuantizer.qn
+
         def u(sc: torch.Tensor) -> torch.Tensor:
             if not am > 0:
                 return (a.v.detach() * am + b.v.detach()) / sc
-            # uint8 carriage of signed int8 grids: zero-point 128; result rounded and clamped
-            # on uint8, then shifted back (the clamp of _on_grid is the int8 range)
-            za = zb = zc = 128
-            ua, ub = a.codes.double() + za, b.codes.double() + zb  # type: ignore[union-attr]
-            ra = (sa.double() * am).float() / sc
-            rb = sb / sc
-            fixed = torch.tensor(float(zc), dtype=torch.float32, device=sc.device) - (ra.double() * za + rb.double() * zb).float()
-            t = (ub * rb.double() + fixed.double()).float().double()
-            t = (ua * ra.double() + t).float()
-            return torch.clamp(torch.round(t), 0, 255) - zc
+            return qlinear_add(ca, sa, am, z, cb, sb, z, sc, z)
 
         return self._on_grid(grid, sur, u)
 
