@@ -59,3 +59,31 @@ def test_pack_keeps_quantized_integers_exact(tmp_path):
         if getattr(m, "quantized", False):
             assert torch.equal(m.wq.integer_weight(m.weight), ints[n]), n
     assert (tmp_path / "p.pt").stat().st_size < 0.6 * sum(p.numel() * 4 for p in q.parameters()) + 100_000
+
+
+@pytest.mark.parametrize("arch", ["srresnet", "edsr"])
+def test_macs_and_bitops_at_every_numerics(arch):
+    """BitOPs count the same convs whatever the numerics (the integer forward does not call the
+    conv modules, which count_macs hooks)."""
+    import dataclasses
+
+    from granular_mobile.metrics import bitops
+    from granular_mobile.models.base import count_macs
+
+    fl = create_model(f"{arch}_gdq", scale=2, n_blocks=2, n_feats=16).eval()
+    i8 = build_from_config(dataclasses.replace(fl.cfg, numerics="int8")).eval()
+    x = torch.rand(2, 3, 24, 24)
+    with torch.no_grad():
+        fl(x, 0)
+        i8.load_state_dict(fl.state_dict(), strict=False)
+        for m in i8.modules():
+            if hasattr(m, "initialized"):
+                m.initialized.fill_(1)
+        i8.init_grids(x)
+        assert i8(x, 0).shape == (2, 3, 48, 48)  # a usable int8 model: its forward is the integer one
+    rows_fl, rows_i8 = count_macs(fl, 24, 24), count_macs(i8, 24, 24)
+    assert rows_fl == rows_i8
+    assert sum(1 for _, _, q in rows_i8 if q) == 2 * 2 and all(m > 0 for _, m, _ in rows_i8)
+    assert bitops([(m, q) for _, m, q in rows_i8], [4]) > 0
+    macs_fp = count_macs(build_from_config(twin_config(fl.cfg, quantized=False)), 24, 24)
+    assert [m for _, m, _ in macs_fp] == [m for _, m, _ in rows_i8]

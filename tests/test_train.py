@@ -302,3 +302,61 @@ def test_qat_int8_numerics_from_the_full_precision_twin(fp_run, tiny_data, tmp_p
     steps = torch.stack([g.alpha.detach() for g in m.grid_modules()])
     assert torch.isfinite(steps).all() and (steps > 0).all() and (steps < 1).all()
     assert losses[-1] < losses[0]
+
+
+def test_tune_level_moves_only_that_levels_steps(fp_run, tiny_data, tmp_path):
+    """--tune-level 8: only the 8-bit entries of the per-level steps train; the weights, the
+    controller and the 4/5/6-bit levels stay bit for bit (their graphs export unchanged)."""
+    from granular_mobile.program import deployed_programs
+
+    _, fp_final, _ = fp_run
+    mc = ModelConfig(arch="srresnet", quantized=True, numerics="int8", **TINY)
+    base = train(_cfg(tiny_data, mode="qat", iters=4, lr=5e-4), tmp_path / "a", mc, init=str(fp_final), log=lambda s: None)
+    bm = load_model(str(base))
+    seen = []
+    tuned = train(_cfg(tiny_data, mode="qat", iters=6, lr=5e-3, warmup=1, tune_level=8), tmp_path / "b", bm.cfg,
+                  init=str(base), on_step=lambda d: seen.append(d["fab"]), log=lambda s: None)
+    assert seen and all(f == 8.0 for f in seen)
+    tm = load_model(str(tuned))
+    assert tm.cfg == bm.cfg  # E2B thresholds are the --init's, not recalibrated
+    a, b = bm.state_dict(), tm.state_dict()
+    per_level = {n + ".alpha" for n, m in tm.named_modules() if hasattr(m, "alpha") and m.alpha.numel() == len(tm.bits)}
+    moved = 0
+    for k in a:
+        if k in per_level:
+            assert torch.equal(a[k][:3], b[k][:3]), k
+            moved += int(not torch.equal(a[k][3], b[k][3]))
+        else:
+            assert torch.equal(a[k], b[k]), k
+    assert moved > len(per_level) // 2
+    before, after = deployed_programs(bm, None), deployed_programs(tm, None)
+    for bits in (4, 5, 6):
+        assert [n.out_q for n in before[bits].nodes] == [n.out_q for n in after[bits].nodes]
+    assert [n.out_q for n in before[8].nodes] != [n.out_q for n in after[8].nodes]
+    # a resume goes on at its own level only (its Adam moments belong to that level)
+    stored = read_checkpoint(tmp_path / "b" / "last.pt")["train"]["config"]
+    with pytest.raises(ConfigError, match="tune_level=8, not 6"):
+        train(TrainConfig(**{**stored, "tune_level": 6}), tmp_path / "b", resume=True, log=lambda s: None)
+    seen = []
+    train(TrainConfig(**{**stored, "iters": 8}), tmp_path / "b", resume=True,
+          on_step=lambda d: seen.append(d["iteration"]), log=lambda s: None)
+    assert seen == [7, 8]
+
+
+def test_tune_level_errors(fp_run, tiny_data, tmp_path):
+    _, fp_final, _ = fp_run
+    with pytest.raises(ConfigError, match="qat"):
+        TrainConfig(tune_level=8)
+    with pytest.raises(ConfigError, match="random_levels"):
+        TrainConfig(mode="qat", tune_level=8, random_levels=0.5)
+    from typer.testing import CliRunner
+
+    from granular_mobile.cli import app
+
+    r = CliRunner().invoke(app, ["quantize", "--init", str(fp_final), "-o", str(tmp_path / "c"), "--tune-level", "8"])
+    assert r.exit_code != 0 and "full-precision model" in str(r.exception)
+    mc = ModelConfig(arch="srresnet", quantized=True, **TINY)
+    with pytest.raises(ConfigError, match=r"valid: \[4, 5, 6, 8\]"):
+        train(_cfg(tiny_data, mode="qat", iters=1, tune_level=7), tmp_path / "a", mc, init=str(fp_final), log=lambda s: None)
+    with pytest.raises(ConfigError, match="must be the Granular-DQ model"):
+        train(_cfg(tiny_data, mode="qat", iters=1, tune_level=8), tmp_path / "b", mc, init=str(fp_final), log=lambda s: None)

@@ -223,6 +223,10 @@ def quantize_cmd(
                                         "bit level instead of the gate's, so every level keeps training."),
     step_lr_mult: float = typer.Option(20.0, help="A quantizer's steps move by about lr x this fraction of their "
                                        "mean size per iteration (Adam; 0.1 % at lr 5e-5)."),
+    tune_level: int = typer.Option(0, help="Train only this bit level's quantizer steps (activation steps and int8 "
+                                   "grids), every crop at that level, from a Granular-DQ --init: weights, controller "
+                                   "and the other levels stay bit for bit (the bit-budget and gate options then do "
+                                   "nothing). 0: off."),
     data: str = _TRAIN_HELP_COMMON["data"],
     patch: int = typer.Option(48, help="LR patch side (pixels)."),
     batch: int = _TRAIN_HELP_COMMON["batch"],
@@ -250,6 +254,7 @@ def quantize_cmd(
       gdq quantize --init runs/gdq_x2/final.pt -o runs/gdq_x2_more --iters 3000 --lr 5e-5
       gdq quantize --init default -o runs/gdq_x2_int8 --distill 1 --distill-from default
       gdq quantize -o runs/gdq_x2_int8 --resume   (continues with the run's own options)
+      gdq quantize --init default -o runs/gdq_x2_a8 --tune-level 8 --iters 300 --lr 1e-4 --distill 1 --distill-from default
     """
     _need("torch")
     from .checkpoint import read_checkpoint, resolve_model_path
@@ -265,6 +270,7 @@ def quantize_cmd(
                         target_fab=target_fab, fab_lambda=fab_lambda, fab_two_sided=fab_two_sided,
                         gate_warmup=gate_warmup, distill=distill, distill_from=distill_from,
                         step_lr_mult=step_lr_mult, random_levels=random_levels, gate_lr_mult=gate_lr_mult,
+                        tune_level=tune_level,
                         eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root, val_set=val_set,
                         threads=threads)
     mc = None
@@ -274,6 +280,8 @@ def quantize_cmd(
         if init is None:
             raise ConfigError("gdq quantize needs --init (a full-precision twin or a Granular-DQ model), or --resume")
         fp_cfg = from_dict(ModelConfig, read_checkpoint(init)["model"])
+        if tune_level and not fp_cfg.quantized:
+            raise ConfigError(f"--tune-level: --init {init} is a full-precision model; it needs a Granular-DQ model")
         want = _int_list("--bits", bits)
         if fp_cfg.quantized and fp_cfg.quant.bits != want:
             raise ConfigError(f"--init {init} is a Granular-DQ model with bits {list(fp_cfg.quant.bits)}, not --bits {bits}")
@@ -281,6 +289,8 @@ def quantize_cmd(
             raise ConfigError(f"--init {init} was trained with int8 numerics; it cannot go back to --numerics float")
         mc = dataclasses.replace(fp_cfg, numerics=numerics) if fp_cfg.quantized else dataclasses.replace(
             fp_cfg, quantized=True, quant=QuantConfig(bits=want), numerics=numerics)
+        if tune_level:  # the --init's model as it is (its numerics too): only its steps train
+            mc = fp_cfg
     final = _train_common(cfg, out, mc, init, resume)
     console.print(f"wrote {final}")
 

@@ -234,8 +234,11 @@ def count_macs(model: GDQNet, lr_h: int, lr_w: int) -> list[tuple[str, int, bool
         with torch.no_grad():
             was = model.training
             model.eval()
-            bi = 0 if model.cfg.quantized else None
-            model(torch.zeros(1, 3, lr_h, lr_w, device=next(model.parameters()).device), bi)
+            x = torch.zeros(1, 3, lr_h, lr_w, device=next(model.parameters()).device)
+            # the float forward: the same convs at any numerics (the integer forward computes
+            # them without calling the modules, so their hooks would count nothing)
+            bi = torch.zeros(1, dtype=torch.long, device=x.device) if model.cfg.quantized else None
+            model.sr_forward(x, model.head_conv(x * model.cfg.rgb_range), bi, None)
             model.train(was)
     finally:
         for h in hooks:

@@ -34,6 +34,7 @@ from ..defaults import bench_root, train_folders
 from ..errors import CheckpointError, ConfigError
 from ..eval.evaluate import evaluate_dataset
 from ..models import GDQNet, build_from_config
+from ..quant.lsq import ActQuantizer, GridQuantizer
 from .calibration import calibrate_e2b, calibrate_gate
 
 SCHEDULES = ("cosine", "step")
@@ -76,6 +77,13 @@ class TrainConfig:
     #: checkpoint, or "default" for the shipped twin); 0: off
     distill: float = 0.0
     distill_from: str = ""
+    #: a bit level of the model (0: off): train only that level's quantizer steps (its
+    #: activation steps and int8 grids), every crop at that level, from a Granular-DQ --init;
+    #: the weights, the gate, E2B and the other levels stay bit for bit, so their graphs
+    #: export unchanged. For a level the controller rarely picks: the joint fine-tuning trains
+    #: its steps on few crops, and they co-adapt with the weights (measured on the model shipped
+    #: 2026-12-01: recomputing them by minimum quantization error costs 0.12-0.36 dB)
+    tune_level: int = 0
     #: default: $GDQ_BENCH_ROOT (defaults.py)
     val_root: str = field(default_factory=bench_root)
     val_set: str = "Set5"
@@ -104,6 +112,18 @@ class TrainConfig:
             raise ConfigError(f"distill={self.distill} must be >= 0")
         if self.distill > 0 and not self.distill_from:
             raise ConfigError("distill > 0 needs distill_from (the full-precision twin's checkpoint)")
+        if self.tune_level < 0:
+            raise ConfigError(f"tune_level={self.tune_level} must be a bit level of the model, or 0 (off)")
+        if self.tune_level and self.mode != "qat":
+            raise ConfigError("tune_level needs mode 'qat' (a Granular-DQ model)")
+        if self.tune_level and (self.gate_warmup or self.random_levels):
+            raise ConfigError("tune_level trains every crop at that level: drop gate_warmup and random_levels")
+
+    def level_index(self, bits: tuple[int, ...]) -> int:
+        """Index of ``tune_level`` in the model's bit set (ConfigError when it is not one)."""
+        if self.tune_level not in bits:
+            raise ConfigError(f"tune_level={self.tune_level} is not a bit level of the model; valid: {list(bits)}")
+        return bits.index(self.tune_level)
 
     def lr_at(self, it: int) -> float:
         warm = min(1.0, (it + 1) / max(1, self.warmup))
@@ -171,6 +191,12 @@ def _param_groups(model: GDQNet, cfg: TrainConfig) -> list[dict[str, Any]]:
     4-bit step at 0.46-0.63x the nominal fraction, its 8-bit step (several times smaller)
     at 2.3-7.1x; the int8 grids' levels at 0.7-1.9x. Per-level rates would need one
     parameter per level (another checkpoint layout)."""
+    if cfg.tune_level:
+        # only the tuned level's entry of each step moves (_train_step masks the others), at a
+        # rate relative to that entry's size
+        li = cfg.level_index(model.bits)
+        return [{"params": [p], "lr_mult": cfg.step_lr_mult * float(p.detach()[li].abs().clamp_min(1e-8)), "name": "step"}
+                for p in _level_steps(model)]
     gate, steps, rest = [], [], []
     for n, p in model.named_parameters():
         if n.startswith("encoder."):
@@ -188,8 +214,13 @@ def _param_groups(model: GDQNet, cfg: TrainConfig) -> list[dict[str, Any]]:
     return groups
 
 
+def _level_steps(model: GDQNet) -> list[nn.Parameter]:
+    """The steps with one entry per bit level: conv inputs' (ActQuantizer) and int8 grids'."""
+    return [m.alpha for m in model.modules() if isinstance(m, ActQuantizer | GridQuantizer)]
+
+
 def _describe(m: ModelConfig) -> str:
-    q = f" (Granular-DQ, bits {'/'.join(map(str, m.quant.bits))})" if m.quantized else ""
+    q = f" (Granular-DQ, bits {'/'.join(map(str, m.quant.bits))}, {m.numerics} numerics)" if m.quantized else ""
     return f"{m.arch} x{m.scale}, {m.n_blocks} blocks of {m.n_feats} channels{q}"
 
 
@@ -247,12 +278,19 @@ def _load_state(cfg: TrainConfig, last: Path, model_cfg: ModelConfig | None,
         old_mode = state["train"]["config"]["mode"]
         if old_mode != cfg.mode:
             raise ConfigError(f"--resume: '{last}' was trained with mode={old_mode!r}, not {cfg.mode!r}")
+        old_level = int(state["train"]["config"].get("tune_level", 0))
+        if old_level != cfg.tune_level:
+            # its Adam moments and rates belong to the stored level: they would move that one
+            raise ConfigError(f"--resume: '{last}' was trained with tune_level={old_level}, not {cfg.tune_level}; "
+                              f"start a new run from it with --init")
     if model_cfg is None:
         raise ConfigError("a model config is needed (or --resume)")
     if (cfg.mode == "qat") != model_cfg.quantized:
         raise ConfigError(f"mode '{cfg.mode}' needs a {'quantized' if cfg.mode == 'qat' else 'full-precision'} model")
     if cfg.mode == "qat":
         check_target_fab(cfg.target_fab, model_cfg.quant.bits)
+        if cfg.tune_level:
+            cfg.level_index(model_cfg.quant.bits)
     return state, model_cfg
 
 
@@ -260,7 +298,7 @@ def _build_model(run: _Run, fresh: bool) -> None:
     """The model of ``run.model_cfg`` on the device; a fresh Granular-DQ run first calibrates
     its E2B thresholds at the deployment tile size (stored in the checkpoint's config)."""
     cfg, model_cfg = run.cfg, run.model_cfg
-    if cfg.mode == "qat" and fresh:
+    if cfg.mode == "qat" and fresh and not cfg.tune_level:  # tune_level keeps the --init's controller
         e2b, n = calibrate_e2b(run.images, model_cfg.e2b, model_cfg.scale)
         run.model_cfg = model_cfg = dataclasses.replace(model_cfg, e2b=e2b)
         if run.is_main:
@@ -295,6 +333,9 @@ def _init_from_checkpoint(run: _Run, init: str | None) -> None:
                           "architecture), or --resume")
     ck = read_checkpoint(init)
     init_cfg = from_dict(ModelConfig, ck["model"])
+    if cfg.tune_level and init_cfg != model_cfg:
+        raise ConfigError(f"--tune-level: --init {init} must be the Granular-DQ model whose level is tuned "
+                          f"({_describe(model_cfg)}), not {_describe(init_cfg)}")
     sd = {k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()}
     if init_cfg.quantized == model_cfg.quantized:
         # the same kind of model trained further (a new schedule: fresh optimizer): all its
@@ -399,7 +440,12 @@ def _train_step(run: _Run, it: int, l1: nn.Module) -> tuple[float, float, float]
         g["lr"] = lr * g.get("lr_mult", 1.0)
     lr_t, hr_t = run.sampler.sample(cfg.batch)
     lr_t, hr_t = lr_t.to(device, memory_format=run.fmt), hr_t.to(device)
-    if cfg.mode == "qat" and it < cfg.gate_warmup:
+    if cfg.tune_level:
+        li = cfg.level_index(model.bits)
+        sr = ddp_model(lr_t, torch.full((lr_t.shape[0],), li, dtype=torch.long, device=device))
+        rec = loss = l1(sr, hr_t)
+        fab_now = float(cfg.tune_level)
+    elif cfg.mode == "qat" and it < cfg.gate_warmup:
         for g in opt.param_groups:
             if g.get("name") == "gate":
                 g["lr"] = 0.0  # gate frozen
@@ -423,6 +469,13 @@ def _train_step(run: _Run, it: int, l1: nn.Module) -> tuple[float, float, float]
         loss = loss + cfg.distill * l1(sr, target)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if cfg.tune_level:
+        keep = torch.zeros(len(model.bits), device=device)
+        keep[cfg.level_index(model.bits)] = 1.0
+        for g in opt.param_groups:
+            for p in g["params"]:
+                if p.grad is not None:
+                    p.grad.mul_(keep)  # Adam moves no entry whose gradient was always 0
     if cfg.grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
@@ -433,7 +486,8 @@ def _validate(run: _Run, done: int, val_pairs: list[tuple[str, np.ndarray, np.nd
               step_info: dict[str, float]) -> None:
     """PSNR on the validation set, logged to metrics.jsonl; a new best is written to ``best.pt``."""
     cfg = run.cfg
-    r = evaluate_dataset(run.net, val_pairs, cfg.val_set, run.model_cfg.scale, TileConfig())
+    r = evaluate_dataset(run.net, val_pairs, cfg.val_set, run.model_cfg.scale, TileConfig(),
+                         bit_index=cfg.level_index(run.net.bits) if cfg.tune_level else None)
     rec_d = {**step_info, f"{cfg.val_set}_psnr": r.psnr, f"{cfg.val_set}_fab": r.fab}
     with open(run.out / "metrics.jsonl", "a") as f:
         f.write(json.dumps(rec_d) + "\n")
@@ -486,7 +540,11 @@ def train(
         for m in run.net.modules():  # quantizers initialised (from init or checkpoint)
             if hasattr(m, "initialized"):
                 m.initialized.fill_(1)
-    run.net.random_levels = cfg.random_levels if cfg.mode == "qat" else 0.0
+    run.net.random_levels = cfg.random_levels if cfg.mode == "qat" and not cfg.tune_level else 0.0
+    if cfg.tune_level:  # no weight gradients: the backward costs only the activations'
+        tuned = {id(p) for p in _level_steps(run.net)}
+        for p in run.net.parameters():
+            p.requires_grad_(id(p) in tuned)
     _make_optimizer(run, state)
     val_pairs = _validation_pairs(run)
     run.teacher = _load_teacher(run)

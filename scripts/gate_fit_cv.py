@@ -1,0 +1,169 @@
+"""Can a controller that reads the LR tile learn which tiles gain from more bits? Fit one to
+measured per-tile gains on training images and score it on held-out training images.
+
+For each training image (tiles every ``step`` pixels, deployed integer numerics) this measures
+every tile's squared error at every bit level (as ``tile_allocation.py`` does on a benchmark)
+and the GBC gate's input features. A ridge regression on those features predicts each tile's
+gain (its image's PSNR change against all tiles at the lowest level); 5-fold
+cross-validation over images scores the allocation the prediction makes, against the best
+static mix at the same average bits (``fab_curve.best_static_mix``), for two choice sets:
+
+- ``gate``: what the deployed controller can express: the GBC gate's three choices (for the
+  default bit set 4 bits, 6 bits, or E2B's entropy level -> 4/5/8 bits), a linear gate (the
+  regression's form) and the calibration's bias shift ``t * (0, 1, 2)`` setting the FAB;
+- ``free``: any level per tile, the price of a bit setting the FAB (a controller with one
+  output per level).
+
+The oracle rows use the measured gains themselves (an upper bound that also exploits chance).
+
+    python scripts/gate_fit_cv.py --images 60 --json docs/gate_fit_cv_bsd200.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from fab_curve import best_static_mix  # this folder
+from tile_allocation import tile_errors  # this folder
+
+from granular_mobile.checkpoint import load_model
+from granular_mobile.config import TileConfig
+from granular_mobile.data.imresize import imresize
+from granular_mobile.defaults import train_folders
+from granular_mobile.imageio import list_images, read_rgb
+from granular_mobile.progress import progress
+from granular_mobile.runtime import Upscaler
+from granular_mobile.runtime.backends.torch import TorchBackend
+from granular_mobile.runtime.tiler import TilePlan
+
+FABS = (4.25, 4.4, 4.5, 5.0)
+
+
+def measure(model_name: str, folder: Path, n_images: int) -> dict[str, np.ndarray]:
+    """Per tile: gate features, entropy, squared error at each level; per image: its index."""
+    m = load_model(model_name).eval()
+    tc, s = TileConfig(), m.cfg.scale
+    be = TorchBackend.from_models(m, tile=tc.tile, numerics="int8")
+    static = {b: Upscaler(be, bits=b, overlap=tc.overlap, merge=tc.merge) for b in m.bits}
+    feats, ents, ses, img = [], [], [], []
+    files = list_images(folder)[:n_images]
+    with progress() as pb:
+        task = pb.add_task("measure", total=len(files))
+        for k, f in enumerate(files):
+            hr = read_rgb(f)
+            h, w = hr.shape[0] // s * s, hr.shape[1] // s * s
+            hr = hr[:h, :w]
+            t = torch.from_numpy(hr).permute(2, 0, 1).double()
+            lr = imresize(t, size=(h // s, w // s)).round().clamp(0, 255).byte().permute(1, 2, 0).contiguous().numpy()
+            pb.advance(task)
+            if min(lr.shape[:2]) < tc.tile:
+                continue
+            plan = TilePlan(lr.shape[0], lr.shape[1], tc.tile, tc.step, s, tc.merge)
+            x = torch.from_numpy(np.stack([lr[py:py + tc.tile, px:px + tc.tile] for py, px in plan.positions]))
+            x = x.permute(0, 3, 1, 2).float() / 255
+            with torch.no_grad():
+                feats.append(m.encoder.gbc.features(m.head_conv(x * m.cfg.rgb_range)).numpy())
+                ents.append(m.e2b.entropy(x).numpy())
+            ses.append(np.array([tile_errors(static[b](lr)[0], hr, plan, s) for b in m.bits]).T)
+            img += [k] * len(plan)
+    return {"feat": np.concatenate(feats), "ent": np.concatenate(ents), "se": np.concatenate(ses), "img": np.array(img)}
+
+
+def analyse(d: dict[str, np.ndarray], model_name: str, ridges: list[float]) -> dict:
+    m = load_model(model_name)
+    bits = list(m.bits)
+    feat, se, img = d["feat"], d["se"], d["img"]
+    n, images = len(feat), np.unique(img)
+    # a tile's gain in its image's PSNR (dB) at each level against the lowest, to first order
+    w = np.array([10 / np.log(10) / se[img == j, 0].sum() for j in img])
+    gain = (se[:, [0]] - se) * w[:, None]
+    rows = np.arange(n)
+
+    def score(levels: np.ndarray) -> tuple[float, float]:
+        g = gain[rows, levels]
+        return float(np.mean([g[img == j].sum() for j in images])), float(np.array(bits, float)[levels].mean())
+
+    hull = [(f, p) for p, f in (score(np.full(n, i)) for i in range(len(bits)))]
+
+    def vs_mix(levels_at: list[np.ndarray]) -> dict[str, float]:
+        """Best allocation of a sweep closest to each FAB, in dB over the static mix there."""
+        pts = [score(a) for a in levels_at]
+        out = {}
+        for f in FABS:
+            p, fab = min(pts, key=lambda q: abs(q[1] - f))
+            out[f"{f:.2f}"] = p - best_static_mix(hull, fab)
+        return out
+
+    # the gate's choices: level index of each choice per tile (choice 2 follows E2B's entropy level)
+    e2b = np.array([bits.index(b) for b in m.cfg.quant.e2b_bits])[m.e2b.level(torch.from_numpy(d["ent"])).numpy()]
+    choice = np.stack([np.full(n, bits.index(m.cfg.quant.gbc_bits[0])), np.full(n, bits.index(m.cfg.quant.gbc_bits[1])), e2b], 1)
+    target_gate = gain[rows[:, None], choice][:, 1:] - gain[rows, choice[:, 0]][:, None]
+    target_free = gain[:, 1:]
+
+    def gate_sweep(pred: np.ndarray) -> list[np.ndarray]:
+        lg = np.hstack([np.zeros((n, 1)), pred / (pred.std() + 1e-12)])
+        ts = np.concatenate([-np.geomspace(1e-4, 1e3, 600), [0.0], np.geomspace(1e-4, 1e3, 600)])
+        return [choice[rows, np.argmax(lg + t * np.array([0.0, 1.0, 2.0]), 1)] for t in ts]
+
+    def free_sweep(pred: np.ndarray) -> list[np.ndarray]:
+        p = np.hstack([np.zeros((n, 1)), pred])
+        cost = np.array(bits, float) - bits[0]
+        return [np.argmax(p - lam * cost, 1) for lam in np.geomspace(1e-5, 1e3, 1200) * pred.std()]
+
+    x = np.hstack([(feat - feat.mean(0)) / (feat.std(0) + 1e-9), np.ones((n, 1))])
+    reg = np.diag([1.0] * feat.shape[1] + [0.0])
+    folds = img % 5
+
+    def cv(y: np.ndarray, ridge: float) -> np.ndarray:
+        pred = np.zeros_like(y)
+        for k in range(5):
+            tr, te = folds != k, folds == k
+            coef = np.linalg.solve(x[tr].T @ x[tr] + ridge * reg, x[tr].T @ y[tr])
+            pred[te] = x[te] @ coef
+        return pred
+
+    with torch.no_grad():
+        trained = m.encoder.gbc.gate(torch.from_numpy(feat).float()).numpy()
+    return {
+        "model": model_name, "images": len(images), "tiles": n,
+        "static": {str(b): score(np.full(n, i))[0] for i, b in enumerate(bits)},
+        "gate": {
+            "trained_gate": vs_mix(gate_sweep(trained[:, 1:] - trained[:, :1])),
+            **{f"ridge_{r:g}": vs_mix(gate_sweep(cv(target_gate, r))) for r in ridges},
+            "oracle": vs_mix(gate_sweep(target_gate)),
+        },
+        "free": {
+            **{f"ridge_{r:g}": vs_mix(free_sweep(cv(target_free, r))) for r in ridges},
+            "oracle": vs_mix(free_sweep(target_free)),
+        },
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-m", "--model", default="default")
+    ap.add_argument("--folder", type=Path, default=Path(train_folders()[-1]), help="training images (default: BSD200)")
+    ap.add_argument("--images", type=int, default=60)
+    ap.add_argument("--ridges", default="10,100,1000")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cache", type=Path, help="an .npz of the measurements: read if it exists, else written")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    if a.cache and a.cache.is_file():
+        d = dict(np.load(a.cache))
+    else:
+        d = measure(a.model, a.folder, a.images)
+        if a.cache:
+            np.savez(a.cache, **d)
+    out = analyse(d, a.model, [float(r) for r in a.ridges.split(",")])
+    print(json.dumps(out, indent=1))
+    if a.json:
+        a.json.write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
