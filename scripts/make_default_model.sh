@@ -62,16 +62,28 @@ gdq quantize --init "$R/gdq_x2_int8/best.pt" -o "$R/gdq_x2_int8b" --iters 6000 -
 #    Set14 and BSD100 at or below 4.5 bits (4.5 put BSD100 at 4.54)
 S=${SNAPSHOT:-$R/gdq_x2_int8b/best.pt}
 gdq calibrate "$S" --target-fab 4.4 -o "$R/gdq_int8_f4.4.pt"
+gdq pack "$R/gdq_int8_f4.4.pt" -o "$R/gdq_int8_f4.4_packed.pt"
+
+# 4b. the levels the controller rarely picks: only their quantizer steps train (--tune-level),
+#     every crop at that level; the weights, the controller and the other levels stay bit for
+#     bit (gdq pack in step 5 re-snaps the packed float weights by up to one fp16 step). 300
+#     iterations per level, one level after the other (8, then 6, then 5 bits); about 1 s per
+#     iteration (no weight gradients). "default" as the teacher: the shipped twin (fp4600.pt)
+TUNE="--lr 1e-4 --warmup 20 --distill 1 --distill-from default --patch 32 --batch 16 --eval-every 100 --ckpt-every 50"
+gdq quantize --init "$R/gdq_int8_f4.4_packed.pt" -o "$R/tune8" --tune-level 8 --iters 300 $TUNE --threads 1
+gdq quantize --init "$R/tune8/final.pt" -o "$R/tune6" --tune-level 6 --iters 300 $TUNE --threads 2
+gdq quantize --init "$R/tune6/final.pt" -o "$R/tune5" --tune-level 5 --iters 300 $TUNE --threads 2
+T=$R/tune5/final.pt
 
 # 5. ship: compact weights, evaluation (deployed integer numerics), export, PSNR-FAB curve, bench,
 #    golden vectors for the Android core
 cp "$R/fp4600.pt" "$A/srresnet_x2.pt"
-gdq pack "$R/gdq_int8_f4.4.pt" -o "$A/srresnet_gdq_x2.pt"
+gdq pack "$T" -o "$A/srresnet_gdq_x2.pt"
 gdq eval --data Set5,Set14,BSD100 --json docs/eval_default_f4.4.json
 gdq export --target all -o "$A/export" --verify
 python scripts/fab_curve.py --data Set14 --targets 4.25,4.5,5,6 --json docs/fab_curve_set14.json --svg docs/fab_curve_set14.svg
 # the same snapshot at 4.5, for comparison
-gdq calibrate "$S" --target-fab 4.5 -o "$R/gdq_int8_f4.5.pt"
+gdq calibrate "$T" --target-fab 4.5 -o "$R/gdq_int8_f4.5.pt"
 gdq pack "$R/gdq_int8_f4.5.pt" -o "$R/gdq_int8_f4.5_packed.pt"
 gdq eval -m "$R/gdq_int8_f4.5_packed.pt" --data Set5,Set14,BSD100 --no-bicubic --json docs/eval_default_f4.5.json
 for b in 8 4; do
@@ -80,8 +92,9 @@ done
 for t in onnxruntime tflite; do
   python bench/export_vs_trained.py --data Set14 --backend $t --json docs/export_vs_trained_set14_${t/onnxruntime/onnx}.json
 done
-python bench/rounding_cost.py -m "$S" --data Set5 --bits 4,8 --json docs/rounding_cost_set5.json
+python bench/rounding_cost.py -m "$T" --data Set5 --bits 4,8 --json docs/rounding_cost_set5.json
 bash scripts/arm64_setup.sh && gdq verify --arch arm64 -o "$A/export" --graphs all --tiles 6
 gdq bench --rounds 5 --json docs/bench_default.json
 python scripts/tile_allocation.py --data Set14 --json docs/tile_allocation_set14.json
+python scripts/gate_fit_cv.py --images 60 --threads 2 --cache "$R/gate_fit_cv.npz" --json docs/gate_fit_cv_bsd200.json
 python -m granular_mobile.runtime.golden android_demo/core/src/test/resources/golden
