@@ -81,8 +81,8 @@ class TrainConfig:
     #: activation steps and int8 grids), every crop at that level, from a Granular-DQ --init;
     #: the weights, the gate, E2B and the other levels stay bit for bit, so their graphs
     #: export unchanged. For a level the controller rarely picks: the joint fine-tuning trains
-    #: its steps on few crops, and they co-adapt with the weights (measured on the model shipped
-    #: 2026-12-01: recomputing them by minimum quantization error costs 0.12-0.36 dB)
+    #: its steps on few crops, and they co-adapt with the weights (so recomputing them by minimum
+    #: quantization error instead is no substitute; docs/METHOD.md, "Training")
     tune_level: int = 0
     #: default: $GDQ_BENCH_ROOT (defaults.py)
     val_root: str = field(default_factory=bench_root)
