@@ -31,7 +31,7 @@ from tile_allocation import tile_errors  # this folder
 
 from granular_mobile.checkpoint import load_model
 from granular_mobile.config import TileConfig
-from granular_mobile.data.imresize import imresize
+from granular_mobile.data.dataset import bicubic_pair
 from granular_mobile.defaults import train_folders
 from granular_mobile.imageio import list_images, read_rgb
 from granular_mobile.progress import progress
@@ -53,11 +53,7 @@ def measure(model_name: str, folder: Path, n_images: int) -> dict[str, np.ndarra
     with progress() as pb:
         task = pb.add_task("measure", total=len(files))
         for k, f in enumerate(files):
-            hr = read_rgb(f)
-            h, w = hr.shape[0] // s * s, hr.shape[1] // s * s
-            hr = hr[:h, :w]
-            t = torch.from_numpy(hr).permute(2, 0, 1).double()
-            lr = imresize(t, size=(h // s, w // s)).round().clamp(0, 255).byte().permute(1, 2, 0).contiguous().numpy()
+            hr, lr = bicubic_pair(read_rgb(f), s)
             pb.advance(task)
             if min(lr.shape[:2]) < tc.tile:
                 continue

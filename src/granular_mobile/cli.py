@@ -287,10 +287,12 @@ def quantize_cmd(
             raise ConfigError(f"--init {init} is a Granular-DQ model with bits {list(fp_cfg.quant.bits)}, not --bits {bits}")
         if fp_cfg.numerics == "int8" and numerics != "int8":
             raise ConfigError(f"--init {init} was trained with int8 numerics; it cannot go back to --numerics float")
-        mc = dataclasses.replace(fp_cfg, numerics=numerics) if fp_cfg.quantized else dataclasses.replace(
-            fp_cfg, quantized=True, quant=QuantConfig(bits=want), numerics=numerics)
         if tune_level:  # the --init's model as it is (its numerics too): only its steps train
             mc = fp_cfg
+        elif fp_cfg.quantized:
+            mc = dataclasses.replace(fp_cfg, numerics=numerics)
+        else:
+            mc = dataclasses.replace(fp_cfg, quantized=True, quant=QuantConfig(bits=want), numerics=numerics)
     final = _train_common(cfg, out, mc, init, resume)
     console.print(f"wrote {final}")
 

@@ -69,13 +69,20 @@ class CropSampler:
         return (lr / 255.0).float(), (hr / 255.0).float()
 
 
+def bicubic_pair(im: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(HR cropped to a multiple of ``scale``, its LR) of an 8-bit HWC RGB image: MATLAB-bicubic
+    downscaling, rounded to 8 bits, as the benchmark sets' LR images are made."""
+    h, w = (im.shape[0] // scale) * scale, (im.shape[1] // scale) * scale
+    hr = im[:h, :w]
+    lr = imresize(torch.from_numpy(hr).permute(2, 0, 1).double(), size=(h // scale, w // scale))
+    return hr, lr.round().clamp(0, 255).byte().permute(1, 2, 0).contiguous().numpy()
+
+
 def tile_grid(images: list[np.ndarray], tile: int, scale: int, max_tiles: int | None = None, seed: int = 0) -> np.ndarray:
     """Non-overlapping LR tiles (N, 3, tile, tile) float [0, 1] of the images downscaled by ``scale``."""
     tiles = []
     for im in images:
-        h, w = (im.shape[0] // scale) * scale, (im.shape[1] // scale) * scale
-        t = torch.from_numpy(im[:h, :w]).permute(2, 0, 1).double()
-        lr = imresize(t, size=(h // scale, w // scale)).round().clamp(0, 255).float() / 255.0
+        lr = torch.from_numpy(bicubic_pair(im, scale)[1]).permute(2, 0, 1).float() / 255.0
         for y in range(0, lr.shape[1] - tile + 1, tile):
             for x in range(0, lr.shape[2] - tile + 1, tile):
                 tiles.append(lr[:, y:y + tile, x:x + tile])

@@ -192,8 +192,9 @@ def _param_groups(model: GDQNet, cfg: TrainConfig) -> list[dict[str, Any]]:
     at 2.3-7.1x; the int8 grids' levels at 0.7-1.9x. Per-level rates would need one
     parameter per level (another checkpoint layout)."""
     if cfg.tune_level:
-        # only the tuned level's entry of each step moves (_train_step masks the others), at a
-        # rate relative to that entry's size
+        # only the tuned level's entry of each step moves (every crop runs at that level, so the
+        # others get zero gradients, and Adam from a fresh state never moves them), at a rate
+        # relative to that entry's size
         li = cfg.level_index(model.bits)
         return [{"params": [p], "lr_mult": cfg.step_lr_mult * float(p.detach()[li].abs().clamp_min(1e-8)), "name": "step"}
                 for p in _level_steps(model)]
@@ -469,13 +470,6 @@ def _train_step(run: _Run, it: int, l1: nn.Module) -> tuple[float, float, float]
         loss = loss + cfg.distill * l1(sr, target)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    if cfg.tune_level:
-        keep = torch.zeros(len(model.bits), device=device)
-        keep[cfg.level_index(model.bits)] = 1.0
-        for g in opt.param_groups:
-            for p in g["params"]:
-                if p.grad is not None:
-                    p.grad.mul_(keep)  # Adam moves no entry whose gradient was always 0
     if cfg.grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
