@@ -15,8 +15,11 @@ static mix at the same average bits (``fab_curve.best_static_mix``), for two cho
   output per level).
 
 The oracle rows use the measured gains themselves (an upper bound that also exploits chance).
+``--image-context``: the fitted controllers also read the features' mean over the tile's image
+(a PSNR averaged over images values a tile by its share of its own image's error).
 
     python scripts/gate_fit_cv.py --images 60 --json docs/gate_fit_cv_bsd200.json
+    python scripts/gate_fit_cv.py --cache runs/gate_fit_cv.npz --image-context --json ctx.json
 """
 from __future__ import annotations
 
@@ -68,10 +71,13 @@ def measure(model_name: str, folder: Path, n_images: int) -> dict[str, np.ndarra
     return {"feat": np.concatenate(feats), "ent": np.concatenate(ents), "se": np.concatenate(ses), "img": np.array(img)}
 
 
-def analyse(d: dict[str, np.ndarray], model_name: str, ridges: list[float]) -> dict:
+def analyse(d: dict[str, np.ndarray], model_name: str, ridges: list[float], image_context: bool = False) -> dict:
     m = load_model(model_name)
     bits = list(m.bits)
     feat, se, img = d["feat"], d["se"], d["img"]
+    # the fitted controllers' inputs: the gate's features, and with image_context also their
+    # mean over the tile's image (a controller that sees the whole image before choosing)
+    fit = np.hstack([feat, np.stack([feat[img == j].mean(0) for j in img])]) if image_context else feat
     n, images = len(feat), np.unique(img)
     # a tile's gain in its image's PSNR (dB) at each level against the lowest, to first order
     w = np.array([10 / np.log(10) / se[img == j, 0].sum() for j in img])
@@ -109,8 +115,8 @@ def analyse(d: dict[str, np.ndarray], model_name: str, ridges: list[float]) -> d
         cost = np.array(bits, float) - bits[0]
         return [np.argmax(p - lam * cost, 1) for lam in np.geomspace(1e-5, 1e3, 1200) * pred.std()]
 
-    x = np.hstack([(feat - feat.mean(0)) / (feat.std(0) + 1e-9), np.ones((n, 1))])
-    reg = np.diag([1.0] * feat.shape[1] + [0.0])
+    x = np.hstack([(fit - fit.mean(0)) / (fit.std(0) + 1e-9), np.ones((n, 1))])
+    reg = np.diag([1.0] * fit.shape[1] + [0.0])
     folds = img % 5
 
     def cv(y: np.ndarray, ridge: float) -> np.ndarray:
@@ -124,7 +130,7 @@ def analyse(d: dict[str, np.ndarray], model_name: str, ridges: list[float]) -> d
     with torch.no_grad():
         trained = m.encoder.gbc.gate(torch.from_numpy(feat).float()).numpy()
     return {
-        "model": model_name, "images": len(images), "tiles": n,
+        "model": model_name, "images": len(images), "tiles": n, "image_context": image_context,
         "static": {str(b): score(np.full(n, i))[0] for i, b in enumerate(bits)},
         "gate": {
             "trained_gate": vs_mix(gate_sweep(trained[:, 1:] - trained[:, :1])),
@@ -146,6 +152,8 @@ def main() -> None:
     ap.add_argument("--ridges", default="10,100,1000")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", type=Path, help="an .npz of the measurements: read if it exists, else written")
+    ap.add_argument("--image-context", action="store_true",
+                    help="the fitted controllers also read the mean of the features over the tile's image")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -155,7 +163,7 @@ def main() -> None:
         d = measure(a.model, a.folder, a.images)
         if a.cache:
             np.savez(a.cache, **d)
-    out = analyse(d, a.model, [float(r) for r in a.ridges.split(",")])
+    out = analyse(d, a.model, [float(r) for r in a.ridges.split(",")], a.image_context)
     print(json.dumps(out, indent=1))
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))

@@ -75,11 +75,28 @@ def tiny_int8(arch: str):
     return q, fp
 
 
-@pytest.fixture(scope="module", params=["srresnet", "edsr", "srresnet:int8"])
+def with_own_8bit_weights(m):
+    """``m`` with an 8-bit level of its own (ModelConfig.level_weights) whose weights differ."""
+    import dataclasses
+
+    from granular_mobile.models import build_from_config
+
+    q = build_from_config(dataclasses.replace(m.cfg, level_weights=(8,))).eval()
+    q.load_state_dict(m.state_dict(), strict=False)
+    q.level_nets["8"].load_state_dict(q.shared_state())
+    with torch.no_grad():
+        for conv in (mod for mod in q.level_nets["8"].modules() if getattr(mod, "quantized", False)):
+            conv.weight.mul_(1.2)
+    return q
+
+
+@pytest.fixture(scope="module", params=["srresnet", "edsr", "srresnet:int8", "srresnet:int8+own8"])
 def exported(request, tmp_path_factory, verify_root):
     arch, _, numerics = request.param.partition(":")
-    m, fp = tiny_int8(arch) if numerics == "int8" else tiny(arch)
-    out = tmp_path_factory.mktemp(f"exp_{arch}_{numerics or 'float'}")
+    m, fp = tiny_int8(arch) if numerics.startswith("int8") else tiny(arch)
+    if numerics.endswith("+own8"):
+        m = with_own_8bit_weights(m)
+    out = tmp_path_factory.mktemp(f"exp_{arch}_{(numerics or 'float').replace('+', '_')}")
     man = export(m, ["onnx", "tflite"], out, tile=TILE, fp_model=fp, verify=True, verify_root=verify_root,
                  single_file=True)
     return request.param, m, out, man

@@ -74,6 +74,62 @@ def test_training_forward_is_exact_per_sample_level(arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_a_level_with_weights_of_its_own_runs_and_exports_them(arch):
+    """``level_weights``: a level's own copy starts as the shared network (the same outputs at
+    every level); once it differs, the tiles at that level (alone or in a batch of mixed levels,
+    with gradients) are its program's, the other levels' are unchanged, and the gradients reach
+    the copy only from its own tiles."""
+    import dataclasses
+
+    m, x = int8_model(arch)
+    mw = build_from_config(dataclasses.replace(m.cfg, level_weights=(8,))).eval()
+    missing, unexpected = mw.load_state_dict(m.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("level_nets.8.") for k in missing)
+    own = mw.level_nets["8"]
+    assert not hasattr(own, "encoder")  # one controller
+    own.load_state_dict(mw.shared_state())
+    levels = torch.tensor([3, 0, 2, 1, 0, 3, 1, 2])
+    with torch.no_grad():
+        assert torch.equal(mw(x, levels), m(x, levels))
+        for conv in (mod for mod in own.modules() if getattr(mod, "quantized", False)):
+            conv.weight.mul_(1.3)
+    before, progs = deployed_programs(m, None), deployed_programs(mw, None)
+    import numpy as np
+
+    def same(p, q) -> bool:
+        return len(p.nodes) == len(q.nodes) and all(
+            type(a) is type(b) and all(np.array_equal(np.asarray(a.__dict__[k]), np.asarray(b.__dict__[k]))
+                                       if isinstance(a.__dict__[k], np.ndarray) else a.__dict__[k] == b.__dict__[k]
+                                       for k in a.__dict__) for a, b in zip(p.nodes, q.nodes, strict=True))
+
+    assert all(same(progs[b], before[b]) for b in (4, 5, 6)) and not same(progs[8], before[8])
+    with torch.no_grad():
+        assert not torch.equal(run_program(progs[8], x), run_program(before[8], x))
+        assert torch.equal(mw(x, 3), run_program(progs[8], x))
+    mw.train()
+    for mod in mw.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.eval()
+    y = mw(x, levels)
+    for i, lv in enumerate(levels.tolist()):
+        assert torch.equal(y[i:i + 1].detach(), run_program(progs[mw.bits[lv]], x[i:i + 1])), (arch, i, lv)
+    y[levels != 3].square().mean().backward()
+    assert all(p.grad is None or not p.grad.any() for p in own.parameters())
+    assert mw.head[0].weight.grad is not None and mw.head[0].weight.grad.abs().sum() > 0
+
+
+def test_level_weights_config_is_validated():
+    from granular_mobile.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"7 is not a bit level.*valid: \[4, 5, 6, 8\]"):
+        ModelConfig(numerics="int8", level_weights=(7,))
+    with pytest.raises(ConfigError, match="needs numerics 'int8'"):
+        ModelConfig(numerics="float", level_weights=(8,))
+    with pytest.raises(ConfigError, match="strictly increasing"):
+        ModelConfig(numerics="int8", level_weights=(8, 6))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_program_scales_are_the_learned_steps(arch):
     m, _ = int8_model(arch)
     with torch.no_grad():

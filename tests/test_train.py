@@ -360,3 +360,87 @@ def test_tune_level_errors(fp_run, tiny_data, tmp_path):
         train(_cfg(tiny_data, mode="qat", iters=1, tune_level=7), tmp_path / "a", mc, init=str(fp_final), log=lambda s: None)
     with pytest.raises(ConfigError, match="must be the Granular-DQ model"):
         train(_cfg(tiny_data, mode="qat", iters=1, tune_level=8), tmp_path / "b", mc, init=str(fp_final), log=lambda s: None)
+
+
+@pytest.mark.parametrize("variant", ["steps", "bn"])
+def test_level_capacity_probe_trains_what_it_says(fp_run, tiny_data, tmp_path, variant):
+    """bench/level_capacity.py: inside ``trainable("bn")``, --tune-level also trains the blocks'
+    BatchNorm affine, and nothing else moves; outside, the trainer is as it was."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+    try:
+        import level_capacity
+    finally:
+        sys.path.pop(0)
+    from granular_mobile.train import trainer
+
+    _, fp_final, _ = fp_run
+    mc = ModelConfig(arch="srresnet", quantized=True, numerics="int8", **TINY)
+    base = train(_cfg(tiny_data, mode="qat", iters=2, lr=5e-4), tmp_path / "a", mc, init=str(fp_final), log=lambda s: None)
+    bm = load_model(str(base))
+    fns = (trainer._level_steps, trainer._param_groups)
+    with level_capacity.trainable(variant, 1.0):
+        tuned = train(_cfg(tiny_data, mode="qat", iters=4, lr=5e-3, warmup=1, tune_level=8), tmp_path / "b", bm.cfg,
+                      init=str(base), log=lambda s: None)
+    assert (trainer._level_steps, trainer._param_groups) == fns
+    a, b = bm.state_dict(), load_model(str(tuned)).state_dict()
+    moved = {k for k in a if not torch.equal(a[k], b[k])}
+    bn = {k for k in a if ".bn" in k and k.endswith((".weight", ".bias"))}
+    steps = {k for k in moved if k.endswith(".alpha") and ".wq." not in k}
+    assert steps  # the level's own steps train in every variant
+    assert not any(k.startswith("encoder.") or ".wq." in k or "running_" in k for k in moved)
+    assert moved - steps == (bn if variant == "bn" else set())
+
+
+def test_own_weights_train_that_levels_copy_only(fp_run, tiny_data, tmp_path):
+    """--tune-level 8 --own-weights: level 8 gets a copy of the shared network (ModelConfig.
+    level_weights) whose weights and 8-bit steps train; the shared network, the gate and the
+    4/5/6-bit programs stay bit for bit, and the 8-bit program runs the copy."""
+    import dataclasses
+
+    from granular_mobile.program import deployed_programs
+
+    _, fp_final, _ = fp_run
+    mc = ModelConfig(arch="srresnet", quantized=True, numerics="int8", **TINY)
+    base = train(_cfg(tiny_data, mode="qat", iters=2, lr=5e-4), tmp_path / "a", mc, init=str(fp_final), log=lambda s: None)
+    bm = load_model(str(base))
+    with pytest.raises(ConfigError, match="own_weights needs tune_level"):
+        TrainConfig(mode="qat", own_weights=True)
+    with pytest.raises(ConfigError, match="no weights of its own"):  # the model config must have the copy
+        train(_cfg(tiny_data, mode="qat", iters=1, tune_level=8, own_weights=True), tmp_path / "x", bm.cfg,
+              init=str(base), log=lambda s: None)
+    wc = dataclasses.replace(bm.cfg, level_weights=(8,))
+    tuned = train(_cfg(tiny_data, mode="qat", iters=4, lr=5e-3, warmup=1, tune_level=8, own_weights=True),
+                  tmp_path / "b", wc, init=str(base), log=lambda s: None)
+    tm = load_model(str(tuned))
+    assert tm.cfg == wc
+    a, b = bm.state_dict(), tm.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "the shared network moved"
+    own = {k.removeprefix("level_nets.8."): v for k, v in b.items() if k.startswith("level_nets.8.")}
+    assert set(own) == set(tm.shared_state())
+    moved = {k for k in own if not torch.equal(own[k], a[k])}
+    assert any(k.endswith("conv1.weight") for k in moved) and "tail.1.weight" in moved
+    assert not any(".wq." in k or "running_" in k for k in moved)
+    per_level = {k for k in own if k.endswith(".alpha") and own[k].numel() == len(tm.bits)}
+    assert per_level & moved and all(torch.equal(own[k][:3], a[k][:3]) for k in per_level)
+    before, after = deployed_programs(bm, None), deployed_programs(tm, None)
+    for bits in (4, 5, 6):
+        assert all(torch.equal(torch.as_tensor(p.weight), torch.as_tensor(q.weight))
+                   for p, q in zip(before[bits].nodes, after[bits].nodes, strict=True) if hasattr(p, "weight"))
+    assert any(not torch.equal(torch.as_tensor(p.weight), torch.as_tensor(q.weight))
+               for p, q in zip(before[8].nodes, after[8].nodes, strict=True) if hasattr(p, "weight"))
+    # a resume keeps its optimizer layout: own_weights cannot be switched off
+    stored = read_checkpoint(tmp_path / "b" / "last.pt")["train"]["config"]
+    with pytest.raises(ConfigError, match="own_weights=True, not False"):
+        train(TrainConfig(**{**stored, "own_weights": False}), tmp_path / "b", resume=True, log=lambda s: None)
+    # the CLI adds the copy to the --init's model
+    from typer.testing import CliRunner
+
+    from granular_mobile.cli import app
+
+    r = CliRunner().invoke(app, ["quantize", "--init", str(base), "-o", str(tmp_path / "c"), "--own-weights"])
+    assert r.exit_code != 0 and "own_weights needs tune_level" in str(r.exception)
+    r = CliRunner().invoke(app, ["quantize", "--init", str(base), "-o", str(tmp_path / "d"), "--tune-level", "8",
+                                 "--own-weights", "--iters", "1", "--data", str(tiny_data), "--patch", "16", "--batch",
+                                 "2", "--eval-every", "0", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert load_model(str(tmp_path / "d" / "final.pt")).cfg.level_weights == (8,)

@@ -227,6 +227,10 @@ def quantize_cmd(
                                    "grids), every crop at that level, from a Granular-DQ --init: weights, controller "
                                    "and the other levels stay bit for bit (the bit-budget and gate options then do "
                                    "nothing). 0: off."),
+    own_weights: bool = typer.Option(False, "--own-weights", help="With --tune-level: the level also trains weights of "
+                                     "its own (a copy of the shared network at the start, at --lr); the controller and "
+                                     "the other levels keep the shared network. Its graph carries its own weights anyway: "
+                                     "no cost on a device."),
     data: str = _TRAIN_HELP_COMMON["data"],
     patch: int = typer.Option(48, help="LR patch side (pixels)."),
     batch: int = _TRAIN_HELP_COMMON["batch"],
@@ -255,6 +259,7 @@ def quantize_cmd(
       gdq quantize --init default -o runs/gdq_x2_int8 --distill 1 --distill-from default
       gdq quantize -o runs/gdq_x2_int8 --resume   (continues with the run's own options)
       gdq quantize --init default -o runs/gdq_x2_a8 --tune-level 8 --iters 300 --lr 1e-4 --distill 1 --distill-from default
+      gdq quantize --init default -o runs/gdq_x2_w8 --tune-level 8 --own-weights --iters 1200 --lr 5e-5 --distill 1 ...
     """
     _need("torch")
     from .checkpoint import read_checkpoint, resolve_model_path
@@ -270,7 +275,7 @@ def quantize_cmd(
                         target_fab=target_fab, fab_lambda=fab_lambda, fab_two_sided=fab_two_sided,
                         gate_warmup=gate_warmup, distill=distill, distill_from=distill_from,
                         step_lr_mult=step_lr_mult, random_levels=random_levels, gate_lr_mult=gate_lr_mult,
-                        tune_level=tune_level,
+                        tune_level=tune_level, own_weights=own_weights,
                         eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root, val_set=val_set,
                         threads=threads)
     mc = None
@@ -287,8 +292,11 @@ def quantize_cmd(
             raise ConfigError(f"--init {init} is a Granular-DQ model with bits {list(fp_cfg.quant.bits)}, not --bits {bits}")
         if fp_cfg.numerics == "int8" and numerics != "int8":
             raise ConfigError(f"--init {init} was trained with int8 numerics; it cannot go back to --numerics float")
-        if tune_level:  # the --init's model as it is (its numerics too): only its steps train
+        if tune_level:  # the --init's model as it is (its numerics too): only that level trains
+            cfg.level_index(fp_cfg.quant.bits)
             mc = fp_cfg
+            if own_weights and tune_level not in fp_cfg.level_weights:
+                mc = dataclasses.replace(fp_cfg, level_weights=tuple(sorted({*fp_cfg.level_weights, tune_level})))
         elif fp_cfg.quantized:
             mc = dataclasses.replace(fp_cfg, numerics=numerics)
         else:

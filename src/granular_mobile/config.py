@@ -155,10 +155,22 @@ class ModelConfig:
     e2b: E2BConfig = field(default_factory=E2BConfig)
     #: see TRAIN_NUMERICS; "float" for full-precision models and older checkpoints
     numerics: str = "float"
+    #: bit levels that run a weight set of their own (``gdq quantize --tune-level B --own-weights``):
+    #: a copy of the network trained at that level alone; the controller and the other levels
+    #: share the one network. Each level's exported graph carries its weights anyway, so this
+    #: costs nothing on a device.
+    level_weights: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "level_weights", tuple(int(b) for b in self.level_weights))
         _check(self.numerics in TRAIN_NUMERICS, f"numerics '{self.numerics}' is unknown; valid: {list(TRAIN_NUMERICS)}")
         _check(self.numerics == "float" or self.quantized, "numerics 'int8' needs a Granular-DQ (quantized) model")
+        if self.level_weights:
+            _check(self.numerics == "int8", "level_weights (a bit level with weights of its own) needs numerics 'int8'")
+            for b in self.level_weights:
+                _check(b in self.quant.bits, f"level_weights: {b} is not a bit level of the model; valid: {list(self.quant.bits)}")
+            _check(list(self.level_weights) == sorted(set(self.level_weights)),
+                   f"level_weights {list(self.level_weights)} must be strictly increasing")
         # which architectures exist is the model-family registry's business (models/family.py):
         # building an unregistered one fails there, with the registered names
         _check(self.arch.isidentifier(), f"arch '{self.arch}' is not a model family name")

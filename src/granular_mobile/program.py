@@ -341,6 +341,8 @@ class Lowerable(Protocol):
 
     def lower(self, b: ProgramBuilder, bit_index: int | None) -> None: ...
 
+    def net_for(self, bit_index: int | None) -> Lowerable: ...
+
 
 def build_program(model: Lowerable, bits: int | None, fp_layers: str = "float") -> Program:
     """The model at a static bit level (``None``: a full-precision model, all float), as its
@@ -355,7 +357,7 @@ def build_program(model: Lowerable, bits: int | None, fp_layers: str = "float") 
     bi = cfg.quant.index(bits) if bits is not None else None
     mode = fp_layers if bits is not None else "float"
     b = ProgramBuilder(mode, bi)
-    model.lower(b, bi)
+    model.net_for(bi).lower(b, bi)  # a level with weights of its own lowers its own copy
     if not b.nodes or b.nodes[-1].out != "sr":
         raise ValueError(f"{type(model).__name__}.lower did not end with output_conv")
     return Program(_tail_at_lr(b.nodes), bits=bits, fp_layers=mode)

@@ -18,6 +18,7 @@ inputs only; its export calibrates the other grids after training.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -72,6 +73,27 @@ class GDQNet(nn.Module):
             self.encoder = nn.Module()
             self.encoder.gbc = GBC(cfg.n_feats, groupnorm=cfg.gbc_groupnorm)
             self.e2b = E2B(cfg.quant, cfg.e2b)
+        if cfg.level_weights:
+            # a level with weights of its own: the same network without a controller (the one
+            # controller picks the levels; this copy only runs the tiles sent to its level)
+            nets = {}
+            for b in cfg.level_weights:
+                net = type(self)(dataclasses.replace(cfg, level_weights=()))
+                del net.encoder, net.e2b
+                nets[str(b)] = net
+            self.level_nets = nn.ModuleDict(nets)
+
+    def net_for(self, bit_index: int | None) -> GDQNet:
+        """The network that runs bit level ``bit_index`` (an index into ``bits``): a level's own
+        copy (``cfg.level_weights``), else this one."""
+        if bit_index is not None and self.cfg.level_weights and self.bits[bit_index] in self.cfg.level_weights:
+            return self.level_nets[str(self.bits[bit_index])]  # type: ignore[return-value]
+        return self
+
+    def shared_state(self) -> dict[str, torch.Tensor]:
+        """The shared network's state (no controller, no level copies): what a level copy loads
+        when it is created from it."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(("encoder.", "e2b.", "level_nets."))}
 
     # -- rounding points (numerics "int8") ---------------------------------------------
     def make_grids(self, *names: str) -> nn.ModuleDict:
@@ -199,15 +221,36 @@ class GDQNet(nn.Module):
         else:
             bit_index = None
         if self.cfg.int8_tensors and bit_index is not None:
-            return self.integer_forward(x, bit_index, mix), ctrl
+            return self._routed_integer_forward(x, bit_index, mix), ctrl
         return self.sr_forward(x, self.head_conv(xs) if z1 is None else z1, bit_index, mix), ctrl
 
-    def integer_forward(self, x: torch.Tensor, bit_index: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
+    def _routed_integer_forward(self, x: torch.Tensor, bit_index: torch.Tensor, mix: torch.Tensor | None) -> torch.Tensor:
+        """``integer_forward`` with each sample run by the network of its level (``net_for``)."""
+        if not self.cfg.level_weights:
+            return self.integer_forward(x, bit_index, mix)
+        groups: dict[int, list[int]] = {}
+        for lv in bit_index.unique().tolist():
+            groups.setdefault(id(self.net_for(lv)), []).append(lv)
+        out: torch.Tensor | None = None
+        for levels in groups.values():
+            net = self.net_for(levels[0])
+            if len(groups) == 1:
+                return net.integer_forward(x, bit_index, mix, exact=self.exact_integer)
+            idx = torch.isin(bit_index, torch.tensor(levels, device=bit_index.device)).nonzero().squeeze(1)
+            y = net.integer_forward(x[idx], bit_index[idx], None if mix is None else mix[idx], exact=self.exact_integer)
+            out = (y.new_zeros((x.shape[0], *y.shape[1:])) if out is None else out).index_copy(0, idx, y)
+        assert out is not None
+        return out
+
+    def integer_forward(self, x: torch.Tensor, bit_index: torch.Tensor, mix: torch.Tensor | None = None,
+                        exact: bool | None = None) -> torch.Tensor:
         """SR of x at each sample's bit level in the integer numerics: this family's ``lower`` run
         eagerly (exact integer values, straight-through gradients). While the grids observe
-        (``observing_grids``), the float surrogate runs and they record instead of rounding."""
+        (``observing_grids``), the float surrogate runs and they record instead of rounding.
+        ``exact``: default ``self.exact_integer`` (a level copy takes its owner's)."""
         observing = any(g.observed is not None for g in self.grid_modules())
-        b = IntegerForward(x, bit_index, mix, exact=self.exact_integer and not observing)
+        exact = self.exact_integer if exact is None else exact
+        b = IntegerForward(x, bit_index, mix, exact=exact and not observing)
         # the eager builder takes each sample's level from bit_index; the int tells lower()
         # that this is a quantized (not a full-precision) program
         self.lower(b, 0)  # type: ignore[arg-type]

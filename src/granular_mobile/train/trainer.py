@@ -34,7 +34,7 @@ from ..defaults import bench_root, train_folders
 from ..errors import CheckpointError, ConfigError
 from ..eval.evaluate import evaluate_dataset
 from ..models import GDQNet, build_from_config
-from ..quant.lsq import ActQuantizer, GridQuantizer
+from ..quant.lsq import ActQuantizer, GridQuantizer, WeightQuantizer
 from .calibration import calibrate_e2b, calibrate_gate
 
 SCHEDULES = ("cosine", "step")
@@ -84,6 +84,10 @@ class TrainConfig:
     #: its steps on few crops, and they co-adapt with the weights (so recomputing them by minimum
     #: quantization error instead is no substitute; docs/METHOD.md, "Training")
     tune_level: int = 0
+    #: with tune_level: the level also trains weights of its own (``ModelConfig.level_weights``,
+    #: a copy of the shared network when the --init has none for it) at ``lr``; the shared
+    #: network, the gate and the other levels still stay bit for bit
+    own_weights: bool = False
     #: default: $GDQ_BENCH_ROOT (defaults.py)
     val_root: str = field(default_factory=bench_root)
     val_set: str = "Set5"
@@ -118,6 +122,8 @@ class TrainConfig:
             raise ConfigError("tune_level needs mode 'qat' (a Granular-DQ model)")
         if self.tune_level and (self.gate_warmup or self.random_levels):
             raise ConfigError("tune_level trains every crop at that level: drop gate_warmup and random_levels")
+        if self.own_weights and not self.tune_level:
+            raise ConfigError("own_weights needs tune_level (the bit level that gets weights of its own)")
 
     def level_index(self, bits: tuple[int, ...]) -> int:
         """Index of ``tune_level`` in the model's bit set (ConfigError when it is not one)."""
@@ -196,8 +202,11 @@ def _param_groups(model: GDQNet, cfg: TrainConfig) -> list[dict[str, Any]]:
         # others get zero gradients, and Adam from a fresh state never moves them), at a rate
         # relative to that entry's size
         li = cfg.level_index(model.bits)
-        return [{"params": [p], "lr_mult": cfg.step_lr_mult * float(p.detach()[li].abs().clamp_min(1e-8)), "name": "step"}
-                for p in _level_steps(model)]
+        groups = [{"params": [p], "lr_mult": cfg.step_lr_mult * float(p.detach()[li].abs().clamp_min(1e-8)),
+                   "name": "step"} for p in _level_steps(model)]
+        if cfg.own_weights:
+            groups.append({"params": _own_weights(model, li), "lr_mult": 1.0, "name": "weights"})
+        return groups
     gate, steps, rest = [], [], []
     for n, p in model.named_parameters():
         if n.startswith("encoder."):
@@ -218,6 +227,16 @@ def _param_groups(model: GDQNet, cfg: TrainConfig) -> list[dict[str, Any]]:
 def _level_steps(model: GDQNet) -> list[nn.Parameter]:
     """The steps with one entry per bit level: conv inputs' (ActQuantizer) and int8 grids'."""
     return [m.alpha for m in model.modules() if isinstance(m, ActQuantizer | GridQuantizer)]
+
+
+def _own_weights(model: GDQNet, li: int) -> list[nn.Parameter]:
+    """The weights of level ``li``'s own network (``ModelConfig.level_weights``): every parameter
+    of it but the quantizer steps. The int8 weight steps stay: at the weights' rate Adam would
+    move a 0.002 step by a percent per iteration, re-rounding every weight of its conv."""
+    net = model.net_for(li)
+    assert net is not model, "own_weights: the level has no weights of its own"
+    steps = {id(m.alpha) for m in net.modules() if isinstance(m, ActQuantizer | GridQuantizer | WeightQuantizer)}
+    return [p for p in net.parameters() if id(p) not in steps]
 
 
 def _describe(m: ModelConfig) -> str:
@@ -284,6 +303,10 @@ def _load_state(cfg: TrainConfig, last: Path, model_cfg: ModelConfig | None,
             # its Adam moments and rates belong to the stored level: they would move that one
             raise ConfigError(f"--resume: '{last}' was trained with tune_level={old_level}, not {cfg.tune_level}; "
                               f"start a new run from it with --init")
+        old_own = bool(state["train"]["config"].get("own_weights", False))
+        if old_own != cfg.own_weights:  # another optimizer layout
+            raise ConfigError(f"--resume: '{last}' was trained with own_weights={old_own}, not {cfg.own_weights}; "
+                              f"start a new run from it with --init")
     if model_cfg is None:
         raise ConfigError("a model config is needed (or --resume)")
     if (cfg.mode == "qat") != model_cfg.quantized:
@@ -292,6 +315,9 @@ def _load_state(cfg: TrainConfig, last: Path, model_cfg: ModelConfig | None,
         check_target_fab(cfg.target_fab, model_cfg.quant.bits)
         if cfg.tune_level:
             cfg.level_index(model_cfg.quant.bits)
+        if cfg.own_weights and cfg.tune_level not in model_cfg.level_weights:
+            raise ConfigError(f"own_weights: level {cfg.tune_level} has no weights of its own in this model "
+                              f"(level_weights {list(model_cfg.level_weights)}); gdq quantize --own-weights adds them")
     return state, model_cfg
 
 
@@ -334,7 +360,10 @@ def _init_from_checkpoint(run: _Run, init: str | None) -> None:
                           "architecture), or --resume")
     ck = read_checkpoint(init)
     init_cfg = from_dict(ModelConfig, ck["model"])
-    if cfg.tune_level and init_cfg != model_cfg:
+    # --own-weights on an --init without them for the tuned level: that level's copy is new
+    new_level = (str(cfg.tune_level) if cfg.own_weights and cfg.tune_level not in init_cfg.level_weights
+                 and init_cfg.quantized else None)
+    if cfg.tune_level and dataclasses.replace(init_cfg, level_weights=model_cfg.level_weights) != model_cfg:
         raise ConfigError(f"--tune-level: --init {init} must be the Granular-DQ model whose level is tuned "
                           f"({_describe(model_cfg)}), not {_describe(init_cfg)}")
     sd = {k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()}
@@ -344,17 +373,25 @@ def _init_from_checkpoint(run: _Run, init: str | None) -> None:
         # this run's (recomputed above), and quantizer settings do not shape an fp network
         # A float-numerics Granular-DQ model may start an int8-numerics one (its grids are
         # then initialised from calibration tiles, below)
-        ignored = {"e2b": model_cfg.e2b, "numerics": model_cfg.numerics} | (
+        ignored = {"e2b": model_cfg.e2b, "numerics": model_cfg.numerics, "level_weights": model_cfg.level_weights} | (
             {} if model_cfg.quantized else {"quant": model_cfg.quant})
         if dataclasses.replace(init_cfg, **ignored) != model_cfg or (
                 init_cfg.numerics == "int8" and model_cfg.numerics != "int8"):
             raise CheckpointError(f"--init {init}: its model ({_describe(init_cfg)}) is not the one asked for "
                                   f"({_describe(model_cfg)})")
+        if set(init_cfg.level_weights) - set(model_cfg.level_weights) or (
+                set(model_cfg.level_weights) - set(init_cfg.level_weights) - {cfg.tune_level if new_level else None}):
+            raise CheckpointError(f"--init {init}: its levels with weights of their own {list(init_cfg.level_weights)} "
+                                  f"are not this run's {list(model_cfg.level_weights)}")
         missing, unexpected = model.load_state_dict(sd, strict=False)
+        if new_level is not None:
+            missing = [k for k in missing if not k.startswith(f"level_nets.{new_level}.")]
         bad = [k for k in missing if ".grids." not in k and not k.startswith("grids.")]
         if bad or unexpected or (missing and init_cfg.numerics == model_cfg.numerics):
             raise CheckpointError(f"--init {init}: state dict does not fit: missing {(bad or missing)[:5]}, "
                                   f"unexpected {unexpected[:5]}")
+        if new_level is not None:  # the level starts as the shared network, value for value
+            model.level_nets[new_level].load_state_dict(model.shared_state())
     else:
         if not model_cfg.quantized:
             raise CheckpointError(f"--init {init}: its model ({_describe(init_cfg)}) is not the one asked for "
@@ -535,8 +572,10 @@ def train(
             if hasattr(m, "initialized"):
                 m.initialized.fill_(1)
     run.net.random_levels = cfg.random_levels if cfg.mode == "qat" and not cfg.tune_level else 0.0
-    if cfg.tune_level:  # no weight gradients: the backward costs only the activations'
+    if cfg.tune_level:  # no weight gradients (but the level's own): the backward costs only the activations'
         tuned = {id(p) for p in _level_steps(run.net)}
+        if cfg.own_weights:
+            tuned |= {id(p) for p in _own_weights(run.net, cfg.level_index(run.net.bits))}
         for p in run.net.parameters():
             p.requires_grad_(id(p) in tuned)
     _make_optimizer(run, state)
