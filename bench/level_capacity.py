@@ -77,6 +77,7 @@ def trainable(variant: str, lr_mult: float) -> Iterator[None]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--init", default="default", help="a Granular-DQ model")
+    ap.add_argument("--distill-from", default="default", help="its full-precision twin ('default': the shipped one)")
     ap.add_argument("--level", type=int, default=8)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--iters", type=int, default=300)
@@ -98,7 +99,7 @@ def main() -> None:
         run = a.out / v
         with trainable(v, a.extra_lr_mult):
             app(["quantize", "--init", a.init, "-o", str(run), "--tune-level", str(a.level), "--iters", str(a.iters),
-                 "--lr", str(a.lr), "--warmup", "20", "--distill", "1", "--distill-from", "default", "--patch", "32",
+                 "--lr", str(a.lr), "--warmup", "20", "--distill", "1", "--distill-from", a.distill_from, "--patch", "32",
                  "--batch", "16", "--eval-every", str(a.eval_every), "--ckpt-every", str(a.eval_every),
                  "--threads", str(a.threads)], standalone_mode=False)
         vals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

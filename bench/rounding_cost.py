@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def without(model: GDQNet, group: str) -> Iterator[None]:
     try:
         if group in GROUPS or group == "all":
             for name, mod in model.named_modules():
-                if isinstance(mod, GridQuantizer) and (group == "all" or GROUPS[group](name)):
+                # a level's own copy (ModelConfig.level_weights) names its grids level_nets.<bits>.*
+                if isinstance(mod, GridQuantizer) and (group == "all" or GROUPS[group](re.sub(r"^level_nets\.\d+\.", "", name))):
                     saved.append((mod, mod.forward))
                     mod.forward = lambda x, bit_index: x  # type: ignore[method-assign]
         if group in ("fp-layer weights", "all"):

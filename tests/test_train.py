@@ -444,3 +444,14 @@ def test_own_weights_train_that_levels_copy_only(fp_run, tiny_data, tmp_path):
                                  "2", "--eval-every", "0", "--threads", "1"])
     assert r.exit_code == 0, r.output
     assert load_model(str(tmp_path / "d" / "final.pt")).cfg.level_weights == (8,)
+    # the joint fine-tuning would train the copy from the few tiles the gate sends to it
+    with pytest.raises(ConfigError, match="trains one level at a time"):
+        train(_cfg(tiny_data, mode="qat", iters=1), tmp_path / "e", wc, init=str(tuned), log=lambda s: None)
+    # under DDP every parameter that trains gets a gradient (the shared network's steps do not
+    # train when the copy runs the level)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "granular_mobile.cli", "quantize", "--init", str(base), "-o", str(tmp_path / "ddp"), "--tune-level", "8",
+           "--own-weights", "--iters", "3", "--batch", "2", "--patch", "16", "--eval-every", "0", "--data", str(tiny_data)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]

@@ -229,8 +229,8 @@ def quantize_cmd(
                                    "nothing). 0: off."),
     own_weights: bool = typer.Option(False, "--own-weights", help="With --tune-level: the level also trains weights of "
                                      "its own (a copy of the shared network at the start, at --lr); the controller and "
-                                     "the other levels keep the shared network. Its graph carries its own weights anyway: "
-                                     "no cost on a device."),
+                                     "the other levels keep the shared network. Each level's graph carries its weights "
+                                     "anyway (a --single-file TFLite, which stores shared weights once, grows by the copy)."),
     data: str = _TRAIN_HELP_COMMON["data"],
     patch: int = typer.Option(48, help="LR patch side (pixels)."),
     batch: int = _TRAIN_HELP_COMMON["batch"],

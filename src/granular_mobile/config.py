@@ -157,8 +157,8 @@ class ModelConfig:
     numerics: str = "float"
     #: bit levels that run a weight set of their own (``gdq quantize --tune-level B --own-weights``):
     #: a copy of the network trained at that level alone; the controller and the other levels
-    #: share the one network. Each level's exported graph carries its weights anyway, so this
-    #: costs nothing on a device.
+    #: share the one network. Each level's exported graph carries its weights anyway, so only
+    #: a single-file TFLite (which stores weights shared by its graphs once) grows.
     level_weights: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:

@@ -203,7 +203,7 @@ def _param_groups(model: GDQNet, cfg: TrainConfig) -> list[dict[str, Any]]:
         # relative to that entry's size
         li = cfg.level_index(model.bits)
         groups = [{"params": [p], "lr_mult": cfg.step_lr_mult * float(p.detach()[li].abs().clamp_min(1e-8)),
-                   "name": "step"} for p in _level_steps(model)]
+                   "name": "step"} for p in _level_steps(model.net_for(li))]
         if cfg.own_weights:
             groups.append({"params": _own_weights(model, li), "lr_mult": 1.0, "name": "weights"})
         return groups
@@ -315,6 +315,11 @@ def _load_state(cfg: TrainConfig, last: Path, model_cfg: ModelConfig | None,
         check_target_fab(cfg.target_fab, model_cfg.quant.bits)
         if cfg.tune_level:
             cfg.level_index(model_cfg.quant.bits)
+        if model_cfg.level_weights and not cfg.tune_level:
+            # the joint fine-tuning would train a level's copy at the full rate from the few tiles
+            # the gate sends to it, and the gate's gradient assumes one network for every level
+            raise ConfigError(f"a model with levels of their own {list(model_cfg.level_weights)} trains one level at a "
+                              f"time (--tune-level); fine-tune its shared network before adding them")
         if cfg.own_weights and cfg.tune_level not in model_cfg.level_weights:
             raise ConfigError(f"own_weights: level {cfg.tune_level} has no weights of its own in this model "
                               f"(level_weights {list(model_cfg.level_weights)}); gdq quantize --own-weights adds them")
@@ -419,8 +424,11 @@ def _make_optimizer(run: _Run, state: dict[str, Any] | None) -> None:
     model = run.net
     run.ddp_model = model
     if run.world > 1:
+        # a level's own copy (ModelConfig.level_weights) gets no gradient from a batch without a
+        # tile at its level
         run.ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+            model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
+            find_unused_parameters=bool(model.cfg.level_weights))
     run.opt = torch.optim.Adam(_param_groups(model, run.cfg), lr=run.cfg.lr, betas=(0.9, 0.999))
     if state is not None and "optimizer" in state["train"]:
         try:
@@ -573,9 +581,12 @@ def train(
                 m.initialized.fill_(1)
     run.net.random_levels = cfg.random_levels if cfg.mode == "qat" and not cfg.tune_level else 0.0
     if cfg.tune_level:  # no weight gradients (but the level's own): the backward costs only the activations'
-        tuned = {id(p) for p in _level_steps(run.net)}
+        # the steps of the network that runs the level (a level's own copy, or the shared one):
+        # a parameter that requires a gradient and gets none stops DDP's reduction
+        li = cfg.level_index(run.net.bits)
+        tuned = {id(p) for p in _level_steps(run.net.net_for(li))}
         if cfg.own_weights:
-            tuned |= {id(p) for p in _own_weights(run.net, cfg.level_index(run.net.bits))}
+            tuned |= {id(p) for p in _own_weights(run.net, li)}
         for p in run.net.parameters():
             p.requires_grad_(id(p) in tuned)
     _make_optimizer(run, state)
