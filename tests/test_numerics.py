@@ -2,6 +2,7 @@
 computes, at a bit level, what its exported integer program computes."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,7 +95,6 @@ def test_a_level_with_weights_of_its_own_runs_and_exports_them(arch):
         for conv in (mod for mod in own.modules() if getattr(mod, "quantized", False)):
             conv.weight.mul_(1.3)
     before, progs = deployed_programs(m, None), deployed_programs(mw, None)
-    import numpy as np
 
     def same(p, q) -> bool:
         return len(p.nodes) == len(q.nodes) and all(
