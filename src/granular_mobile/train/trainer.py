@@ -424,11 +424,8 @@ def _make_optimizer(run: _Run, state: dict[str, Any] | None) -> None:
     model = run.net
     run.ddp_model = model
     if run.world > 1:
-        # a level's own copy (ModelConfig.level_weights) gets no gradient from a batch without a
-        # tile at its level
         run.ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
-            find_unused_parameters=bool(model.cfg.level_weights))
+            model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
     run.opt = torch.optim.Adam(_param_groups(model, run.cfg), lr=run.cfg.lr, betas=(0.9, 0.999))
     if state is not None and "optimizer" in state["train"]:
         try:
