@@ -49,29 +49,20 @@ def _extra(model: GDQNet, variant: str, steps: set[int]) -> list[nn.Parameter]:
 
 @contextlib.contextmanager
 def trainable(variant: str, lr_mult: float) -> Iterator[None]:
-    """Inside: ``--tune-level`` also trains the variant's extra parameters (at lr x lr_mult)."""
-    level_steps, param_groups = trainer._level_steps, trainer._param_groups
-
-    def extra(model: GDQNet) -> list[nn.Parameter]:
-        return _extra(model, variant, {id(p) for p in level_steps(model)})
-
-    def steps_and_extra(model: GDQNet) -> list[nn.Parameter]:
-        return level_steps(model) + extra(model)
+    """Inside: ``--tune-level`` also trains the variant's extra parameters (at lr x lr_mult); the
+    trainer lets exactly its optimizer groups' parameters require gradients."""
+    param_groups = trainer._param_groups
 
     def groups(model: GDQNet, cfg: trainer.TrainConfig) -> list[dict]:
-        trainer._level_steps = level_steps  # the level's own step groups, as --tune-level builds them
-        try:
-            out = param_groups(model, cfg)
-        finally:
-            trainer._level_steps = steps_and_extra
-        more = extra(model)
+        out = param_groups(model, cfg)
+        more = _extra(model, variant, {id(p) for g in out for p in g["params"]})
         return out + ([{"params": more, "lr_mult": lr_mult, "name": variant}] if more else [])
 
-    trainer._level_steps, trainer._param_groups = steps_and_extra, groups  # type: ignore[assignment]
+    trainer._param_groups = groups  # type: ignore[assignment]
     try:
         yield
     finally:
-        trainer._level_steps, trainer._param_groups = level_steps, param_groups  # type: ignore[assignment]
+        trainer._param_groups = param_groups  # type: ignore[assignment]
 
 
 def main() -> None:

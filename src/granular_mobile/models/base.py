@@ -228,14 +228,15 @@ class GDQNet(nn.Module):
         """``integer_forward`` with each sample run by the network of its level (``net_for``)."""
         if not self.cfg.level_weights:
             return self.integer_forward(x, bit_index, mix)
-        groups: dict[int, list[int]] = {}
+        groups: dict[int, tuple[GDQNet, list[int]]] = {}  # the levels each network runs
         for lv in bit_index.unique().tolist():
-            groups.setdefault(id(self.net_for(lv)), []).append(lv)
+            net = self.net_for(lv)
+            groups.setdefault(id(net), (net, []))[1].append(lv)
+        if len(groups) == 1:
+            net, _ = next(iter(groups.values()))
+            return net.integer_forward(x, bit_index, mix, exact=self.exact_integer)
         out: torch.Tensor | None = None
-        for levels in groups.values():
-            net = self.net_for(levels[0])
-            if len(groups) == 1:
-                return net.integer_forward(x, bit_index, mix, exact=self.exact_integer)
+        for net, levels in groups.values():
             idx = torch.isin(bit_index, torch.tensor(levels, device=bit_index.device)).nonzero().squeeze(1)
             y = net.integer_forward(x[idx], bit_index[idx], None if mix is None else mix[idx], exact=self.exact_integer)
             out = (y.new_zeros((x.shape[0], *y.shape[1:])) if out is None else out).index_copy(0, idx, y)

@@ -578,12 +578,9 @@ def train(
                 m.initialized.fill_(1)
     run.net.random_levels = cfg.random_levels if cfg.mode == "qat" and not cfg.tune_level else 0.0
     if cfg.tune_level:  # no weight gradients (but the level's own): the backward costs only the activations'
-        # the steps of the network that runs the level (a level's own copy, or the shared one):
-        # a parameter that requires a gradient and gets none stops DDP's reduction
-        li = cfg.level_index(run.net.bits)
-        tuned = {id(p) for p in _level_steps(run.net.net_for(li))}
-        if cfg.own_weights:
-            tuned |= {id(p) for p in _own_weights(run.net, li)}
+        # exactly what the optimizer trains (_param_groups): a parameter that requires a gradient
+        # and gets none (the shared network's steps when a level's own copy runs) stops DDP's reduction
+        tuned = {id(p) for g in _param_groups(run.net, cfg) for p in g["params"]}
         for p in run.net.parameters():
             p.requires_grad_(id(p) in tuned)
     _make_optimizer(run, state)
