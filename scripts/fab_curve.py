@@ -27,22 +27,8 @@ from granular_mobile.config import TileConfig
 from granular_mobile.data.dataset import load_folder_images, tile_grid
 from granular_mobile.defaults import bench_root
 from granular_mobile.eval import benchmark_pairs, evaluate_dataset
+from granular_mobile.metrics import best_static_mix
 from granular_mobile.train import TrainConfig, calibrate_gate
-
-
-def best_static_mix(static: list[tuple[float, float]], fab: float) -> float:
-    """PSNR of the best static mix of levels at average bits ``fab``: the upper concave hull of
-    the (FAB, PSNR) static points, interpolated (PSNR is the mean over images, so a mix's PSNR
-    is close to the same mix of the levels' PSNRs; what this compares is that line)."""
-    pts = sorted(static)
-    if not pts[0][0] <= fab <= pts[-1][0]:
-        raise ValueError(f"FAB {fab} is outside the static levels {[p[0] for p in pts]}")
-    best = max((p[1] for p in pts if p[0] == fab), default=float("-inf"))
-    for i, (xa, ya) in enumerate(pts):
-        for xb, yb in pts[i + 1:]:
-            if xa <= fab <= xb and xb > xa:
-                best = max(best, ya + (yb - ya) * (fab - xa) / (xb - xa))
-    return best
 
 
 def svg_plot(series: dict[str, list[tuple[float, float]]], title: str, ref: float | None,

@@ -6,11 +6,12 @@ every tile's squared error at every bit level (as ``tile_allocation.py`` does on
 and the GBC gate's input features. A ridge regression on those features predicts each tile's
 gain (its image's PSNR change against all tiles at the lowest level); 5-fold
 cross-validation over images scores the allocation the prediction makes, against the best
-static mix at the same average bits (``fab_curve.best_static_mix``), for two choice sets:
+static mix at the same average bits (``metrics.best_static_mix``), for two choice sets:
 
-- ``gate``: what the deployed controller can express: the GBC gate's three choices (for the
-  default bit set 4 bits, 6 bits, or E2B's entropy level -> 4/5/8 bits), a linear gate (the
-  regression's form) and the calibration's bias shift ``t * (0, 1, 2)`` setting the FAB;
+- ``gate``: what the deployed controller can express: the GBC gate's three choices (the
+  model's, e.g. 4 bits, 6 bits, or E2B's entropy level -> 4/5/8 bits; or ``--choices``, as
+  ``gdq fit-gate`` fits them), a linear gate (the regression's form) and the calibration's bias
+  shift ``t * (0, 1, 2)`` setting the FAB;
 - ``free``: any level per tile, the price of a bit setting the FAB (a controller with one
   output per level).
 
@@ -18,8 +19,9 @@ The oracle rows use the measured gains themselves (an upper bound that also expl
 ``--image-context``: the fitted controllers also read the features' mean over the tile's image
 (a PSNR averaged over images values a tile by its share of its own image's error).
 
-    python scripts/gate_fit_cv.py --images 60 --json docs/gate_fit_cv_bsd200.json
-    python scripts/gate_fit_cv.py --cache runs/gate_fit_cv.npz --image-context --json ctx.json
+    python scripts/gate_fit_cv.py --images 60 --json gate_fit_cv.json
+    python scripts/gate_fit_cv.py --cache runs/tiles.npz --image-context --json ctx.json
+    python scripts/gate_fit_cv.py -m <model before gdq fit-gate> --cache <its --cache> --choices 4,5,6
 """
 from __future__ import annotations
 
@@ -29,49 +31,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fab_curve import best_static_mix  # this folder
-from tile_allocation import tile_errors  # this folder
 
 from granular_mobile.checkpoint import load_model
-from granular_mobile.config import TileConfig
-from granular_mobile.data.dataset import bicubic_pair
 from granular_mobile.defaults import train_folders
 from granular_mobile.imageio import list_images, read_rgb
+from granular_mobile.metrics import best_static_mix
 from granular_mobile.progress import progress
-from granular_mobile.runtime import Upscaler
-from granular_mobile.runtime.backends.torch import TorchBackend
-from granular_mobile.runtime.tiler import TilePlan
+from granular_mobile.train.gate_fit import GateFitConfig, TileGains, measure_tile_gains
 
 FABS = (4.25, 4.4, 4.5, 5.0)
 
 
-def measure(model_name: str, folder: Path, n_images: int) -> dict[str, np.ndarray]:
-    """Per tile: gate features, entropy, squared error at each level; per image: its index."""
-    m = load_model(model_name).eval()
-    tc, s = TileConfig(), m.cfg.scale
-    be = TorchBackend.from_models(m, tile=tc.tile, numerics="int8")
-    static = {b: Upscaler(be, bits=b, overlap=tc.overlap, merge=tc.merge) for b in m.bits}
-    feats, ents, ses, img = [], [], [], []
-    files = list_images(folder)[:n_images]
-    with progress() as pb:
-        task = pb.add_task("measure", total=len(files))
-        for k, f in enumerate(files):
-            hr, lr = bicubic_pair(read_rgb(f), s)
-            pb.advance(task)
-            if min(lr.shape[:2]) < tc.tile:
-                continue
-            plan = TilePlan(lr.shape[0], lr.shape[1], tc.tile, tc.step, s, tc.merge)
-            x = torch.from_numpy(np.stack([lr[py:py + tc.tile, px:px + tc.tile] for py, px in plan.positions]))
-            x = x.permute(0, 3, 1, 2).float() / 255
-            with torch.no_grad():
-                feats.append(m.encoder.gbc.features(m.head_conv(x * m.cfg.rgb_range)).numpy())
-                ents.append(m.e2b.entropy(x).numpy())
-            ses.append(np.array([tile_errors(static[b](lr)[0], hr, plan, s) for b in m.bits]).T)
-            img += [k] * len(plan)
-    return {"feat": np.concatenate(feats), "ent": np.concatenate(ents), "se": np.concatenate(ses), "img": np.array(img)}
-
-
-def analyse(d: dict[str, np.ndarray], model_name: str, ridges: list[float], image_context: bool = False) -> dict:
+def analyse(d: dict[str, np.ndarray], model_name: str, ridges: list[float], image_context: bool = False,
+            choices: tuple[int, int, int] | None = None) -> dict:
     m = load_model(model_name)
     bits = list(m.bits)
     feat, se, img = d["feat"], d["se"], d["img"]
@@ -100,8 +72,9 @@ def analyse(d: dict[str, np.ndarray], model_name: str, ridges: list[float], imag
         return out
 
     # the gate's choices: level index of each choice per tile (choice 2 follows E2B's entropy level)
-    e2b = np.array([bits.index(b) for b in m.cfg.quant.e2b_bits])[m.e2b.level(torch.from_numpy(d["ent"])).numpy()]
-    choice = np.stack([np.full(n, bits.index(m.cfg.quant.gbc_bits[0])), np.full(n, bits.index(m.cfg.quant.gbc_bits[1])), e2b], 1)
+    q = GateFitConfig(choices).quant(m.cfg.quant) if choices else m.cfg.quant
+    e2b = np.array([bits.index(b) for b in q.e2b_bits])[m.e2b.level(torch.from_numpy(d["ent"])).numpy()]
+    choice = np.stack([np.full(n, bits.index(q.gbc_bits[0])), np.full(n, bits.index(q.gbc_bits[1])), e2b], 1)
     target_gate = gain[rows[:, None], choice][:, 1:] - gain[rows, choice[:, 0]][:, None]
     target_free = gain[:, 1:]
 
@@ -130,10 +103,11 @@ def analyse(d: dict[str, np.ndarray], model_name: str, ridges: list[float], imag
     with torch.no_grad():
         trained = m.encoder.gbc.gate(torch.from_numpy(feat).float()).numpy()
     return {
-        "model": model_name, "images": len(images), "tiles": n, "image_context": image_context,
+        "model": model_name, "gate_choices": {"gbc_bits": list(q.gbc_bits), "e2b_bits": list(q.e2b_bits)},
+        "images": len(images), "tiles": n, "image_context": image_context,
         "static": {str(b): score(np.full(n, i))[0] for i, b in enumerate(bits)},
         "gate": {
-            "trained_gate": vs_mix(gate_sweep(trained[:, 1:] - trained[:, :1])),
+            **({"trained_gate": vs_mix(gate_sweep(trained[:, 1:] - trained[:, :1]))} if q == m.cfg.quant else {}),
             **{f"ridge_{r:g}": vs_mix(gate_sweep(cv(target_gate, r))) for r in ridges},
             "oracle": vs_mix(gate_sweep(target_gate)),
         },
@@ -152,18 +126,30 @@ def main() -> None:
     ap.add_argument("--ridges", default="10,100,1000")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", type=Path, help="an .npz of the measurements: read if it exists, else written")
+    ap.add_argument("--choices", default="", help="the gate's choices to fit (as gdq fit-gate --choices; "
+                    "default: the model's, and its trained gate is scored too)")
     ap.add_argument("--image-context", action="store_true",
                     help="the fitted controllers also read the mean of the features over the tile's image")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.cache and a.cache.is_file():
-        d = dict(np.load(a.cache))
+        g = TileGains.load(a.cache)
     else:
-        d = measure(a.model, a.folder, a.images)
+        m = load_model(a.model)
+        files = list_images(a.folder)[:a.images]
+        with progress() as pb:
+            task = pb.add_task("measure", total=len(files))
+            g = measure_tile_gains(m, [read_rgb(f) for f in files], m.bits, advance=lambda: pb.advance(task))
         if a.cache:
-            np.savez(a.cache, **d)
-    out = analyse(d, a.model, [float(r) for r in a.ridges.split(",")], a.image_context)
+            g.save(a.cache)
+    bits = load_model(a.model).bits
+    if tuple(g.levels) != tuple(bits):
+        raise SystemExit(f"the measurements' levels {list(g.levels)} are not the model's bit set {list(bits)}")
+    # (the folds here are image index % 5, gdq fit-gate's the image's rank % 5: same idea, other splits)
+    d = {"feat": g.feat, "ent": g.entropy, "se": g.se, "img": g.img}
+    choices = tuple(int(c) for c in a.choices.split(",")) if a.choices else None
+    out = analyse(d, a.model, [float(r) for r in a.ridges.split(",")], a.image_context, choices)  # type: ignore[arg-type]
     print(json.dumps(out, indent=1))
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))

@@ -23,30 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fab_curve import best_static_mix  # the upper concave hull of (FAB, PSNR) points (this folder)
 
 from granular_mobile.checkpoint import load_model
 from granular_mobile.config import TileConfig
 from granular_mobile.defaults import bench_root
 from granular_mobile.eval import benchmark_pairs
-from granular_mobile.metrics import psnr_y, rgb_to_y
+from granular_mobile.metrics import best_static_mix, psnr_y, rgb_to_y
 from granular_mobile.runtime import Upscaler
 from granular_mobile.runtime.backends.torch import TorchBackend
 from granular_mobile.runtime.tiler import TilePlan
-
-
-def tile_errors(sr: np.ndarray, hr: np.ndarray, plan: TilePlan, shave: int) -> list[float]:
-    """Sum of squared Y errors of the output pixels each tile owns (merge "center")."""
-    e = (rgb_to_y(sr).astype(np.float64) - rgb_to_y(hr).astype(np.float64)) ** 2
-    keep = np.zeros_like(e)
-    keep[shave:-shave, shave:-shave] = 1.0
-    e *= keep
-    s, t = plan.scale, plan.tile * plan.scale
-    out = []
-    for (py, px), w in zip(plan.positions, plan.weights(), strict=True):
-        reg = e[py * s:py * s + t, px * s:px * s + t]
-        out.append(float((reg * w[:reg.shape[0], :reg.shape[1]]).sum()))
-    return out
+from granular_mobile.train.gate_fit import tile_errors
 
 
 def score(recs: list[dict], alloc: list[list[int]]) -> tuple[float, float]:

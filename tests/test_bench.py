@@ -7,7 +7,6 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
 
 
 def test_bench_tiny(tiny_export, tmp_path):
@@ -49,24 +48,3 @@ def test_bench_rejects_zero_rounds(tiny_export):
     r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "bench", "-m", str(exp), "--rounds", "0"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "--rounds" in r.stdout + r.stderr and "Traceback" not in r.stderr
-
-
-def test_best_static_mix_is_the_upper_hull():
-    """scripts/fab_curve.py compares the controller with the best static mix of levels: a level
-    below the line of two others (a weak 5-bit level) is no part of it."""
-    import importlib.util
-
-    from conftest import ROOT
-
-    spec = importlib.util.spec_from_file_location("fab_curve", ROOT / "scripts" / "fab_curve.py")
-    assert spec is not None and spec.loader is not None
-    fc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fc)
-    static = [(4, 30.0), (5, 30.01), (6, 30.1), (8, 30.2)]
-    assert fc.best_static_mix(static, 4) == 30.0 and fc.best_static_mix(static, 8) == 30.2
-    # 4.5: three quarters of the tiles at 4 bits and one at 6 (30.025) beat half at 4 and 5 (30.005)
-    assert abs(fc.best_static_mix(static, 4.5) - 30.025) < 1e-9
-    assert abs(fc.best_static_mix(static, 5) - 30.05) < 1e-9  # above the 5-bit level itself
-    assert abs(fc.best_static_mix(static, 7) - 30.15) < 1e-9
-    with pytest.raises(ValueError, match="outside"):
-        fc.best_static_mix(static, 3.5)

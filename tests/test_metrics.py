@@ -51,3 +51,18 @@ def test_imresize_matches_matlab_lr(scale):
         d = np.abs(mine.astype(int) - lr)
         assert 10 * np.log10(255**2 / (d**2).mean()) > 55.0  # bicubic-pytorch: 55.5-56.7 dB
         assert (d <= 1).mean() > 0.99 and (d == 0).mean() > 0.8
+
+
+def test_best_static_mix_is_the_upper_hull():
+    """The controller is compared with the best static mix of levels (scripts/fab_curve.py, gdq
+    fit-gate): a level below the line of two others (a weak 5-bit level) is no part of it."""
+    from granular_mobile.metrics import best_static_mix
+
+    static = [(4, 30.0), (5, 30.01), (6, 30.1), (8, 30.2)]
+    assert best_static_mix(static, 4) == 30.0 and best_static_mix(static, 8) == 30.2
+    # 4.5: three quarters of the tiles at 4 bits and one at 6 (30.025) beat half at 4 and 5 (30.005)
+    assert abs(best_static_mix(static, 4.5) - 30.025) < 1e-9
+    assert abs(best_static_mix(static, 5) - 30.05) < 1e-9  # above the 5-bit level itself
+    assert abs(best_static_mix(static, 7) - 30.15) < 1e-9
+    with pytest.raises(ValueError, match="outside"):
+        best_static_mix(static, 3.5)

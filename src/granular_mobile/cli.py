@@ -360,6 +360,94 @@ def calibrate_cmd(
     console.print(f"-> {out}")
 
 
+@app.command("fit-gate")
+def fit_gate_cmd(
+    model: str = typer.Argument(..., help="Granular-DQ checkpoint."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output checkpoint."),
+    choices: str = typer.Option("4,5,6", help="The gate's three choices (bit-widths, lowest first)."),
+    e2b_bits: str = typer.Option("", help="What E2B maps choice 3 to by entropy (low,mid,high); "
+                                          "default: always the third choice."),
+    target_fab: float = typer.Option(4.4, help="Operating point: average bits of the deployed controller "
+                                               "on the data's tiles (as `gdq calibrate --target-fab`)."),
+    images: int = typer.Option(60, help="Training images to measure, spread evenly over --data (not with a "
+                                        "--cache that exists: its images are used)."),
+    data: str = _TRAIN_HELP_COMMON["data"],
+    ridge: float = typer.Option(100.0, help="L2 penalty of the regression (standardised features)."),
+    tile: int = typer.Option(DEFAULT_TILE, help="Deployment tile size (LR pixels)."),
+    step: int = typer.Option(DEFAULT_STEP, help="Step between the measured tiles."),
+    cache: Path | None = typer.Option(None, help="An .npz of the tile measurements: read if it exists, else written."),
+) -> None:
+    """Fit the controller's gate to measured per-tile gains, then set its operating point.
+
+    Every tile of --images training images runs at each of the model's bit levels (deployed
+    integer numerics); a ridge regression on the gate's own input features predicts what each
+    choice adds to its image's PSNR, and becomes the gate's weights. Prints the 5-fold
+    cross-validated gain over the best static mix of levels at --target-fab (on those tiles),
+    next to the current gate's. The network and the graphs' weights are unchanged; re-export.
+
+    Examples:
+      gdq fit-gate default -o model_fitted.pt
+      gdq fit-gate runs/gdq_x2/final.pt --choices 4,6,8 --e2b-bits 4,5,8 --images 120 -o fitted.pt
+    """
+    _need("torch")
+    from .checkpoint import load_model, save_model
+    from .config import TileConfig, check_target_fab
+    from .data.dataset import load_folder_images, tile_grid
+    from .errors import DataError
+    from .imageio import list_images, read_rgb
+    from .train import calibrate_gate
+    from .train.gate_fit import FOLDS, GateFitConfig, TileGains, fingerprint, fit_gate, measure_tile_gains
+
+    check_target_fab(target_fab)
+    gb = _int_list("--choices", choices)
+    eb = _int_list("--e2b-bits", e2b_bits) if e2b_bits else None
+    if len(gb) != 3 or (eb is not None and len(eb) != 3):
+        raise ConfigError(f"--choices '{choices}' / --e2b-bits '{e2b_bits}': the gate and E2B have exactly 3 choices each")
+    if images < FOLDS:
+        raise ConfigError(f"--images {images}: the fit's {FOLDS}-fold cross-validation needs at least {FOLDS} images")
+    cfg = GateFitConfig(gb, eb, ridge)  # type: ignore[arg-type]
+    tc = TileConfig(tile, step)
+    m = load_model(model)
+    if not m.cfg.quantized:
+        raise ConfigError(f"'{model}' is a full-precision model; only Granular-DQ models have a gate")
+    cfg.quant(m.cfg.quant)  # the choices against the model's bit set, before the measurement
+    check_target_fab(target_fab, (*gb, *(eb or ())))
+    folders = _split(data)
+    if cache is not None and cache.is_file():
+        gains = TileGains.load(cache)
+        if (gains.tiles.tile, gains.tiles.step) != (tc.tile, tc.step):
+            raise ConfigError(f"--cache {cache} was measured with --tile {gains.tiles.tile} --step {gains.tiles.step}, "
+                              f"not --tile {tc.tile} --step {tc.step}; give those or another --cache")
+        if gains.model != fingerprint(m):
+            raise DataError(f"--cache {cache} holds measurements of another network (the gate aside); give another --cache")
+        console.print(f"tile measurements from {cache}: {len(gains.img)} tiles of {len(set(gains.img.tolist()))} images")
+    else:
+        if cache is not None and not cache.parent.is_dir():
+            raise ConfigError(f"--cache {cache}: the folder {cache.parent} does not exist")
+        files = [p for f in folders for p in list_images(f)]
+        if not files:
+            raise DataError(f"no images in {folders}")
+        stride = len(files) / min(images, len(files))
+        pick = [files[int(i * stride)] for i in range(min(images, len(files)))]
+        with progress() as pb:
+            task = pb.add_task("measure tiles", total=len(pick))
+            gains = measure_tile_gains(m, [read_rgb(p) for p in pick], m.bits, tc, advance=lambda: pb.advance(task))
+        if cache is not None:
+            gains.save(cache)
+    new, report = fit_gate(m, gains, cfg, target_fab)
+    tiles = tile_grid(load_folder_images(folders), tile, m.cfg.scale)
+    t, before, after, n = calibrate_gate(new, tiles, target_fab)
+    report["gate_bias_shift"] = {"t": t, "target_fab": target_fab, "fab_before": before, "fab_after": after, "tiles": n}
+    cv, old = report["cv_vs_static_mix_db"], report["trained_gate_vs_static_mix_db"]
+    console.print(f"fitted on {report['tiles']} tiles of {report['images']} images; cross-validated, against the best "
+                  f"static mix: {cv:+.4f} dB at FAB {report['cv_fab']:.2f}" +
+                  (f" (the current gate: {old:+.4f} dB at {report['trained_gate_fab']:.2f})" if old is not None else ""))
+    console.print(f"operating point: FAB {after:.3f} on {n} tiles of {', '.join(folders)} (target {target_fab})")
+    meta = {"gate_fit": report, "calibrated_on": folders}
+    save_model(new, out, meta=meta)
+    console.print(f"-> {out}")
+
+
 @app.command("pack")
 def pack_cmd(
     ckpt: str = typer.Argument(..., help="Checkpoint to pack (e.g. runs/gdq_x2/final.pt)."),

@@ -64,3 +64,18 @@ def bitops(layer_macs: Sequence[tuple[int, bool]], tile_bits: Sequence[int], wei
     q = sum(m for m, isq in layer_macs if isq)
     f = sum(m for m, isq in layer_macs if not isq)
     return float(sum(q * weight_bits * b + f * 32 * 32 for b in tile_bits))
+
+
+def best_static_mix(static: Sequence[tuple[float, float]], fab: float) -> float:
+    """PSNR of the best static mix of levels at average bits ``fab``: the upper concave hull of
+    the (FAB, PSNR) static points, interpolated (PSNR is the mean over images, so a mix's PSNR
+    is close to the same mix of the levels' PSNRs; what this compares is that line)."""
+    pts = sorted(static)
+    if not pts[0][0] <= fab <= pts[-1][0]:
+        raise ValueError(f"FAB {fab} is outside the static levels {[p[0] for p in pts]}")
+    best = max((p[1] for p in pts if p[0] == fab), default=float("-inf"))
+    for i, (xa, ya) in enumerate(pts):
+        for xb, yb in pts[i + 1:]:
+            if xa <= fab <= xb and xb > xa:
+                best = max(best, ya + (yb - ya) * (fab - xa) / (xb - xa))
+    return best
