@@ -37,7 +37,14 @@ from granular_mobile.defaults import train_folders
 from granular_mobile.imageio import list_images, read_rgb
 from granular_mobile.metrics import best_static_mix
 from granular_mobile.progress import progress
-from granular_mobile.train.gate_fit import GateFitConfig, TileGains, measure_tile_gains
+from granular_mobile.train.gate_fit import (
+    GateFitConfig,
+    TileGains,
+    choice_levels,
+    image_weights,
+    measure_tile_gains,
+    ridge_fit,
+)
 
 FABS = (4.25, 4.4, 4.5, 5.0)
 
@@ -52,8 +59,7 @@ def analyse(d: dict[str, np.ndarray], model_name: str, ridges: list[float], imag
     fit = np.hstack([feat, np.stack([feat[img == j].mean(0) for j in img])]) if image_context else feat
     n, images = len(feat), np.unique(img)
     # a tile's gain in its image's PSNR (dB) at each level against the lowest, to first order
-    w = np.array([10 / np.log(10) / se[img == j, 0].sum() for j in img])
-    gain = (se[:, [0]] - se) * w[:, None]
+    gain = (se[:, [0]] - se) * image_weights(img, se[:, 0])[:, None]
     rows = np.arange(n)
 
     def score(levels: np.ndarray) -> tuple[float, float]:
@@ -73,8 +79,7 @@ def analyse(d: dict[str, np.ndarray], model_name: str, ridges: list[float], imag
 
     # the gate's choices: level index of each choice per tile (choice 2 follows E2B's entropy level)
     q = GateFitConfig(choices).quant(m.cfg.quant) if choices else m.cfg.quant
-    e2b = np.array([bits.index(b) for b in q.e2b_bits])[m.e2b.level(torch.from_numpy(d["ent"])).numpy()]
-    choice = np.stack([np.full(n, bits.index(q.gbc_bits[0])), np.full(n, bits.index(q.gbc_bits[1])), e2b], 1)
+    choice = np.searchsorted(bits, choice_levels(q, m, d["ent"]))
     target_gate = gain[rows[:, None], choice][:, 1:] - gain[rows, choice[:, 0]][:, None]
     target_free = gain[:, 1:]
 
@@ -88,16 +93,15 @@ def analyse(d: dict[str, np.ndarray], model_name: str, ridges: list[float], imag
         cost = np.array(bits, float) - bits[0]
         return [np.argmax(p - lam * cost, 1) for lam in np.geomspace(1e-5, 1e3, 1200) * pred.std()]
 
-    x = np.hstack([(fit - fit.mean(0)) / (fit.std(0) + 1e-9), np.ones((n, 1))])
-    reg = np.diag([1.0] * fit.shape[1] + [0.0])
+    xs = (fit - fit.mean(0)) / (fit.std(0) + 1e-9)
+    x = np.hstack([xs, np.ones((n, 1))])
     folds = img % 5
 
     def cv(y: np.ndarray, ridge: float) -> np.ndarray:
         pred = np.zeros_like(y)
         for k in range(5):
             tr, te = folds != k, folds == k
-            coef = np.linalg.solve(x[tr].T @ x[tr] + ridge * reg, x[tr].T @ y[tr])
-            pred[te] = x[te] @ coef
+            pred[te] = x[te] @ ridge_fit(xs[tr], y[tr], ridge)
         return pred
 
     with torch.no_grad():

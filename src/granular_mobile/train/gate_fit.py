@@ -34,7 +34,7 @@ from ..metrics import best_static_mix, rgb_to_y
 from ..models import GDQNet, build_from_config
 from ..runtime import Upscaler
 from ..runtime.backends.torch import TorchBackend
-from ..runtime.tiler import TilePlan
+from ..runtime.tiler import TilePlan, extract_tiles
 
 #: cross-validation folds (over images) of the fit's report
 FOLDS = 5
@@ -59,6 +59,8 @@ class GateFitConfig:
             object.__setattr__(self, "e2b_bits", tuple(int(b) for b in self.e2b_bits))
         if len(self.gbc_bits) != 3:
             raise ConfigError(f"gate choices {list(self.gbc_bits)}: the GBC gate has exactly 3 choices")
+        if self.e2b_bits is not None and len(self.e2b_bits) != 3:
+            raise ConfigError(f"E2B bits {list(self.e2b_bits)}: E2B has exactly 3 choices")
         if not self.gbc_bits[0] < self.gbc_bits[1] < self.gbc_bits[2]:
             # calibrate_gate's shift t * (0, 1, 2) must raise the bits as t grows
             raise ConfigError(f"gate choices {list(self.gbc_bits)} must be increasing (lowest first)")
@@ -159,8 +161,7 @@ def measure_tile_gains(model: GDQNet, images: Sequence[np.ndarray], levels: Sequ
         if min(lr.shape[:2]) < tc.tile:
             continue
         plan = TilePlan(lr.shape[0], lr.shape[1], tc.tile, tc.step, s, tc.merge)
-        x = torch.from_numpy(np.stack([lr[py:py + tc.tile, px:px + tc.tile] for py, px in plan.positions]))
-        x = x.permute(0, 3, 1, 2).float() / 255
+        x = torch.from_numpy(extract_tiles(lr, plan)).permute(0, 3, 1, 2).float() / 255
         feats.append(_gbc(model).features(model.head_conv(x * model.cfg.rgb_range)).numpy())
         ents.append(model.e2b.entropy(x).numpy())
         ses.append(np.array([tile_errors(static[b](lr)[0], hr, plan, s) for b in levels]).T)
@@ -188,7 +189,7 @@ def _level_se(g: TileGains, bits: np.ndarray) -> np.ndarray:
     return g.se[np.arange(len(g.se)).reshape(-1, *([1] * (bits.ndim - 1))), col]
 
 
-def _image_weights(img: np.ndarray, se_ref: np.ndarray) -> np.ndarray:
+def image_weights(img: np.ndarray, se_ref: np.ndarray) -> np.ndarray:
     """d PSNR / d squared error of each tile's image (dB), at the reference errors ``se_ref``:
     a tile's error drop times this is its image's PSNR gain, to first order."""
     w = np.zeros(len(img))
@@ -200,10 +201,10 @@ def _image_weights(img: np.ndarray, se_ref: np.ndarray) -> np.ndarray:
 def _gains(g: TileGains, bits: np.ndarray) -> np.ndarray:
     """(N, 2): each tile's gain in its image's PSNR at choices 1 and 2 over choice 0."""
     se = _level_se(g, bits)
-    return (se[:, :1] - se[:, 1:]) * _image_weights(g.img, se[:, 0])[:, None]
+    return (se[:, :1] - se[:, 1:]) * image_weights(g.img, se[:, 0])[:, None]
 
 
-def _ridge(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
+def ridge_fit(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
     """Coefficients (F + 1, K) on standardised features plus an unpenalised intercept."""
     xa = np.hstack([x, np.ones((len(x), 1))])
     reg = np.diag([1.0] * x.shape[1] + [0.0])
@@ -215,7 +216,7 @@ def _vs_static_mix(g: TileGains, bits: np.ndarray, logits: np.ndarray, target_fa
     t * (0, 1, 2) comes closest to ``target_fab`` over a sweep of t; PSNRs are image means, to
     first order, against every tile at the lowest measured level."""
     images = np.unique(g.img)
-    w0 = _image_weights(g.img, g.se[:, 0])
+    w0 = image_weights(g.img, g.se[:, 0])
 
     def psnr_gain(se: np.ndarray) -> float:
         d = (g.se[:, 0] - se) * w0
@@ -243,7 +244,8 @@ def fit_gate(model: GDQNet, gains: TileGains, cfg: GateFitConfig, target_fab: fl
         raise ConfigError("a full-precision model has no gate to fit")
     quant = cfg.quant(model.cfg.quant)
     if gains.model != fingerprint(model):
-        raise DataError("the tile measurements are of another network (the gate aside); measure this model's tiles")
+        raise DataError("the tile measurements are of another network (the gate aside); measure this model's tiles "
+                        "(another --cache)")
     for b in {*quant.gbc_bits, *quant.e2b_bits}:
         gains.column(b)
     images = np.unique(gains.img)
@@ -258,10 +260,10 @@ def fit_gate(model: GDQNet, gains: TileGains, cfg: GateFitConfig, target_fab: fl
     pred = np.zeros_like(y)
     for k in range(folds):
         tr, te = fold != k, fold == k
-        pred[te] = np.hstack([x[te], np.ones((int(te.sum()), 1))]) @ _ridge(x[tr], y[tr], cfg.ridge)
+        pred[te] = np.hstack([x[te], np.ones((int(te.sum()), 1))]) @ ridge_fit(x[tr], y[tr], cfg.ridge)
     cv, cv_fab = _vs_static_mix(gains, bits, np.hstack([np.zeros((len(y), 1)), pred]), target_fab)
 
-    coef = _ridge(x, y, cfg.ridge)
+    coef = ridge_fit(x, y, cfg.ridge)
     # logits in units of the predictions' spread, so calibrate_gate's grid of shifts (steps of
     # 0.01) resolves the operating point whatever the size of the gains
     scale = float((np.hstack([x, np.ones((len(x), 1))]) @ coef).std()) or 1.0
@@ -287,4 +289,5 @@ def fit_gate(model: GDQNet, gains: TileGains, cfg: GateFitConfig, target_fab: fl
     return new, report
 
 
-__all__ = ["FOLDS", "GateFitConfig", "TileGains", "choice_levels", "fingerprint", "fit_gate", "measure_tile_gains", "tile_errors"]
+__all__ = ["FOLDS", "GateFitConfig", "TileGains", "choice_levels", "fingerprint", "fit_gate", "image_weights",
+           "measure_tile_gains", "ridge_fit", "tile_errors"]
