@@ -56,3 +56,20 @@ def test_train_config_and_cli_share_the_target_fab_rule():
 
     with pytest.raises(ConfigError, match=r"--target-fab 9.0 must be within the bit levels' range \[2, 8\]"):
         TrainConfig(mode="qat", target_fab=9.0)
+
+
+def test_the_demos_tile_as_the_python_runtime():
+    """The browser and Android demos default to the runtime's tiling (defaults.py), so the three
+    give the same pixels for the same image."""
+    import re
+
+    from conftest import ROOT
+    from granular_mobile.defaults import DEFAULT_MERGE, DEFAULT_OVERLAP
+
+    for path in (ROOT / "web_demo" / "src" / "pipeline.js",
+                 ROOT / "android_demo" / "app" / "src" / "main" / "java" / "org" / "granularmobile" / "demo" / "SrPipeline.java"):
+        text = path.read_text()
+        overlap = re.search(r"DEFAULT_OVERLAP = (\d+);", text)
+        merge = re.search(r"DEFAULT_MERGE = ['\"](\w+)['\"];", text)
+        assert overlap and merge, f"{path.name} names no DEFAULT_OVERLAP / DEFAULT_MERGE"
+        assert (int(overlap.group(1)), merge.group(1)) == (DEFAULT_OVERLAP, DEFAULT_MERGE), path.name

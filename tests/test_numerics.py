@@ -118,6 +118,70 @@ def test_a_level_with_weights_of_its_own_runs_and_exports_them(arch):
     assert mw.head[0].weight.grad is not None and mw.head[0].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_an_exit_level_runs_its_copy_at_its_depth(arch):
+    """``exits``: a level (bits, blocks) runs its own copy through the first ``blocks`` residual
+    blocks, then the body end, upsampler and tail; its forward is its program's (fewer convs),
+    alone and in a batch of mixed levels, and its tiles' gradients reach only the copy."""
+    import dataclasses
+
+    from granular_mobile.program import calibrate_program
+
+    m, x = int8_model(arch)
+    me = build_from_config(dataclasses.replace(m.cfg, exits=((6, 1),))).eval()
+    missing, unexpected = me.load_state_dict(m.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("level_nets.6k1.") for k in missing)
+    me.level_nets["6k1"].load_state_dict(me.shared_state())
+    assert me.cfg.levels == ((4, 2), (5, 2), (6, 2), (8, 2), (6, 1)) and me.cfg.level_index(6, 1) == 4
+    full = deployed_programs(me, None)[6]
+    exit_prog = calibrate_program(build_program(me, 6, "int8", blocks=1), None)
+    # the second block's convs are gone, nothing else (the tail and upsampler are the same)
+    dropped = {c.name for c in full.convs} - {c.name for c in exit_prog.convs}
+    assert dropped and all(n.startswith("b1_") for n in dropped) and len(exit_prog.convs) < len(full.convs)
+    with torch.no_grad():
+        y = me(x, 4)
+        assert torch.equal(y, run_program(exit_prog, x))
+        assert not torch.equal(y, me(x, 2)), "the exit level computed the full depth"
+        assert torch.equal(me(x, 2), m(x, 2))  # the bit levels are the shared network's
+    levels = torch.tensor([4, 0, 2, 4, 3, 1, 4, 2])
+    me.train()
+    for mod in me.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.eval()
+    y = me(x, levels)
+    for i, lv in enumerate(levels.tolist()):
+        want = run_program(exit_prog if lv == 4 else deployed_programs(me, None)[me.bits[lv]], x[i:i + 1])
+        assert torch.equal(y[i:i + 1].detach(), want), (arch, i, lv)
+    y[levels == 4].square().mean().backward()
+    own = me.level_nets["6k1"]
+    assert own.tail[1].weight.grad is not None and own.tail[1].weight.grad.abs().sum() > 0
+    assert own.body[0].conv1.weight.grad.abs().sum() > 0
+    assert own.body[1].conv1.weight.grad is None, "a block after the exit got a gradient"
+    assert all(p.grad is None or not p.grad.any() for n, p in me.named_parameters() if not n.startswith("level_nets."))
+
+
+def test_exits_config_is_validated():
+    import json
+
+    from granular_mobile.config import from_dict, level_name, to_dict
+    from granular_mobile.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"exits: 7 is not a bit level.*valid: \[4, 5, 6, 8\]"):
+        ModelConfig(numerics="int8", exits=((7, 4),))
+    with pytest.raises(ConfigError, match=r"exits: 16 blocks must be in 1..15"):
+        ModelConfig(numerics="int8", exits=((6, 16),))
+    with pytest.raises(ConfigError, match="need numerics 'int8'"):
+        ModelConfig(numerics="float", exits=((6, 4),))
+    with pytest.raises(ConfigError, match="sorted and distinct"):
+        ModelConfig(numerics="int8", exits=((6, 8), (6, 4)))
+    cfg = ModelConfig(numerics="int8", exits=((6, 4), (6, 8)))
+    assert cfg.levels[-2:] == ((6, 4), (6, 8)) and cfg.level_index(6, 8) == 5 and cfg.level_index(5) == 1
+    with pytest.raises(ConfigError, match=r"level a6k2 is not a level of this model; valid: a4, a5, a6, a8, a6k4, a6k8"):
+        cfg.level_index(6, 2)
+    assert level_name(6, 16, 16) == "a6" and level_name(6, 4, 16) == "a6k4"
+    assert from_dict(ModelConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg  # travels in checkpoints
+
+
 def test_level_weights_config_is_validated():
     from granular_mobile.errors import ConfigError
 

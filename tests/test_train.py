@@ -1,4 +1,5 @@
 """Training on tiny models and crops (the real runs are scripts, not tests)."""
+import json
 import os
 import shutil
 import subprocess
@@ -454,5 +455,66 @@ def test_own_weights_train_that_levels_copy_only(fp_run, tiny_data, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
            "granular_mobile.cli", "quantize", "--init", str(base), "-o", str(tmp_path / "ddp"), "--tune-level", "8",
            "--own-weights", "--iters", "3", "--batch", "2", "--patch", "16", "--eval-every", "0", "--data", str(tiny_data)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_an_exit_level_trains_its_copy_only(fp_run, tiny_data, tiny_bench, tmp_path):
+    """--tune-level 6 --blocks 1: a new exit level (6 bits, 1 of 2 blocks) with a network of its
+    own; only that copy's used part trains, every other level stays bit for bit, and the CLI
+    adds the level to the --init's model."""
+    from typer.testing import CliRunner
+
+    from granular_mobile.cli import app
+
+    _, fp_final, _ = fp_run
+    mc = ModelConfig(arch="srresnet", quantized=True, numerics="int8", **TINY)
+    base = train(_cfg(tiny_data, mode="qat", iters=2, lr=5e-4), tmp_path / "a", mc, init=str(fp_final), log=lambda s: None)
+    bm = load_model(str(base))
+    with pytest.raises(ConfigError, match="blocks .an exit level. needs tune_level and own_weights"):
+        TrainConfig(mode="qat", blocks=1)
+    r = CliRunner().invoke(app, ["quantize", "--init", str(base), "-o", str(tmp_path / "b"), "--tune-level", "6",
+                                 "--blocks", "1", "--iters", "3", "--lr", "5e-3", "--warmup", "1", "--data", str(tiny_data),
+                                 "--patch", "16", "--batch", "2", "--eval-every", "0", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    tm = load_model(str(tmp_path / "b" / "final.pt"))
+    assert tm.cfg.exits == ((6, 1),) and tm.cfg.level_weights == ()
+    a, b = bm.state_dict(), tm.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "the shared network moved"
+    own = {k.removeprefix("level_nets.6k1."): v for k, v in b.items() if k.startswith("level_nets.6k1.")}
+    moved = {k for k in own if not torch.equal(own[k], a[k])}
+    assert "body.0.conv1.weight" in moved and "tail.1.weight" in moved
+    assert not any(k.startswith("body.1.") for k in moved), "a block after the exit trained"
+    with torch.no_grad():
+        x = torch.rand(2, 3, 16, 16)
+        assert not torch.equal(tm(x, 4), tm(x, 2))
+    # gdq eval runs the exit level (its own PSNR, the MACs of its blocks only)
+    ev = []
+    for extra in (["--blocks", "1"], []):
+        r = CliRunner().invoke(app, ["eval", "-m", str(tmp_path / "b" / "final.pt"), "--data", "Tiny", "--root",
+                                     str(tiny_bench), "--tile", "32", "--step", "30", "--bits", "6", "--no-bicubic",
+                                     "--json", str(tmp_path / "ev.json"), *extra])
+        assert r.exit_code == 0, r.output
+        ev.append(json.loads((tmp_path / "ev.json").read_text())["results"][0])
+    assert "blocks=1" in ev[0]["model"] and ev[0]["psnr"] != ev[1]["psnr"] and ev[0]["bitops_g"] < ev[1]["bitops_g"]
+    # the export writes the bit levels and says that the exit level is not among them
+    from granular_mobile.errors import GdqWarning
+    from granular_mobile.export import export
+
+    with pytest.warns(GdqWarning, match="exit levels a6k1 are not exported"):
+        man = export(tm, ["onnx"], tmp_path / "exp", tile=16)
+    assert man.bits == (4, 5, 6, 8)
+    # the exit level is another level: a resume goes on at it only, and a bad depth is one line
+    stored = read_checkpoint(tmp_path / "b" / "last.pt")["train"]["config"]
+    with pytest.raises(ConfigError, match="blocks=1, not 0"):
+        train(TrainConfig(**{**stored, "blocks": 0}), tmp_path / "b", resume=True, log=lambda s: None)
+    r = CliRunner().invoke(app, ["quantize", "--init", str(base), "-o", str(tmp_path / "c"), "--tune-level", "6",
+                                 "--blocks", "2", "--data", str(tiny_data)])
+    assert r.exit_code != 0 and "exits: 2 blocks must be in 1..1" in str(r.exception)
+    # under DDP every parameter that trains gets a gradient: the blocks after the exit do not train
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "granular_mobile.cli", "quantize", "--init", str(base), "-o", str(tmp_path / "ddp"), "--tune-level", "6",
+           "--blocks", "1", "--iters", "2", "--batch", "2", "--patch", "16", "--eval-every", "0", "--data", str(tiny_data)]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .defaults import DEFAULT_STEP, DEFAULT_TILE, bench_root, train_folders
+from .defaults import DEFAULT_MERGE, DEFAULT_OVERLAP, DEFAULT_STEP, DEFAULT_TILE, bench_root, train_folders
 from .errors import ConfigError, GdqError, GdqWarning, require
 from .progress import console, progress
 from .progress import out as stdout
@@ -231,6 +231,9 @@ def quantize_cmd(
                                      "its own (a copy of the shared network at the start, at --lr); the controller and "
                                      "the other levels keep the shared network. Each level's graph carries its weights "
                                      "anyway (a --single-file TFLite, which stores shared weights once, grows by the copy)."),
+    blocks: int = typer.Option(0, help="With --tune-level: the tuned level is an exit level that runs only the first "
+                               "BLOCKS residual blocks (then the body end, upsampler and tail), with a network of its "
+                               "own (implies --own-weights): fewer MACs, a faster graph. 0: full depth."),
     data: str = _TRAIN_HELP_COMMON["data"],
     patch: int = typer.Option(48, help="LR patch side (pixels)."),
     batch: int = _TRAIN_HELP_COMMON["batch"],
@@ -260,6 +263,7 @@ def quantize_cmd(
       gdq quantize -o runs/gdq_x2_int8 --resume   (continues with the run's own options)
       gdq quantize --init default -o runs/gdq_x2_a8 --tune-level 8 --iters 300 --lr 1e-4 --distill 1 --distill-from default
       gdq quantize --init default -o runs/gdq_x2_w8 --tune-level 8 --own-weights --iters 1200 --lr 5e-5 --distill 1 ...
+      gdq quantize --init default -o runs/gdq_x2_6k4 --tune-level 6 --blocks 4 --iters 1500 --lr 2e-4 --distill 1 ...
     """
     _need("torch")
     from .checkpoint import read_checkpoint, resolve_model_path
@@ -275,7 +279,7 @@ def quantize_cmd(
                         target_fab=target_fab, fab_lambda=fab_lambda, fab_two_sided=fab_two_sided,
                         gate_warmup=gate_warmup, distill=distill, distill_from=distill_from,
                         step_lr_mult=step_lr_mult, random_levels=random_levels, gate_lr_mult=gate_lr_mult,
-                        tune_level=tune_level, own_weights=own_weights,
+                        tune_level=tune_level, own_weights=own_weights or blocks > 0, blocks=blocks,
                         eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root, val_set=val_set,
                         threads=threads)
     mc = None
@@ -293,10 +297,12 @@ def quantize_cmd(
         if fp_cfg.numerics == "int8" and numerics != "int8":
             raise ConfigError(f"--init {init} was trained with int8 numerics; it cannot go back to --numerics float")
         if tune_level:  # the --init's model as it is (its numerics too): only that level trains
-            cfg.level_index(fp_cfg.quant.bits)
             mc = fp_cfg
-            if own_weights and tune_level not in fp_cfg.level_weights:
+            if blocks and (tune_level, blocks) not in fp_cfg.exits:
+                mc = dataclasses.replace(fp_cfg, exits=tuple(sorted({*fp_cfg.exits, (tune_level, blocks)})))
+            elif own_weights and not blocks and tune_level not in fp_cfg.level_weights:
                 mc = dataclasses.replace(fp_cfg, level_weights=tuple(sorted({*fp_cfg.level_weights, tune_level})))
+            cfg.level_index(mc)
         elif fp_cfg.quantized:
             mc = dataclasses.replace(fp_cfg, numerics=numerics)
         else:
@@ -471,6 +477,8 @@ def eval_cmd(
     step: int = typer.Option(DEFAULT_STEP, help="Step between tiles."),
     fp: str | None = typer.Option(None, help="Full-precision twin checkpoint ('default' model: found automatically)."),
     bits: int | None = typer.Option(None, help="Force every tile to this bit-width (static quantization)."),
+    blocks: int = typer.Option(0, help="With --bits: the exit level that runs this many residual blocks (a level of "
+                               "the model, trained with gdq quantize --tune-level B --blocks K). 0: full depth."),
     bicubic: bool = typer.Option(True, help="Also report bicubic."),
     numerics: str = typer.Option("int8", help="int8: what a device computes, the integer numerics of `gdq export` "
                                  "(int8 full-precision layers and tensors; bit-exact with the ONNX graphs) | float: "
@@ -484,6 +492,7 @@ def eval_cmd(
       gdq eval --data Set5,Set14,BSD100 --scale 2
       gdq eval --data Set5 --numerics float  # the PyTorch forward instead of the deployed numerics
       gdq eval --model runs/gdq_x2/final.pt --fp runs/fp_x2/final.pt --json eval.json
+      gdq eval --model runs/gdq_x2_6k4/final.pt --bits 6 --blocks 4 --data Set14  # an exit level
     """
     _need("torch")
     from .checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
@@ -506,7 +515,9 @@ def eval_cmd(
     if bits is not None:
         if not m.cfg.quantized:
             raise ConfigError("--bits needs a Granular-DQ model")
-        bit_index = m.cfg.quant.index(bits)
+        bit_index = m.cfg.level_index(bits, blocks or None)
+    elif blocks:
+        raise ConfigError("--blocks picks an exit level together with --bits (e.g. --bits 6 --blocks 4)")
     tiles = TileConfig(tile=tile, step=step)
     sets = {name: benchmark_pairs(root, name, s) for name in _split(data)}
     results = []
@@ -516,7 +527,8 @@ def eval_cmd(
         adv = lambda n: pb.advance(task, n)  # noqa: E731
         for name, pairs in sets.items():
             for kind, mm in models:
-                label = (f"{mm.cfg.name}" + (f" (bits={bits})" if kind == "gdq" and bits else "")
+                label = (f"{mm.cfg.name}" + (f" (bits={bits}{f', blocks={blocks}' if blocks else ''})"
+                                              if kind == "gdq" and bits else "")
                          + (f" {numerics}" if kind == "gdq" else ""))
                 results.append(evaluate_dataset(mm, pairs, name, s, tiles, label, bit_index if kind == "gdq" else None, adv,
                                                 numerics=numerics))
@@ -733,7 +745,9 @@ def run_cmd(
     bits: str = typer.Option("auto", help="auto (per-tile controller) or a bit level to force on every tile."),
     precision: str = typer.Option("int8", help="int8 (Granular-DQ) | fp32 (the full-precision twin)."),
     tile: int | None = typer.Option(None, help=f"LR tile size (default: the model's calibration tile, {DEFAULT_TILE})."),
-    overlap: int | None = typer.Option(None, help="Overlap between tiles (LR pixels), blended linearly (default min(16, tile/4))."),
+    overlap: int | None = typer.Option(None, help=f"Overlap between tiles (LR pixels; default min({DEFAULT_OVERLAP}, tile/4))."),
+    merge: str = typer.Option(DEFAULT_MERGE, help="How overlaps merge: center (each tile keeps the centre of its "
+                              "overlaps, as gdq eval) | blend (linear ramps across the overlap)."),
     threads: int = typer.Option(0, help="CPU threads: 0 (backend default) or 1..cores (more is clamped, with a "
                                 "warning); onnxruntime: one value per process."),
     stats: Path | None = typer.Option(None, help="Write tiles per bit level, FAB, timings (and a batch's failures) as JSON."),
@@ -775,7 +789,8 @@ def run_cmd(
         check_output(stats, "--stats", force, image=False)
     if bitmap:
         check_output(bitmap, "--bitmap", force)
-    up = Upscaler.load(model, backend=backend, threads=threads, tile=tile, bits=bits, precision=precision, overlap=overlap)
+    up = Upscaler.load(model, backend=backend, threads=threads, tile=tile, bits=bits, precision=precision, overlap=overlap,
+                       merge=merge)
     targets = [out_p / f"{f.stem}_x{up.backend.scale}.png" for f in files] if multi else [out_p]
     if multi:
         existing = [t for t in targets if t.exists()]
@@ -807,7 +822,7 @@ def run_cmd(
                     from .runtime.bitmap import bitmap as make_bitmap
                     from .runtime.tiler import TilePlan
 
-                    plan = TilePlan(img.shape[0], img.shape[1], up.backend.tile, up.backend.tile - up.overlap, 1)
+                    plan = TilePlan(img.shape[0], img.shape[1], up.backend.tile, up.backend.tile - up.overlap, 1, up.merge)
                     write_rgb(bitmap, make_bitmap(img, plan, rep.tile_bits))
             except GdqError as e:
                 if not multi:

@@ -160,9 +160,17 @@ class ModelConfig:
     #: share the one network. Each level's exported graph carries its weights anyway, so only
     #: a single-file TFLite (which stores weights shared by its graphs once) grows.
     level_weights: tuple[int, ...] = ()
+    #: exit levels: (bits, blocks) pairs, each a level that runs only the first ``blocks``
+    #: residual blocks (then the body end, upsampler and tail) at activation ``bits``, with a
+    #: network copy of its own (``gdq quantize --tune-level B --blocks K``). Fewer blocks is
+    #: fewer MACs at the same kernels: the levels that differ in time (4-, 5- and 6-bit
+    #: activations run the same int8 kernels). Level indices: the bit levels first
+    #: (``quant.bits``, full depth), then these.
+    exits: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "level_weights", tuple(int(b) for b in self.level_weights))
+        object.__setattr__(self, "exits", tuple((int(b), int(k)) for b, k in self.exits))
         _check(self.numerics in TRAIN_NUMERICS, f"numerics '{self.numerics}' is unknown; valid: {list(TRAIN_NUMERICS)}")
         _check(self.numerics == "float" or self.quantized, "numerics 'int8' needs a Granular-DQ (quantized) model")
         if self.level_weights:
@@ -171,6 +179,12 @@ class ModelConfig:
                 _check(b in self.quant.bits, f"level_weights: {b} is not a bit level of the model; valid: {list(self.quant.bits)}")
             _check(list(self.level_weights) == sorted(set(self.level_weights)),
                    f"level_weights {list(self.level_weights)} must be strictly increasing")
+        if self.exits:
+            _check(self.numerics == "int8", "exits (levels that exit after fewer blocks) need numerics 'int8'")
+            for b, k in self.exits:
+                _check(b in self.quant.bits, f"exits: {b} is not a bit level of the model; valid: {list(self.quant.bits)}")
+                _check(1 <= k < self.n_blocks, f"exits: {k} blocks must be in 1..{self.n_blocks - 1} (n_blocks is the full depth)")
+            _check(list(self.exits) == sorted(set(self.exits)), f"exits {[list(e) for e in self.exits]} must be sorted and distinct")
         # which architectures exist is the model-family registry's business (models/family.py):
         # building an unregistered one fails there, with the registered names
         _check(self.arch.isidentifier(), f"arch '{self.arch}' is not a model family name")
@@ -184,9 +198,27 @@ class ModelConfig:
         return self.arch + ("_gdq" if self.quantized else "")
 
     @property
+    def levels(self) -> tuple[tuple[int, int], ...]:
+        """(bits, blocks) of every level, by level index: the bit levels at full depth, then the exits."""
+        return tuple((b, self.n_blocks) for b in self.quant.bits) + self.exits
+
+    def level_index(self, bits: int, blocks: int | None = None) -> int:
+        """Index of the level (bits, blocks) (blocks None: full depth); ConfigError naming the levels."""
+        key = (int(bits), self.n_blocks if blocks in (None, 0) else int(blocks))
+        if key not in self.levels:
+            valid = ", ".join(level_name(b, k, self.n_blocks) for b, k in self.levels)
+            raise ConfigError(f"level {level_name(*key, self.n_blocks)} is not a level of this model; valid: {valid}")
+        return self.levels.index(key)
+
+    @property
     def int8_tensors(self) -> bool:
         """Trained with the full-integer export's rounding points (numerics "int8")."""
         return self.quantized and self.numerics == "int8"
+
+
+def level_name(bits: int, blocks: int, n_blocks: int) -> str:
+    """A level's name: ``a6`` (6-bit activations, every block), ``a6k4`` (the first 4 blocks)."""
+    return f"a{bits}" if blocks == n_blocks else f"a{bits}k{blocks}"
 
 
 @dataclass(frozen=True)

@@ -220,10 +220,12 @@ class ProgramBuilder:
     #: the input tile: exact on uint8 with step 1/255
     image_q = QParams(1.0 / 255.0, 0, 255, False)
 
-    def __init__(self, fp_layers: str, bit_index: int | None) -> None:
+    def __init__(self, fp_layers: str, bit_index: int | None, blocks: int | None = None) -> None:
         self.nodes: list[Node] = []
         self.fp_layers = fp_layers
         self.bit_index = bit_index
+        #: residual blocks to run (an exit level, ``ModelConfig.exits``); None: all of them
+        self.blocks = blocks
         self._n = 0
 
     def t(self, hint: str) -> str:
@@ -341,12 +343,13 @@ class Lowerable(Protocol):
 
     def lower(self, b: ProgramBuilder, bit_index: int | None) -> None: ...
 
-    def net_for(self, bit_index: int | None) -> Lowerable: ...
+    def net_for(self, level: int | None) -> Lowerable: ...
 
 
-def build_program(model: Lowerable, bits: int | None, fp_layers: str = "float") -> Program:
+def build_program(model: Lowerable, bits: int | None, fp_layers: str = "float", blocks: int | None = None) -> Program:
     """The model at a static bit level (``None``: a full-precision model, all float), as its
-    family lowers it (``GDQNet.lower``)."""
+    family lowers it (``GDQNet.lower``); ``blocks``: an exit level's depth (``ModelConfig.exits``;
+    None: every block)."""
     if fp_layers not in FP_LAYER_MODES:
         from .errors import ConfigError
 
@@ -356,8 +359,10 @@ def build_program(model: Lowerable, bits: int | None, fp_layers: str = "float") 
         raise ValueError("bits given for a full-precision model")
     bi = cfg.quant.index(bits) if bits is not None else None
     mode = fp_layers if bits is not None else "float"
-    b = ProgramBuilder(mode, bi)
-    model.net_for(bi).lower(b, bi)  # a level with weights of its own lowers its own copy
+    depth = None if blocks is None or blocks == cfg.n_blocks else blocks
+    b = ProgramBuilder(mode, bi, depth)
+    # a level with weights of its own lowers its own copy
+    model.net_for(None if bits is None else cfg.level_index(bits, depth)).lower(b, bi)
     if not b.nodes or b.nodes[-1].out != "sr":
         raise ValueError(f"{type(model).__name__}.lower did not end with output_conv")
     return Program(_tail_at_lr(b.nodes), bits=bits, fp_layers=mode)

@@ -1,5 +1,5 @@
 // The Upscaler of granular_mobile/runtime/upscaler.py for the browser: static tiles, the same
-// overlap and blending, the controller per tile, each tile on its level's graph, stitching in
+// overlap and merge, the controller per tile, each tile on its level's graph, stitching in
 // bands; grey (R = G = B) and alpha handled as the Python runtime does. No DOM: the graphs are
 // run through callbacks, so this module runs in Node too.
 import { TilePlan, BandStitcher, extractTile, roundHalfEven } from './tiler.js';
@@ -11,10 +11,15 @@ export class UpscaleError extends Error {}
  * (and phone browsers cap a canvas at about 16.7 million pixels, an output of 4096 x 4096). */
 export const MAX_OUTPUT_PIXELS = 64e6;
 
+/** The runtime's tiling (granular_mobile/defaults.py: DEFAULT_OVERLAP, DEFAULT_MERGE): each tile
+ * keeps the centre of 6-pixel overlaps, as gdq eval and gdq run do. */
+export const DEFAULT_OVERLAP = 6;
+export const DEFAULT_MERGE = 'center';
+
 /** Check the options as Upscaler.__init__ does; returns {bits, overlap} normalised. */
 export function checkOptions(man, { bits = 'auto', precision = 'int8', overlap = null }) {
   const tile = man.tile;
-  overlap = overlap === null || overlap === undefined ? Math.min(16, Math.floor(tile / 4)) : overlap;
+  overlap = overlap === null || overlap === undefined ? Math.min(DEFAULT_OVERLAP, Math.floor(tile / 4)) : overlap;
   if (!['int8', 'fp32'].includes(precision)) throw new UpscaleError(`precision '${precision}' is unknown; valid: int8, fp32`);
   if (precision === 'fp32' && !man.files.fp32) throw new UpscaleError('full precision needs the fp32 graph, which this model does not have');
   if (precision === 'fp32' && String(bits) !== 'auto') {
@@ -66,7 +71,7 @@ export async function upscale(img, man, graphs, opts = {}) {
   }
   if (grey && cc === 3) for (let i = 0; i < n; i++) rgb[3 * i + 1] = rgb[3 * i + 2] = rgb[3 * i];
   const s = man.scale, t = man.tile;
-  const plan = new TilePlan(h, w, t, t - overlap, s, opts.merge || 'blend');
+  const plan = new TilePlan(h, w, t, t - overlap, s, opts.merge || DEFAULT_MERGE);
   const report = {
     tiles: plan.length, tiles_per_bit: {}, fab: null, timings_s: { controller: 0, sr: 0, stitch: 0 },
     backend: opts.backendName || 'onnxruntime-web', precision, bits_mode: String(bits), tile: t, overlap,

@@ -33,6 +33,25 @@ class EvalResult:
                 "tiles_per_bit": {str(k): v for k, v in sorted(self.tiles_per_bit.items())}, "images": self.images}
 
 
+class _LevelBackend:
+    """A ``TorchBackend`` whose SR runs one level of the model (an exit level too: the runtime
+    names graphs by bits alone until levels reach the manifest); the model's forward, as trained."""
+
+    def __init__(self, model: GDQNet, level: int, tile: int) -> None:
+        self._be = TorchBackend.from_models(model, tile=tile)
+        self._model, self._level = model, level
+        self.bits = (model.cfg.levels[level][0],)
+
+    def __getattr__(self, name: str):
+        return getattr(self._be, name)
+
+    def sr(self, tiles: np.ndarray, bits: int | None) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self._model(self._be._t(tiles), self._level).cpu().numpy()
+
+
 def evaluate_dataset(
     model: GDQNet | None, pairs: list[tuple[str, np.ndarray, np.ndarray]], dataset: str, scale: int,
     tiles: TileConfig = TileConfig(), label: str = "", bit_index: int | None = None,
@@ -40,19 +59,27 @@ def evaluate_dataset(
 ) -> EvalResult:
     """PSNR/SSIM (Y, shave = scale) of a model over (name, LR, HR) pairs; model None = bicubic.
 
-    ``numerics="int8"``: the exported graphs' integer numerics (see ``TorchBackend.from_models``)."""
+    ``numerics="int8"``: the exported graphs' integer numerics (see ``TorchBackend.from_models``).
+    ``bit_index``: a level index (``ModelConfig.levels``: a bit index, or an exit level); None: the controller."""
     ps, ss, fabs, bops = [], [], [], []
     counts: Counter[int] = Counter()
     macs = None
     if model is not None:
         rows = count_macs(model, tiles.tile, tiles.tile)
+        if bit_index is not None and model.cfg.quantized:  # an exit level runs only its first blocks
+            depth = model.cfg.levels[bit_index][1]
+            rows = [r for r in rows if not r[0].startswith(tuple(f"body.{i}." for i in range(depth, model.cfg.n_blocks)))]
         macs = [(m, q) for _, m, q in rows]
         # the runtime's own tiling, with the paper's protocol: static tiles every `step`
         # pixels, each keeping its central part
         q = model.cfg.quantized
-        up = Upscaler(TorchBackend.from_models(model, tile=tiles.tile, numerics=numerics if q else "float"),
-                      bits="auto" if bit_index is None else model.bits[bit_index], precision="int8" if q else "fp32",
-                      overlap=tiles.overlap, merge=tiles.merge)
+        if bit_index is not None and bit_index >= len(model.bits):  # an exit level (ModelConfig.exits)
+            be = _LevelBackend(model, bit_index, tiles.tile)
+            up = Upscaler(be, bits=be.bits[0], precision="int8", overlap=tiles.overlap, merge=tiles.merge)  # type: ignore[arg-type]
+        else:
+            up = Upscaler(TorchBackend.from_models(model, tile=tiles.tile, numerics=numerics if q else "float"),
+                          bits="auto" if bit_index is None else model.bits[bit_index], precision="int8" if q else "fp32",
+                          overlap=tiles.overlap, merge=tiles.merge)
     for _, lr, hr in pairs:
         if model is None:
             sr = imresize_uint8(lr, scale)

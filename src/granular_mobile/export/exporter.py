@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import platform
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +13,10 @@ import torch
 
 from .. import __version__
 from ..checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
-from ..config import to_dict
+from ..config import level_name, to_dict
 from ..data.calibration import calibration_tiles
 from ..defaults import DEFAULT_TILE, bench_root
-from ..errors import ConfigError
+from ..errors import ConfigError, GdqWarning
 from ..models import GDQNet
 from ..program import FP_LAYER_MODES, Program, build_program, calibrate_program, deployed_programs
 from ..runtime.manifest import GRAPH_IO, E2BInfo, FileEntry, Manifest, ModelInfo, TargetEntry, sha256
@@ -153,6 +154,12 @@ def export(
     m.eval()
     if not m.cfg.quantized:
         raise ConfigError("export needs a Granular-DQ model (a *_gdq checkpoint); its full-precision twin goes in --fp")
+    if m.cfg.exits:
+        names = ", ".join(level_name(b, k, m.cfg.n_blocks) for b, k in m.cfg.exits)
+        # the manifest and the runtimes name graphs by bit level; exit levels are measured with
+        # gdq eval --bits B --blocks K until the manifest carries levels
+        warnings.warn(f"exit levels {names} are not exported (the manifest names bit levels only)", GdqWarning,
+                      stacklevel=2)
     if fp_model is None and model == DEFAULT_MODEL and DEFAULT_FILES["fp"].is_file():
         fp_model = DEFAULT_MODEL + ":fp"
     fpm = None

@@ -73,21 +73,39 @@ class GDQNet(nn.Module):
             self.encoder = nn.Module()
             self.encoder.gbc = GBC(cfg.n_feats, groupnorm=cfg.gbc_groupnorm)
             self.e2b = E2B(cfg.quant, cfg.e2b)
-        if cfg.level_weights:
+        if cfg.level_weights or cfg.exits:
             # a level with weights of its own: the same network without a controller (the one
-            # controller picks the levels; this copy only runs the tiles sent to its level)
+            # controller picks the levels; this copy only runs the tiles sent to its level).
+            # An exit level's copy keeps every block (its state loads from the shared network's);
+            # it runs the first ``blocks`` of them
             nets = {}
-            for b in cfg.level_weights:
-                net = type(self)(dataclasses.replace(cfg, level_weights=()))
+            for key in [str(b) for b in cfg.level_weights] + [f"{b}k{k}" for b, k in cfg.exits]:
+                net = type(self)(dataclasses.replace(cfg, level_weights=(), exits=()))
                 del net.encoder, net.e2b
-                nets[str(b)] = net
+                nets[key] = net
             self.level_nets = nn.ModuleDict(nets)
 
-    def net_for(self, bit_index: int | None) -> GDQNet:
-        """The network that runs bit level ``bit_index`` (an index into ``bits``): a level's own
-        copy (``cfg.level_weights``), else this one."""
-        if bit_index is not None and self.cfg.level_weights and self.bits[bit_index] in self.cfg.level_weights:
-            return self.level_nets[str(self.bits[bit_index])]  # type: ignore[return-value]
+    def level_spec(self, level: int) -> tuple[int, int | None]:
+        """(bit index, blocks or None for every block) of level index ``level`` (``ModelConfig.levels``)."""
+        bits, blocks = self.cfg.levels[level]
+        return self.bits.index(bits), None if blocks == self.cfg.n_blocks else blocks
+
+    def blocks_run(self, b: object) -> int:
+        """The residual blocks a ``lower`` call runs: its builder's ``blocks`` (an exit level), else all."""
+        k = getattr(b, "blocks", None)
+        return self.cfg.n_blocks if k is None else int(k)
+
+    def net_for(self, level: int | None) -> GDQNet:
+        """The network that runs level ``level`` (an index into ``cfg.levels``; the bit levels
+        first, so a bit index is its level): a level's own copy (``cfg.level_weights``, every
+        exit level), else this one."""
+        if level is None:
+            return self
+        bits, blocks = self.cfg.levels[level]
+        if blocks != self.cfg.n_blocks:
+            return self.level_nets[f"{bits}k{blocks}"]  # type: ignore[return-value]
+        if bits in self.cfg.level_weights:
+            return self.level_nets[str(bits)]  # type: ignore[return-value]
         return self
 
     def shared_state(self) -> dict[str, torch.Tensor]:
@@ -224,34 +242,44 @@ class GDQNet(nn.Module):
             return self._routed_integer_forward(x, bit_index, mix), ctrl
         return self.sr_forward(x, self.head_conv(xs) if z1 is None else z1, bit_index, mix), ctrl
 
-    def _routed_integer_forward(self, x: torch.Tensor, bit_index: torch.Tensor, mix: torch.Tensor | None) -> torch.Tensor:
-        """``integer_forward`` with each sample run by the network of its level (``net_for``)."""
-        if not self.cfg.level_weights:
-            return self.integer_forward(x, bit_index, mix)
-        groups: dict[int, tuple[GDQNet, list[int]]] = {}  # the levels each network runs
-        for lv in bit_index.unique().tolist():
+    def _routed_integer_forward(self, x: torch.Tensor, level: torch.Tensor, mix: torch.Tensor | None) -> torch.Tensor:
+        """``integer_forward`` with each sample run by the network of its level (``net_for``) at
+        that level's bits and depth; ``level`` indexes ``cfg.levels`` (a bit index is its level)."""
+        if not (self.cfg.level_weights or self.cfg.exits):
+            return self.integer_forward(x, level, mix)
+        # groups of levels one call runs: the same network and depth
+        groups: dict[tuple[int, int | None], tuple[GDQNet, list[int]]] = {}
+        for lv in level.unique().tolist():
             net = self.net_for(lv)
-            groups.setdefault(id(net), (net, []))[1].append(lv)
+            groups.setdefault((id(net), self.level_spec(lv)[1]), (net, []))[1].append(lv)
+
+        def run(key: tuple[int, int | None], net: GDQNet, lv: torch.Tensor, m: torch.Tensor | None,
+                xs: torch.Tensor) -> torch.Tensor:
+            bi = lv if key[1] is None else torch.full_like(lv, self.level_spec(int(lv[0]))[0])
+            # the gate's mix covers the bit levels; an exit level is never the gate's choice
+            return net.integer_forward(xs, bi, m if key[1] is None else None, exact=self.exact_integer, blocks=key[1])
+
         if len(groups) == 1:
-            net, _ = next(iter(groups.values()))
-            return net.integer_forward(x, bit_index, mix, exact=self.exact_integer)
+            (key, (net, _)), = groups.items()
+            return run(key, net, level, mix, x)
         out: torch.Tensor | None = None
-        for net, levels in groups.values():
-            idx = torch.isin(bit_index, torch.tensor(levels, device=bit_index.device)).nonzero().squeeze(1)
-            y = net.integer_forward(x[idx], bit_index[idx], None if mix is None else mix[idx], exact=self.exact_integer)
+        for key, (net, levels) in groups.items():
+            idx = torch.isin(level, torch.tensor(levels, device=level.device)).nonzero().squeeze(1)
+            m = None if mix is None or key[1] is not None else mix[idx]
+            y = run(key, net, level[idx], m, x[idx])
             out = (y.new_zeros((x.shape[0], *y.shape[1:])) if out is None else out).index_copy(0, idx, y)
         assert out is not None
         return out
 
     def integer_forward(self, x: torch.Tensor, bit_index: torch.Tensor, mix: torch.Tensor | None = None,
-                        exact: bool | None = None) -> torch.Tensor:
+                        exact: bool | None = None, blocks: int | None = None) -> torch.Tensor:
         """SR of x at each sample's bit level in the integer numerics: this family's ``lower`` run
         eagerly (exact integer values, straight-through gradients). While the grids observe
         (``observing_grids``), the float surrogate runs and they record instead of rounding.
         ``exact``: default ``self.exact_integer`` (a level copy takes its owner's)."""
         observing = any(g.observed is not None for g in self.grid_modules())
         exact = self.exact_integer if exact is None else exact
-        b = IntegerForward(x, bit_index, mix, exact=exact and not observing)
+        b = IntegerForward(x, bit_index, mix, exact=exact and not observing, blocks=blocks)
         # the eager builder takes each sample's level from bit_index; the int tells lower()
         # that this is a quantized (not a full-precision) program
         self.lower(b, 0)  # type: ignore[arg-type]

@@ -69,13 +69,13 @@ class EDSR(GDQNet):
         return self.tail(self.body[nb](r) + z1) / self.cfg.rgb_range
 
     def lower(self, b: ProgramBuilder, bit_index: int | None) -> None:
-        gs, rr, nb = self.grids, self.cfg.rgb_range, self.cfg.n_blocks
+        gs, rr, nb = self.grids, self.cfg.rgb_range, self.blocks_run(b)
         # rgb_range folds into the head weights (conv(x * r) = conv_{W r, b}(x))
         h = b.fp_conv("head", b.input, self.head[0], w_mul=rr, in_q=b.image_q, grid=grid_of(gs, "head"))
         r = h
         for i, blk in enumerate(self.body[:nb]):
             r = blk.lower(b, r, bit_index, f"b{i}")
-        e = b.fp_conv("body_end", r, self.body[nb], grid=grid_of(gs, "body_end"))
+        e = b.fp_conv("body_end", r, self.body[self.cfg.n_blocks], grid=grid_of(gs, "body_end"))
         r = b.add("body_out", e, h, grid=grid_of(gs, "body_out"))
         r = lower_upsampler(self, b, r, gs)
         b.output_conv("tail", r, self.tail[1], w_mul=1.0 / rr, b_mul=1.0 / rr)

@@ -156,8 +156,9 @@ class IntegerForward:
     image_q = ProgramBuilder.image_q
 
     def __init__(self, x: torch.Tensor, bit_index: torch.Tensor, mix: torch.Tensor | None,
-                 exact: bool = True) -> None:
+                 exact: bool = True, blocks: int | None = None) -> None:
         self.bit_index = bit_index
+        self.blocks = blocks  # as ProgramBuilder.blocks
         self.mix = mix
         self.observe = not exact
         inp = x.float()

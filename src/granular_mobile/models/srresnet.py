@@ -111,14 +111,15 @@ class SRResNet(GDQNet):
         return self.tail(r) / self.cfg.rgb_range
 
     def lower(self, b: ProgramBuilder, bit_index: int | None) -> None:
-        gs, rr, nb = self.grids, self.cfg.rgb_range, self.cfg.n_blocks
+        gs, rr, nb = self.grids, self.cfg.rgb_range, self.blocks_run(b)
         # rgb_range folds into the head weights (conv(x * r) = conv_{W r}(x) for a bias-free conv)
         z1 = b.fp_conv("head", b.input, self.head[0], w_mul=rr, in_q=b.image_q, grid=grid_of(gs, "head"))
         h = b.prelu("head_act", z1, self.head[1], grid=grid_of(gs, "head_act"))
         r = h
         for i, blk in enumerate(self.body[:nb]):
             r = blk.lower(b, r, bit_index, f"b{i}")
-        e = b.fp_conv("body_end", r, self.body[nb], bn=self.body[nb + 1], grid=grid_of(gs, "body_end"))
+        end = self.cfg.n_blocks  # the body end follows the last block, whichever block an exit leaves after
+        e = b.fp_conv("body_end", r, self.body[end], bn=self.body[end + 1], grid=grid_of(gs, "body_end"))
         r = b.add("body_out", e, h, grid=grid_of(gs, "body_out"))
         r = lower_upsampler(self, b, r, gs)
         b.output_conv("tail", r, self.tail[1], w_mul=1.0 / rr, b_mul=1.0 / rr)

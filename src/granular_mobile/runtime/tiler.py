@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: how overlapping tiles merge (see the module docstring); the runtime's default: defaults.DEFAULT_MERGE
+MERGES: tuple[str, ...] = ("center", "blend")
+
 
 def axis_positions(length: int, tile: int, step: int) -> list[int]:
     if length <= tile:

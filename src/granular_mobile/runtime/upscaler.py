@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..defaults import DEFAULT_MERGE, DEFAULT_OVERLAP
 from ..errors import ConfigError, ImageError
 from .backends import Backend, create_backend
-from .tiler import BandStitcher, TilePlan, pad_to_tile
+from .tiler import MERGES, BandStitcher, TilePlan, pad_to_tile
 
 
 @dataclass
@@ -40,10 +41,11 @@ class Report:
 
 class Upscaler:
     def __init__(self, backend: Backend, bits: str | int = "auto", precision: str = "int8", overlap: int | None = None,
-                 merge: str = "blend") -> None:
-        # 16 LR pixels of blended overlap measured >= 55 dB against untiled inference on Set14
-        # with the 16-block network (8 gave 49.6 dB on one image); small tiles get a quarter
-        overlap = min(16, backend.tile // 4) if overlap is None else overlap
+                 merge: str = DEFAULT_MERGE) -> None:
+        # defaults.DEFAULT_OVERLAP says why this tiling; a tile below 4x the overlap gets a quarter
+        overlap = min(DEFAULT_OVERLAP, backend.tile // 4) if overlap is None else overlap
+        if merge not in MERGES:
+            raise ConfigError(f"--merge '{merge}' is unknown; valid: {list(MERGES)}")
         if precision not in ("int8", "fp32"):
             raise ConfigError(f"precision '{precision}' is unknown; valid: ['int8', 'fp32']")
         if precision == "fp32" and not backend.has_fp:

@@ -88,6 +88,9 @@ class TrainConfig:
     #: a copy of the shared network when the --init has none for it) at ``lr``; the shared
     #: network, the gate and the other levels still stay bit for bit
     own_weights: bool = False
+    #: with tune_level and own_weights: the tuned level is the exit level (tune_level, blocks)
+    #: (``ModelConfig.exits``): its copy runs only the first ``blocks`` residual blocks; 0: full depth
+    blocks: int = 0
     #: default: $GDQ_BENCH_ROOT (defaults.py)
     val_root: str = field(default_factory=bench_root)
     val_set: str = "Set5"
@@ -124,12 +127,20 @@ class TrainConfig:
             raise ConfigError("tune_level trains every crop at that level: drop gate_warmup and random_levels")
         if self.own_weights and not self.tune_level:
             raise ConfigError("own_weights needs tune_level (the bit level that gets weights of its own)")
+        if self.blocks < 0:
+            raise ConfigError(f"blocks={self.blocks} must be >= 1 (an exit level's depth), or 0 (full depth)")
+        if self.blocks and not (self.tune_level and self.own_weights):
+            raise ConfigError("blocks (an exit level) needs tune_level and own_weights: an exit level trains a network of its own")
 
-    def level_index(self, bits: tuple[int, ...]) -> int:
-        """Index of ``tune_level`` in the model's bit set (ConfigError when it is not one)."""
-        if self.tune_level not in bits:
-            raise ConfigError(f"tune_level={self.tune_level} is not a bit level of the model; valid: {list(bits)}")
-        return bits.index(self.tune_level)
+    def level_index(self, model_cfg: ModelConfig) -> int:
+        """Level index (``ModelConfig.levels``) of the tuned level (tune_level, blocks); ConfigError
+        when the model has no such level."""
+        if self.tune_level not in model_cfg.quant.bits:
+            raise ConfigError(f"tune_level={self.tune_level} is not a bit level of the model; valid: {list(model_cfg.quant.bits)}")
+        if self.blocks and not 1 <= self.blocks < model_cfg.n_blocks:
+            raise ConfigError(f"blocks={self.blocks}: an exit level runs 1..{model_cfg.n_blocks - 1} of the model's "
+                              f"{model_cfg.n_blocks} blocks")
+        return model_cfg.level_index(self.tune_level, self.blocks or None)
 
     def lr_at(self, it: int) -> float:
         warm = min(1.0, (it + 1) / max(1, self.warmup))
@@ -201,8 +212,9 @@ def _param_groups(model: GDQNet, cfg: TrainConfig) -> list[dict[str, Any]]:
         # only the tuned level's entry of each step moves (every crop runs at that level, so the
         # others get zero gradients, and Adam from a fresh state never moves them), at a rate
         # relative to that entry's size
-        li = cfg.level_index(model.bits)
-        groups = [{"params": [p], "lr_mult": cfg.step_lr_mult * float(p.detach()[li].abs().clamp_min(1e-8)),
+        li = cfg.level_index(model.cfg)
+        bi = model.level_spec(li)[0]  # the steps hold one entry per bit level
+        groups = [{"params": [p], "lr_mult": cfg.step_lr_mult * float(p.detach()[bi].abs().clamp_min(1e-8)),
                    "name": "step"} for p in _level_steps(model.net_for(li))]
         if cfg.own_weights:
             groups.append({"params": _own_weights(model, li), "lr_mult": 1.0, "name": "weights"})
@@ -237,6 +249,15 @@ def _own_weights(model: GDQNet, li: int) -> list[nn.Parameter]:
     assert net is not model, "own_weights: the level has no weights of its own"
     steps = {id(m.alpha) for m in net.modules() if isinstance(m, ActQuantizer | GridQuantizer | WeightQuantizer)}
     return [p for p in net.parameters() if id(p) not in steps]
+
+
+def _idle(model: GDQNet, cfg: TrainConfig) -> set[int]:
+    """ids of the tuned exit level's parameters its forward never reaches (the copy's blocks
+    after its exit): in the optimizer's groups (one layout for every level) but no gradient."""
+    if not cfg.blocks:
+        return set()
+    net, nb = model.net_for(cfg.level_index(model.cfg)), model.cfg.n_blocks
+    return {id(p) for i in range(cfg.blocks, nb) for p in net.body[i].parameters()}
 
 
 def _describe(m: ModelConfig) -> str:
@@ -307,6 +328,10 @@ def _load_state(cfg: TrainConfig, last: Path, model_cfg: ModelConfig | None,
         if old_own != cfg.own_weights:  # another optimizer layout
             raise ConfigError(f"--resume: '{last}' was trained with own_weights={old_own}, not {cfg.own_weights}; "
                               f"start a new run from it with --init")
+        old_blocks = int(state["train"]["config"].get("blocks", 0))
+        if old_blocks != cfg.blocks:  # another level
+            raise ConfigError(f"--resume: '{last}' was trained with blocks={old_blocks}, not {cfg.blocks}; "
+                              f"start a new run from it with --init")
     if model_cfg is None:
         raise ConfigError("a model config is needed (or --resume)")
     if (cfg.mode == "qat") != model_cfg.quantized:
@@ -314,13 +339,14 @@ def _load_state(cfg: TrainConfig, last: Path, model_cfg: ModelConfig | None,
     if cfg.mode == "qat":
         check_target_fab(cfg.target_fab, model_cfg.quant.bits)
         if cfg.tune_level:
-            cfg.level_index(model_cfg.quant.bits)
-        if model_cfg.level_weights and not cfg.tune_level:
+            cfg.level_index(model_cfg)
+        if (model_cfg.level_weights or model_cfg.exits) and not cfg.tune_level:
             # the joint fine-tuning would train a level's copy at the full rate from the few tiles
             # the gate sends to it, and the gate's gradient assumes one network for every level
-            raise ConfigError(f"a model with levels of their own {list(model_cfg.level_weights)} trains one level at a "
+            own = list(model_cfg.level_weights) + list(model_cfg.exits)
+            raise ConfigError(f"a model with levels of their own {own} trains one level at a "
                               f"time (--tune-level); fine-tune its shared network before adding them")
-        if cfg.own_weights and cfg.tune_level not in model_cfg.level_weights:
+        if cfg.own_weights and not cfg.blocks and cfg.tune_level not in model_cfg.level_weights:
             raise ConfigError(f"own_weights: level {cfg.tune_level} has no weights of its own in this model "
                               f"(level_weights {list(model_cfg.level_weights)}); gdq quantize --own-weights adds them")
     return state, model_cfg
@@ -366,9 +392,13 @@ def _init_from_checkpoint(run: _Run, init: str | None) -> None:
     ck = read_checkpoint(init)
     init_cfg = from_dict(ModelConfig, ck["model"])
     # --own-weights on an --init without them for the tuned level: that level's copy is new
-    new_level = (str(cfg.tune_level) if cfg.own_weights and cfg.tune_level not in init_cfg.level_weights
-                 and init_cfg.quantized else None)
-    if cfg.tune_level and dataclasses.replace(init_cfg, level_weights=model_cfg.level_weights) != model_cfg:
+    if cfg.blocks:
+        new_level = f"{cfg.tune_level}k{cfg.blocks}" if (cfg.tune_level, cfg.blocks) not in init_cfg.exits else None
+    else:
+        new_level = (str(cfg.tune_level) if cfg.own_weights and cfg.tune_level not in init_cfg.level_weights
+                     and init_cfg.quantized else None)
+    if cfg.tune_level and dataclasses.replace(init_cfg, level_weights=model_cfg.level_weights,
+                                              exits=model_cfg.exits) != model_cfg:
         raise ConfigError(f"--tune-level: --init {init} must be the Granular-DQ model whose level is tuned "
                           f"({_describe(model_cfg)}), not {_describe(init_cfg)}")
     sd = {k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()}
@@ -378,16 +408,18 @@ def _init_from_checkpoint(run: _Run, init: str | None) -> None:
         # this run's (recomputed above), and quantizer settings do not shape an fp network
         # A float-numerics Granular-DQ model may start an int8-numerics one (its grids are
         # then initialised from calibration tiles, below)
-        ignored = {"e2b": model_cfg.e2b, "numerics": model_cfg.numerics, "level_weights": model_cfg.level_weights} | (
+        ignored = {"e2b": model_cfg.e2b, "numerics": model_cfg.numerics, "level_weights": model_cfg.level_weights,
+                   "exits": model_cfg.exits} | (
             {} if model_cfg.quantized else {"quant": model_cfg.quant})
         if dataclasses.replace(init_cfg, **ignored) != model_cfg or (
                 init_cfg.numerics == "int8" and model_cfg.numerics != "int8"):
             raise CheckpointError(f"--init {init}: its model ({_describe(init_cfg)}) is not the one asked for "
                                   f"({_describe(model_cfg)})")
-        if set(init_cfg.level_weights) - set(model_cfg.level_weights) or (
-                set(model_cfg.level_weights) - set(init_cfg.level_weights) - {cfg.tune_level if new_level else None}):
-            raise CheckpointError(f"--init {init}: its levels with weights of their own {list(init_cfg.level_weights)} "
-                                  f"are not this run's {list(model_cfg.level_weights)}")
+        own_init = {str(b) for b in init_cfg.level_weights} | {f"{b}k{k}" for b, k in init_cfg.exits}
+        own_run = {str(b) for b in model_cfg.level_weights} | {f"{b}k{k}" for b, k in model_cfg.exits}
+        if own_init - own_run or own_run - own_init - {new_level}:
+            raise CheckpointError(f"--init {init}: its levels with weights of their own {sorted(own_init)} "
+                                  f"are not this run's {sorted(own_run)}")
         missing, unexpected = model.load_state_dict(sd, strict=False)
         if new_level is not None:
             missing = [k for k in missing if not k.startswith(f"level_nets.{new_level}.")]
@@ -484,7 +516,7 @@ def _train_step(run: _Run, it: int, l1: nn.Module) -> tuple[float, float, float]
     lr_t, hr_t = run.sampler.sample(cfg.batch)
     lr_t, hr_t = lr_t.to(device, memory_format=run.fmt), hr_t.to(device)
     if cfg.tune_level:
-        li = cfg.level_index(model.bits)
+        li = cfg.level_index(model.cfg)
         sr = ddp_model(lr_t, torch.full((lr_t.shape[0],), li, dtype=torch.long, device=device))
         rec = loss = l1(sr, hr_t)
         fab_now = float(cfg.tune_level)
@@ -523,7 +555,7 @@ def _validate(run: _Run, done: int, val_pairs: list[tuple[str, np.ndarray, np.nd
     """PSNR on the validation set, logged to metrics.jsonl; a new best is written to ``best.pt``."""
     cfg = run.cfg
     r = evaluate_dataset(run.net, val_pairs, cfg.val_set, run.model_cfg.scale, TileConfig(),
-                         bit_index=cfg.level_index(run.net.bits) if cfg.tune_level else None)
+                         bit_index=cfg.level_index(run.net.cfg) if cfg.tune_level else None)
     rec_d = {**step_info, f"{cfg.val_set}_psnr": r.psnr, f"{cfg.val_set}_fab": r.fab}
     with open(run.out / "metrics.jsonl", "a") as f:
         f.write(json.dumps(rec_d) + "\n")
@@ -580,7 +612,7 @@ def train(
     if cfg.tune_level:  # no weight gradients (but the level's own): the backward costs only the activations'
         # exactly what the optimizer trains (_param_groups): a parameter that requires a gradient
         # and gets none (the shared network's steps when a level's own copy runs) stops DDP's reduction
-        tuned = {id(p) for g in _param_groups(run.net, cfg) for p in g["params"]}
+        tuned = {id(p) for g in _param_groups(run.net, cfg) for p in g["params"]} - _idle(run.net, cfg)
         for p in run.net.parameters():
             p.requires_grad_(id(p) in tuned)
     _make_optimizer(run, state)

@@ -27,11 +27,16 @@ import org.tensorflow.lite.nnapi.NnApiDelegate;
 
 /**
  * tile -> controller -> per-bit subgraph -> stitch, exactly as granular_mobile.runtime.Upscaler:
- * same static tile, overlap min(16, tile / 4), linear blending, thresholds from the manifest.
+ * same static tile, overlap min(6, tile / 4), each tile keeping the centre of its overlaps
+ * (granular_mobile/defaults.py: DEFAULT_OVERLAP, DEFAULT_MERGE), thresholds from the manifest.
  * Graphs take NHWC float32 RGB on [0, 1] (batch 1) and return the SR tile, unclamped.
  */
 public final class SrPipeline implements AutoCloseable {
     public enum Accel { CPU, NNAPI, GPU }
+
+    /** The runtime's tiling, as granular_mobile/defaults.py (DEFAULT_OVERLAP, DEFAULT_MERGE). */
+    public static final int DEFAULT_OVERLAP = 6;
+    public static final String DEFAULT_MERGE = "center";
 
     public interface Progress { void update(int done, int total, String stage); }
 
@@ -98,7 +103,7 @@ public final class SrPipeline implements AutoCloseable {
     public Result run(Bitmap src, Progress progress) throws IOException {
         int w = src.getWidth(), h = src.getHeight(), t = manifest.tile, s = manifest.scale;
         if (w < 2 || h < 2) throw new IllegalArgumentException("image of " + w + "x" + h + " is too small to upscale");
-        int overlap = Math.min(16, t / 4);
+        int overlap = Math.min(DEFAULT_OVERLAP, t / 4);
         int[] px = new int[w * h];
         src.getPixels(px, 0, w, 0, 0, w, h);
         float[] rgb = new float[w * h * 3];
@@ -107,7 +112,7 @@ public final class SrPipeline implements AutoCloseable {
             rgb[3 * i + 1] = ((px[i] >> 8) & 0xff) / 255f;
             rgb[3 * i + 2] = (px[i] & 0xff) / 255f;
         }
-        TilePlan plan = new TilePlan(h, w, t, t - overlap, s, "blend");
+        TilePlan plan = new TilePlan(h, w, t, t - overlap, s, DEFAULT_MERGE);
         int n = plan.size();
         Result r = new Result();
         r.tileBits = new int[n];
