@@ -18,7 +18,7 @@ import java.util.List;
 import java.util.Map;
 import org.granularmobile.core.BitLevels;
 import org.granularmobile.core.Manifest;
-import org.granularmobile.core.Stitcher;
+import org.granularmobile.core.TilePipeline;
 import org.granularmobile.core.TilePlan;
 import org.tensorflow.lite.Delegate;
 import org.tensorflow.lite.Interpreter;
@@ -113,47 +113,48 @@ public final class SrPipeline implements AutoCloseable {
             rgb[3 * i + 2] = (px[i] & 0xff) / 255f;
         }
         TilePlan plan = new TilePlan(h, w, t, t - overlap, s, DEFAULT_MERGE);
-        int n = plan.size();
-        Result r = new Result();
-        r.tileBits = new int[n];
-        long t0 = System.nanoTime();
+        int ts = t * s;
         Interpreter ctrl = interpreter(manifest.controllerFile);
-        for (int k = 0; k < n; k++) {
-            // controller outputs by name: logits (1, 3), entropy (1,), bits (1,) int32
-            Map<Integer, Object> outs = new HashMap<>();
-            int[][] bits = new int[1][1];
-            for (int o = 0; o < ctrl.getOutputTensorCount(); o++) {
-                int[] shape = ctrl.getOutputTensor(o).shape();
-                if (ctrl.getOutputTensor(o).dataType() == org.tensorflow.lite.DataType.INT32) outs.put(o, bits[0]);
-                else outs.put(o, shape.length == 2 ? new float[1][shape[1]] : new float[shape[0]]);
-            }
-            ctrl.runForMultipleInputsOutputs(new Object[] {input(plan.extract(rgb, 3, k))}, outs);
-            r.tileBits[k] = bits[0][0];
-            progress.update(k + 1, 2 * n, "controller");
-        }
-        r.controllerMs = (System.nanoTime() - t0) / 1_000_000;
-        Stitcher st = new Stitcher(plan, 3);
-        int ts = t * s, done = 0;
         float[][][][] out = new float[1][ts][ts][3];
-        long srNs = 0, stNs = 0;
-        for (int b : manifest.bits) {  // grouped by bit level: one graph resident at a time
-            for (int k = 0; k < n; k++) {
-                if (r.tileBits[k] != b) continue;
-                long a = System.nanoTime();
-                interpreter(manifest.fileForBits(b)).run(input(plan.extract(rgb, 3, k)), out);
-                long m = System.nanoTime();
+        TilePipeline.Graphs graphs = new TilePipeline.Graphs() {
+            @Override
+            public int controller(float[] tile) {
+                // controller outputs by name: logits (1, 3), entropy (1,), bits (1,) int32
+                Map<Integer, Object> outs = new HashMap<>();
+                int[][] bits = new int[1][1];
+                for (int o = 0; o < ctrl.getOutputTensorCount(); o++) {
+                    int[] shape = ctrl.getOutputTensor(o).shape();
+                    if (ctrl.getOutputTensor(o).dataType() == org.tensorflow.lite.DataType.INT32) outs.put(o, bits[0]);
+                    else outs.put(o, shape.length == 2 ? new float[1][shape[1]] : new float[shape[0]]);
+                }
+                ctrl.runForMultipleInputsOutputs(new Object[] {input(tile)}, outs);
+                return bits[0][0];
+            }
+
+            @Override
+            public float[] sr(float[] tile, int bits) throws IOException {
+                interpreter(manifest.fileForBits(bits)).run(input(tile), out);
                 float[] flat = new float[ts * ts * 3];
                 for (int y = 0; y < ts; y++)
                     for (int x = 0; x < ts; x++)
                         System.arraycopy(out[0][y][x], 0, flat, (y * ts + x) * 3, 3);
-                st.add(k, flat);
-                srNs += m - a;
-                stNs += System.nanoTime() - m;
-                progress.update(n + ++done, 2 * n, b + "-bit");
+                return flat;
             }
+        };
+        TilePipeline.Result tr;
+        try {
+            tr = TilePipeline.run(rgb, plan, manifest.bits, graphs, progress::update);
+        } catch (IOException | RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IOException(e);
         }
+        Result r = new Result();
+        r.tileBits = tr.tileBits;
+        r.controllerMs = tr.controllerNs / 1_000_000;
+        long srNs = tr.srNs, stNs = tr.stitchNs;
         long a = System.nanoTime();
-        byte[] u8 = st.resultUint8();
+        byte[] u8 = tr.rgb;
         int ow = w * s, oh = h * s;
         int[] opx = new int[ow * oh];
         for (int i = 0; i < opx.length; i++)

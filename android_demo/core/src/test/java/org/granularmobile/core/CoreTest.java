@@ -120,6 +120,68 @@ public class CoreTest {
         assertTrue(m.controllerFile.endsWith(".tflite"));
     }
 
+    /** Stand-in graphs: the level from a tile's mean; a level's SR says which level made it. */
+    static final class FakeGraphs implements TilePipeline.Graphs {
+        final int tile, scale;
+
+        FakeGraphs(int tile, int scale) { this.tile = tile; this.scale = scale; }
+
+        @Override
+        public int controller(float[] t) {
+            double m = 0;
+            for (float v : t) m += v;
+            m /= t.length;
+            return m < 0.3 ? 4 : m < 0.6 ? 5 : 6;
+        }
+
+        @Override
+        public float[] sr(float[] t, int bits) {  // nearest-neighbour xS, darkened by an amount per level
+            int o = tile * scale;
+            float[] out = new float[o * o * 3];
+            for (int y = 0; y < o; y++)
+                for (int x = 0; x < o; x++)
+                    for (int c = 0; c < 3; c++)
+                        out[(y * o + x) * 3 + c] = t[((y / scale) * tile + x / scale) * 3 + c] * (1f - 0.05f * (bits - 3));
+            return out;
+        }
+    }
+
+    /** Routing: every tile's pixels are what its own level's graph computes on that tile alone
+     * (with "center" every output pixel belongs to exactly one tile). */
+    @Test
+    public void eachTileRunsItsOwnLevel() throws Exception {
+        int h = 36, w = 60, t = 16, s = 2, ov = 4;
+        float[] rgb = new float[h * w * 3];
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                for (int c = 0; c < 3; c++) {
+                    int v = x < w / 3 ? 40 : x < 2 * w / 3 ? 120 : 220;  // three bands, three levels
+                    rgb[(y * w + x) * 3 + c] = ((v + 7 * c + (x * 13 + y * 7) % 11) % 256) / 255f;
+                }
+        TilePlan plan = new TilePlan(h, w, t, t - ov, s, "center");
+        FakeGraphs g = new FakeGraphs(t, s);
+        TilePipeline.Result r = TilePipeline.run(rgb, plan, new int[] {4, 5, 6}, g, (d, n, what) -> { });
+        assertTrue("the image takes several levels", java.util.Arrays.stream(r.tileBits).distinct().count() >= 2);
+        float[][] wy = TilePlan.axisWeights(plan.ys, t, h, s, "center"), wx = TilePlan.axisWeights(plan.xs, t, w, s, "center");
+        int o = t * s, checked = 0;
+        for (int k = 0; k < plan.size(); k++) {
+            float[] alone = g.sr(plan.extract(rgb, 3, k), r.tileBits[k]);
+            int iy = k / plan.xs.length, ix = k % plan.xs.length;
+            for (int y = 0; y < o; y++)
+                for (int x = 0; x < o; x++) {
+                    if (wy[iy][y] != 1f || wx[ix][x] != 1f) continue;  // another tile decides this pixel
+                    int oy = plan.ys[iy] * s + y, ox = plan.xs[ix] * s + x;
+                    for (int c = 0; c < 3; c++) {
+                        int want = (int) Math.max(0, Math.min(255, Math.rint(alone[(y * o + x) * 3 + c] * 255f)));
+                        assertEquals("tile " + k + " (level " + r.tileBits[k] + ") at " + oy + "," + ox, want,
+                                r.rgb[(oy * w * s + ox) * 3 + c] & 0xff);
+                    }
+                    checked++;
+                }
+        }
+        assertEquals(h * s * w * s, checked);
+    }
+
     @Test(expected = IllegalArgumentException.class)
     public void badJsonIsRejected() {
         Json.parse("{\"a\": [1, 2,}");
