@@ -1,5 +1,6 @@
 """Measured cost of candidate levels: ms per tile of each (bits, blocks) integer graph on
-onnxruntime, beside its MACs, all in one interleaved run (ratios are what to compare).
+onnxruntime or LiteRT (XNNPack), beside its MACs, all in one interleaved run (ratios are what
+to compare).
 
 A level's time does not depend on its trained weights (the same integer kernels run whatever
 the values), so the candidates are lowered from one model at several depths (``--blocks``)
@@ -7,6 +8,7 @@ and bit levels (``--bits``): this is how the exit levels' depths are chosen befo
 
     python bench/level_cost.py -m default --bits 4,6,8 --blocks 2,4,6,8,12,16 --threads 1 \
         --json docs/level_cost_onnx.json
+    python bench/level_cost.py --backend tflite ... --json docs/level_cost_tflite.json
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +32,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; a level reports its median")
     ap.add_argument("--runs", type=int, default=10, help="runs of each graph per round")
+    ap.add_argument("--backend", choices=("onnxruntime", "tflite"), default="onnxruntime")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
-
-    import onnxruntime as ort
 
     from granular_mobile.checkpoint import load_model
     from granular_mobile.config import level_name
@@ -51,11 +53,8 @@ def main() -> None:
     rows = count_macs(model, a.tile, a.tile)
     per_block = sum(m for n, m, _ in rows if n.startswith("body.0."))
     full = sum(m for _, m, _ in rows)
-    sessions: dict[str, ort.InferenceSession] = {}
+    runners: dict[str, Callable[[], object]] = {}
     info: dict[str, dict] = {}
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = a.threads
-    opts.inter_op_num_threads = 1
     with tempfile.TemporaryDirectory() as d:
         for b in bits:
             for k in depths:
@@ -63,19 +62,22 @@ def main() -> None:
                 # the shared network lowered at depth k (an exit level's graph has this shape)
                 prog = calibrate_program(build_program(_AtDepth(model, k), b, "int8"), tiles[:8])
                 report: dict[str, list[str]] = {}
-                path = save_onnx(program_to_onnx(prog, a.tile, batch=1, report=report), Path(d) / f"{name}.onnx")
-                sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-                info[name] = {"bits": b, "blocks": k, "macs_g": round((full - (nb - k) * per_block) / 1e9, 3),
-                              "u8u8_convs": len(report.get("u8u8_convs", []))}
-        for s in sessions.values():  # warm-up
-            s.run(None, {"lr": x})
-        times: dict[str, list[float]] = {n: [] for n in sessions}
-        names = list(sessions)
+                path: Path | None = None
+                if a.backend == "onnxruntime":
+                    path = save_onnx(program_to_onnx(prog, a.tile, batch=1, report=report), Path(d) / f"{name}.onnx")
+                runners[name] = _runner(a.backend, prog, path, a.tile, a.threads, x)
+                info[name] = {"bits": b, "blocks": k, "macs_g": round((full - (nb - k) * per_block) / 1e9, 3)}
+                if a.backend == "onnxruntime":
+                    info[name]["u8u8_convs"] = len(report.get("u8u8_convs", []))
+        for run in runners.values():  # warm-up
+            run()
+        times: dict[str, list[float]] = {n: [] for n in runners}
+        names = list(runners)
         for r in range(a.rounds):
             for n in names if r % 2 == 0 else names[::-1]:
                 t0 = time.perf_counter()
                 for _ in range(a.runs):
-                    sessions[n].run(None, {"lr": x})
+                    runners[n]()
                 times[n].append((time.perf_counter() - t0) / a.runs * 1000)
     ref = max(info, key=lambda n: (info[n]["blocks"], -info[n]["bits"]))
     for n in names:
@@ -85,12 +87,47 @@ def main() -> None:
         info[n]["time_vs_" + ref] = round(info[n]["ms_per_tile"] / info[ref]["ms_per_tile"], 3)
         info[n]["macs_vs_" + ref] = round(info[n]["macs_g"] / info[ref]["macs_g"], 3)
         print(f"{n:8s} {info[n]['ms_per_tile']:7.2f} ms/tile  x{info[n]['time_vs_' + ref]:.3f} time  "
-              f"x{info[n]['macs_vs_' + ref]:.3f} MACs  ({info[n]['macs_g']} GMAC, u8u8 convs {info[n]['u8u8_convs']})")
+              f"x{info[n]['macs_vs_' + ref]:.3f} MACs  ({info[n]['macs_g']} GMAC, u8u8 convs {info[n].get('u8u8_convs', '-')})")
     out = {"command": "python bench/level_cost.py " + " ".join(f"--{k} {v}" for k, v in vars(a).items() if k != "json"),
-           "runtime": f"onnxruntime {ort.__version__}", "threads": a.threads, "tile": a.tile, "levels": info}
+           "runtime": _version(a.backend), "threads": a.threads, "tile": a.tile, "levels": info}
     if a.json:
         a.json.write_text(json.dumps(out, indent=1) + "\n")
         print(f"wrote {a.json}")
+
+
+def _runner(backend: str, prog, onnx_path: Path | None, tile: int, threads: int, x: np.ndarray) -> Callable[[], object]:
+    """A call that runs one tile through the level's graph on ``backend``."""
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        return lambda: sess.run(None, {"lr": x})
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from granular_mobile.export.tflite import _concrete, _convert, _tf_program
+
+    data = _convert(tf, [_concrete(tf, _tf_program(tf, prog, quantized=True), tile, "sr")], quantized=True)
+    it = Interpreter(model_content=data, num_threads=threads)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]["index"]
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+    def run() -> object:
+        it.set_tensor(inp, nhwc)
+        it.invoke()
+        return None
+
+    return run
+
+
+def _version(backend: str) -> str:
+    from importlib.metadata import version
+
+    return f"onnxruntime {version('onnxruntime')}" if backend == "onnxruntime" else f"ai-edge-litert {version('ai-edge-litert')}"
 
 
 class _AtDepth(torch.nn.Module):

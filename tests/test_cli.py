@@ -122,3 +122,26 @@ def test_outputs_respect_umask(tmp_path):
 
     write_rgb(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
     assert stat.S_IMODE((tmp_path / "a.png").stat().st_mode) == default_mode()
+
+
+def test_progress_lines_where_stderr_is_no_terminal(tiny_export, tmp_path):
+    """A script, CI or nohup gets plain progress lines (tiles done / total, elapsed, eta) every
+    $GDQ_PROGRESS_INTERVAL seconds instead of a bar that never renders."""
+    import os
+    import subprocess
+    import sys
+
+    import cv2
+    import numpy as np
+
+    exp, _ = tiny_export
+    cv2.imwrite(str(tmp_path / "in.png"), (np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8))
+    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "run", str(tmp_path / "in.png"), "-o",
+                        str(tmp_path / "out.png"), "-m", str(exp)], capture_output=True, text=True,
+                       env={**os.environ, "GDQ_PROGRESS_INTERVAL": "0", "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    progress = [ln for ln in r.stderr.splitlines() if ln.startswith("in.png ")]
+    assert len(progress) >= 3, r.stderr
+    done = [int(ln.split()[1].split("/")[0]) for ln in progress]
+    total = int(progress[-1].split()[1].split("/")[1])
+    assert done == sorted(done) and done[-1] == total > 1 and "eta" in progress[-1]

@@ -518,3 +518,23 @@ def test_an_exit_level_trains_its_copy_only(fp_run, tiny_data, tiny_bench, tmp_p
            "--blocks", "1", "--iters", "2", "--batch", "2", "--patch", "16", "--eval-every", "0", "--data", str(tiny_data)]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_x4_starts_from_the_x2_twin(fp_run, tiny_data, tmp_path):
+    """gdq train --scale 4 --init <x2 twin>: the body, the first upsampling stage and the tail
+    conv start as the x2 twin's; the second stage starts fresh; other shapes are refused."""
+    _, fp_final, _ = fp_run
+    x2 = load_model(str(fp_final))
+    mc = ModelConfig(arch="srresnet", quantized=False, scale=4, **TINY)
+    logs: list[str] = []
+    final = train(_cfg(tiny_data, iters=1, lr=1e-9, warmup=1), tmp_path / "x4", mc, init=str(fp_final), log=logs.append)
+    x4 = load_model(str(final))
+    assert x4.cfg.scale == 4
+    a, b = x2.state_dict(), x4.state_dict()
+    for k in ("head.0.weight", "body.0.conv1.weight", "tail.0.0.weight", "tail.1.weight"):
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert "tail.0.3.weight" not in a and "tail.0.3.weight" in b
+    assert any("tensors loaded; new: ['tail.0.3.weight', 'tail.0.5.weight']" in s for s in logs), logs
+    with pytest.raises(CheckpointError, match="is not the one asked for"):
+        train(_cfg(tiny_data, iters=1), tmp_path / "bad", ModelConfig(arch="srresnet", quantized=False, scale=4,
+              n_blocks=3, n_feats=16), init=str(fp_final), log=lambda s: None)

@@ -168,7 +168,8 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt with the run's own options "
                                 "(options given here replace them; a larger --iters trains longer)."),
     init: str | None = typer.Option(None, "--init", help="Start from this full-precision checkpoint's weights "
-                                       "(fresh optimizer and schedule; its model must match --model/--scale/...)."),
+                                       "(fresh optimizer and schedule; its model must match --model/--scale/..., "
+                                       "or be the x2 twin of a --scale 4 model: body, first upsampling stage and tail)."),
 ) -> None:
     """Train a full-precision model (L1, Adam, warm-up + cosine/step schedule).
 
@@ -179,6 +180,7 @@ def train_cmd(
       gdq train -o runs/fp_x2 --resume   (continues with the run's own options)
       gdq train -o runs/fp_x2 --resume --iters 20000
       gdq train -o runs/fp_x2_ft --init src/granular_mobile/assets/srresnet_x2.pt --patch 48 --lr 5e-4
+      gdq train -o runs/fp_x4 --scale 4 --init src/granular_mobile/assets/srresnet_x2.pt --patch 24 --lr 5e-4
       torchrun --nproc_per_node 4 -m granular_mobile.cli train -o runs/fp_x2
     """
     _need("torch")

@@ -33,7 +33,7 @@ class EvalResult:
                 "tiles_per_bit": {str(k): v for k, v in sorted(self.tiles_per_bit.items())}, "images": self.images}
 
 
-class _LevelBackend:
+class LevelBackend:
     """A ``TorchBackend`` whose SR runs one level of the model (an exit level too: the runtime
     names graphs by bits alone until levels reach the manifest); the model's forward, as trained."""
 
@@ -74,7 +74,7 @@ def evaluate_dataset(
         # pixels, each keeping its central part
         q = model.cfg.quantized
         if bit_index is not None and bit_index >= len(model.bits):  # an exit level (ModelConfig.exits)
-            be = _LevelBackend(model, bit_index, tiles.tile)
+            be = LevelBackend(model, bit_index, tiles.tile)
             up = Upscaler(be, bits=be.bits[0], precision="int8", overlap=tiles.overlap, merge=tiles.merge)  # type: ignore[arg-type]
         else:
             up = Upscaler(TorchBackend.from_models(model, tile=tiles.tile, numerics=numerics if q else "float"),
