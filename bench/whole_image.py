@@ -5,8 +5,8 @@ runs each setting once over every image (the order reversed every other round), 
 reports its median round and its ratio to the first setting within each round (median over
 rounds), so a slow spell of the shared machine hits all settings alike.
 
-    python bench/whole_image.py --images photo3mp --setting before:overlap=16 --setting now: \\
-        --threads 2 --rounds 5 --json docs/whole_image_overlap.json
+    python bench/whole_image.py --data Set14 --setting before:overlap=16,merge=blend --setting now: \\
+        --threads 1 --rounds 3 --json docs/whole_image_tiling_set14.json
 
 ``--mosaic N`` builds the images instead: one photo of about N megapixels (LR) from the HR
 images of a benchmark set laid side by side (natural content, reproducible from the set).
@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--setting", action="append", required=True,
                     help="NAME:key=value,... Upscaler options (overlap, merge, bits); the first is the reference")
     ap.add_argument("--images", type=Path, default=None, help="folder of images")
+    ap.add_argument("--data", default=None, help="instead of --images: a benchmark set's LR images (x2)")
     ap.add_argument("--mosaic", type=float, default=0.0, help="instead of --images: one photo of this many LR megapixels")
     ap.add_argument("--root", default=None, help="benchmark root for --mosaic")
     ap.add_argument("--set", default="BSD100", help="benchmark set for --mosaic")
@@ -77,9 +78,14 @@ def main() -> None:
     if a.mosaic:
         imgs = [mosaic(a.root or bench_root(), a.set, a.mosaic)]
         what = f"{imgs[0].shape[1]}x{imgs[0].shape[0]} mosaic of {a.set} HR images"
+    elif a.data:
+        from granular_mobile.eval import benchmark_pairs
+
+        imgs = [lr for _, lr, _ in benchmark_pairs(a.root or bench_root(), a.data, 2)]
+        what = f"{a.data} LR images (x2)"
     else:
         if a.images is None:
-            ap.error("give --images or --mosaic")
+            ap.error("give --images, --data or --mosaic")
         imgs = [read_image(p) for p in list_images(a.images)]
         what = str(a.images)
     backend = Upscaler.load(a.model, backend=a.backend, threads=a.threads).backend
