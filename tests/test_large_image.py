@@ -1,4 +1,4 @@
-"""Memory is bounded by the tile work, not the image (slow: ~1900 tiles)."""
+"""Memory is bounded by the tile work, not the image (slow: ~1530 tiles)."""
 import os
 import subprocess
 import sys

@@ -1,10 +1,10 @@
 """Routing: every tile's pixels are what its own level's graph computes on that tile alone.
 
 The report (levels per tile, FAB) says nothing of which graph produced which pixels: a runtime
-that ran every tile at its row's first tile's level would report the same. So each tile is run
-again alone at the level the report gives it, and the stitched output must equal it wherever
-that tile alone decides a pixel (every pixel with merge "center"; the overlap-free interior
-with "blend").
+that ran a row's tiles at one tile's level would report the same. So each tile is run again
+alone, its level is the controller's decision for it alone, and the stitched output must equal
+that level's graph's output wherever that tile alone decides a pixel (every pixel with merge
+"center"; the overlap-free interior with "blend").
 """
 import numpy as np
 import pytest
@@ -51,6 +51,8 @@ def check_routing(up: Upscaler, img: np.ndarray, sr: np.ndarray | None = None, r
     tiles = extract_tiles(img, plan).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
     s, t = be.scale, be.tile * be.scale
     for i, ((y, x), b) in enumerate(zip(plan.positions, rep.tile_bits, strict=True)):
+        if up.bits == "auto":
+            assert int(be.controller(tiles[i:i + 1])[2][0]) == b, f"tile {i}: the report's level is not the controller's"
         want = np.clip(np.round(be.sr(tiles[i:i + 1], b)[0].transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
         got = sr[y * s:y * s + t, x * s:x * s + t]
         mask = own_pixels(plan, i)[:got.shape[0], :got.shape[1]]
@@ -82,8 +84,8 @@ def test_levels_differ_on_the_test_tiles(tiny_export):
 
 
 def test_a_misrouting_runtime_fails_the_check(tiny_export, monkeypatch):
-    """Plant the bug the check guards against (every tile at its row's first tile's level, the
-    report unchanged) and watch the check fail."""
+    """Plant the bug the check guards against (a row's tiles all at one tile's level, the one the
+    controller saw last; the report unchanged) and watch the check fail."""
     exp, _ = tiny_export
     up = Upscaler(Upscaler.load(str(exp), backend="onnxruntime").backend, overlap=8, merge="center")
     be = up.backend

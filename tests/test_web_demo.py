@@ -156,7 +156,7 @@ def test_browser_equals_python_onnxruntime(test_images, tmp_path, name, bits, pr
     assert h.returncode == 0, h.stdout + h.stderr[-3000:]
     web = json.loads(stats.read_text())
     # the fields of gdq run --stats, with the same plan and the same bit level on every tile
-    for k in ("tiles", "tiles_per_bit", "fab", "precision", "bits_mode", "tile", "overlap", "plan"):
+    for k in ("tiles", "tiles_per_bit", "fab", "precision", "bits_mode", "tile", "overlap", "merge", "plan"):
         assert web[k] == ref[k], k
     assert web["tile_bits"] == ref["tile_bits"]
     assert set(web["timings_s"]) == {"controller", "sr", "stitch"} and web["model"] and web["input"] and web["output"]

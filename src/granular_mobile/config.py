@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .defaults import DEFAULT_STEP, DEFAULT_TILE
+from .defaults import DEFAULT_MERGE, DEFAULT_STEP, DEFAULT_TILE, MERGES
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -221,19 +221,25 @@ def level_name(bits: int, blocks: int, n_blocks: int) -> str:
     return f"a{bits}" if blocks == n_blocks else f"a{bits}k{blocks}"
 
 
+def level_key(bits: int, blocks: int | None = None) -> str:
+    """The key of a level's own network in ``GDQNet.level_nets``: ``"8"`` (a bit level with weights
+    of its own, ``ModelConfig.level_weights``), ``"6k4"`` (an exit level, ``ModelConfig.exits``)."""
+    return str(bits) if blocks is None else f"{bits}k{blocks}"
+
+
 @dataclass(frozen=True)
 class TileConfig:
     """Static tile shape (LR pixels) and the step between tiles; overlap = tile - step."""
 
     tile: int = DEFAULT_TILE
     step: int = DEFAULT_STEP
-    #: "center": each tile keeps its central part (paper protocol); "blend": linear ramps
-    merge: str = "center"
+    #: defaults.MERGES: "center", each tile keeps its central part (paper protocol); "blend": linear ramps
+    merge: str = DEFAULT_MERGE
 
     def __post_init__(self) -> None:
         _check(self.tile >= 8, f"tile={self.tile} must be >= 8")
         _check(1 <= self.step <= self.tile, f"step={self.step} must be in 1..tile ({self.tile})")
-        _check(self.merge in ("center", "blend"), f"merge '{self.merge}' is unknown; valid: ['center', 'blend']")
+        _check(self.merge in MERGES, f"merge '{self.merge}' is unknown; valid: {list(MERGES)}")
 
     @property
     def overlap(self) -> int:

@@ -14,13 +14,15 @@ from pathlib import Path
 DEFAULT_TILE = 96
 #: step between tiles of ``gdq eval`` (an overlap of DEFAULT_TILE - DEFAULT_STEP pixels)
 DEFAULT_STEP = 90
+#: how overlapping tiles merge: "center" gives each output pixel to one tile, split at the
+#: middle of each overlap (the paper's protocol); "blend" ramps weights linearly across overlaps
+MERGES: tuple[str, ...] = ("center", "blend")
 #: the runtime's tiling (``gdq run``, ``Upscaler``, the browser and Android demos): the same as
 #: ``gdq eval``'s, so what eval measures is what run computes. Each tile keeps the centre of
 #: its overlaps ("center"): 6 LR pixels of overlap against 16 blended before, 1.14x the pixels
-#: of a large photo instead of 1.44x, and on Set14 the full-precision graph's tiled output is
-#: closer to the untiled twin's (mean 64.9 / worst image 52.3 / worst row or column 40.2 dB,
-#: against 62.3 / 52.4 / 38.0: ``bench/seams.py``, docs/seams_set14.json). The int8 graphs
-#: stay within a few levels at a tile's border, where the fp32 twin can swing by hundreds.
+#: of a large photo instead of 1.44x. On Set14 the full-precision graph's tiled output against
+#: the untiled twin: mean 64.9 / worst image 52.3 / worst row or column 40.2 dB, against 62.3 /
+#: 52.4 / 38.0 before (``bench/seams.py``, docs/seams_set14.json; docs/TIME.md).
 DEFAULT_OVERLAP = DEFAULT_TILE - DEFAULT_STEP
 DEFAULT_MERGE = "center"
 

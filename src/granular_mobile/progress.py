@@ -65,5 +65,8 @@ def progress(*extra: str, transient: bool = False, interval: float | None = None
             TextColumn("eta"), TimeRemainingColumn()]
     cols += [TextColumn(f"{e}") for e in extra]
     if interval is None:
-        interval = float(os.environ.get("GDQ_PROGRESS_INTERVAL") or LINE_INTERVAL_S)
+        try:  # a typo here must not stop a long run
+            interval = float(os.environ.get("GDQ_PROGRESS_INTERVAL") or LINE_INTERVAL_S)
+        except ValueError:
+            interval = LINE_INTERVAL_S
     return LineProgress(*cols, console=console, transient=transient, interval=interval)

@@ -17,7 +17,7 @@ export const DEFAULT_OVERLAP = 6;
 export const DEFAULT_MERGE = 'center';
 
 /** Check the options as Upscaler.__init__ does; returns {bits, overlap} normalised. */
-export function checkOptions(man, { bits = 'auto', precision = 'int8', overlap = null }) {
+export function checkOptions(man, { bits = 'auto', precision = 'int8', overlap = null, merge = DEFAULT_MERGE }) {
   const tile = man.tile;
   overlap = overlap === null || overlap === undefined ? Math.min(DEFAULT_OVERLAP, Math.floor(tile / 4)) : overlap;
   if (!['int8', 'fp32'].includes(precision)) throw new UpscaleError(`precision '${precision}' is unknown; valid: int8, fp32`);
@@ -33,7 +33,8 @@ export function checkOptions(man, { bits = 'auto', precision = 'int8', overlap =
     bits = b;
   }
   if (!(overlap >= 0 && overlap < Math.floor(tile / 2))) throw new UpscaleError(`overlap ${overlap} must be in 0..${Math.floor(tile / 2) - 1}`);
-  return { bits, precision, overlap };
+  if (!['center', 'blend'].includes(merge)) throw new UpscaleError(`merge '${merge}' is unknown; valid: center, blend`);
+  return { bits, precision, overlap, merge };
 }
 
 /** Refuse an image the page cannot hold, before decoding or allocating it. */
@@ -53,7 +54,7 @@ export function checkSize(width, height, scale, maxOutput = MAX_OUTPUT_PIXELS) {
  * Returns {image: {width, height, channels, data}, report} with the fields of gdq run --stats.
  */
 export async function upscale(img, man, graphs, opts = {}) {
-  const { bits, precision, overlap } = checkOptions(man, opts);
+  const { bits, precision, overlap, merge } = checkOptions(man, opts);
   const progress = opts.progress || (() => {});
   const now = opts.now || (() => performance.now() / 1000);
   const { width: w, height: h, channels: c, data } = img;
@@ -71,10 +72,10 @@ export async function upscale(img, man, graphs, opts = {}) {
   }
   if (grey && cc === 3) for (let i = 0; i < n; i++) rgb[3 * i + 1] = rgb[3 * i + 2] = rgb[3 * i];
   const s = man.scale, t = man.tile;
-  const plan = new TilePlan(h, w, t, t - overlap, s, opts.merge || DEFAULT_MERGE);
+  const plan = new TilePlan(h, w, t, t - overlap, s, merge);
   const report = {
     tiles: plan.length, tiles_per_bit: {}, fab: null, timings_s: { controller: 0, sr: 0, stitch: 0 },
-    backend: opts.backendName || 'onnxruntime-web', precision, bits_mode: String(bits), tile: t, overlap,
+    backend: opts.backendName || 'onnxruntime-web', precision, bits_mode: String(bits), tile: t, overlap, merge,
     plan: { ys: plan.ys, xs: plan.xs }, tile_bits: [],
   };
   const W = w * s, H = h * s;

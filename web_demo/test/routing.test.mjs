@@ -50,7 +50,9 @@ test('each tile runs its own level (merge center)', async () => {
   for (let r = 0; r < plan.ys.length; r++) {
     for (let c = 0; c < plan.xs.length; c++, k++) {
       const b = report.tile_bits[k];
-      const alone = fakeSr(extractTile(rgb, h, w, plan.ys[r], plan.xs[c], T), b);
+      const tl = extractTile(rgb, h, w, plan.ys[r], plan.xs[c], T);
+      assert.equal(levelOf(tl), b, `tile ${k}: the report's level is not the controller's`);
+      const alone = fakeSr(tl, b);
       const o = T * S;
       for (let y = 0; y < o; y++) for (let x = 0; x < o; x++) {
         if (wy[r][y] !== 1 || wx[c][x] !== 1) continue; // another tile decides this pixel

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import ModelConfig
+from ..config import ModelConfig, level_key
 from ..controller import E2B, GBC
 from ..quant import GridQuantizer
 from .integer_forward import IntegerForward
@@ -79,7 +79,7 @@ class GDQNet(nn.Module):
             # An exit level's copy keeps every block (its state loads from the shared network's);
             # it runs the first ``blocks`` of them
             nets = {}
-            for key in [str(b) for b in cfg.level_weights] + [f"{b}k{k}" for b, k in cfg.exits]:
+            for key in [level_key(b) for b in cfg.level_weights] + [level_key(b, k) for b, k in cfg.exits]:
                 net = type(self)(dataclasses.replace(cfg, level_weights=(), exits=()))
                 del net.encoder, net.e2b
                 nets[key] = net
@@ -103,9 +103,9 @@ class GDQNet(nn.Module):
             return self
         bits, blocks = self.cfg.levels[level]
         if blocks != self.cfg.n_blocks:
-            return self.level_nets[f"{bits}k{blocks}"]  # type: ignore[return-value]
+            return self.level_nets[level_key(bits, blocks)]  # type: ignore[return-value]
         if bits in self.cfg.level_weights:
-            return self.level_nets[str(bits)]  # type: ignore[return-value]
+            return self.level_nets[level_key(bits)]  # type: ignore[return-value]
         return self
 
     def shared_state(self) -> dict[str, torch.Tensor]:

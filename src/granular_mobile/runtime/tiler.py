@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: how overlapping tiles merge (see the module docstring); the runtime's default: defaults.DEFAULT_MERGE
-MERGES: tuple[str, ...] = ("center", "blend")
+from ..defaults import MERGES
+
+__all__ = ["MERGES", "BandStitcher", "Stitcher", "TilePlan", "axis_positions", "axis_weights", "extract_tiles",
+           "pad_to_tile"]
 
 
 def axis_positions(length: int, tile: int, step: int) -> list[int]:

@@ -30,6 +30,7 @@ class Report:
     bits_mode: str = ""
     tile: int = 0
     overlap: int = 0
+    merge: str = ""
     tile_bits: list[int] = field(default_factory=list)
     plan: dict = field(default_factory=dict)
 
@@ -114,6 +115,7 @@ class Upscaler:
         t = be.tile
         plan = TilePlan(rgb.shape[0], rgb.shape[1], t, t - self.overlap, be.scale, self.merge)
         rep = Report(backend=be.name, precision=self.precision, bits_mode=str(self.bits), tile=t, overlap=self.overlap,
+                     merge=self.merge,
                      plan={"ys": plan.ys, "xs": plan.xs})
         n, ncol = len(plan), len(plan.xs)
         rep.tiles = n

@@ -26,7 +26,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from ..checkpoint import init_from_fp, load_model, read_checkpoint, save_model
-from ..config import ModelConfig, TileConfig, check_target_fab, from_dict, to_dict
+from ..config import ModelConfig, TileConfig, check_target_fab, from_dict, level_key, to_dict
 from ..data.benchmark import benchmark_pairs
 from ..data.calibration import calibration_tiles
 from ..data.dataset import CropSampler, load_folder_images
@@ -393,9 +393,9 @@ def _init_from_checkpoint(run: _Run, init: str | None) -> None:
     init_cfg = from_dict(ModelConfig, ck["model"])
     # --own-weights on an --init without them for the tuned level: that level's copy is new
     if cfg.blocks:
-        new_level = f"{cfg.tune_level}k{cfg.blocks}" if (cfg.tune_level, cfg.blocks) not in init_cfg.exits else None
+        new_level = level_key(cfg.tune_level, cfg.blocks) if (cfg.tune_level, cfg.blocks) not in init_cfg.exits else None
     else:
-        new_level = (str(cfg.tune_level) if cfg.own_weights and cfg.tune_level not in init_cfg.level_weights
+        new_level = (level_key(cfg.tune_level) if cfg.own_weights and cfg.tune_level not in init_cfg.level_weights
                      and init_cfg.quantized else None)
     if cfg.tune_level and dataclasses.replace(init_cfg, level_weights=model_cfg.level_weights,
                                               exits=model_cfg.exits) != model_cfg:
@@ -427,8 +427,8 @@ def _init_from_checkpoint(run: _Run, init: str | None) -> None:
                 init_cfg.numerics == "int8" and model_cfg.numerics != "int8"):
             raise CheckpointError(f"--init {init}: its model ({_describe(init_cfg)}) is not the one asked for "
                                   f"({_describe(model_cfg)})")
-        own_init = {str(b) for b in init_cfg.level_weights} | {f"{b}k{k}" for b, k in init_cfg.exits}
-        own_run = {str(b) for b in model_cfg.level_weights} | {f"{b}k{k}" for b, k in model_cfg.exits}
+        own_init = {level_key(b) for b in init_cfg.level_weights} | {level_key(b, k) for b, k in init_cfg.exits}
+        own_run = {level_key(b) for b in model_cfg.level_weights} | {level_key(b, k) for b, k in model_cfg.exits}
         if own_init - own_run or own_run - own_init - {new_level}:
             raise CheckpointError(f"--init {init}: its levels with weights of their own {sorted(own_init)} "
                                   f"are not this run's {sorted(own_run)}")

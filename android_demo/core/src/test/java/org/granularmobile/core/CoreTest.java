@@ -165,6 +165,8 @@ public class CoreTest {
         float[][] wy = TilePlan.axisWeights(plan.ys, t, h, s, "center"), wx = TilePlan.axisWeights(plan.xs, t, w, s, "center");
         int o = t * s, checked = 0;
         for (int k = 0; k < plan.size(); k++) {
+            assertEquals("tile " + k + ": the report's level is the controller's", g.controller(plan.extract(rgb, 3, k)),
+                    r.tileBits[k]);
             float[] alone = g.sr(plan.extract(rgb, 3, k), r.tileBits[k]);
             int iy = k / plan.xs.length, ix = k % plan.xs.length;
             for (int y = 0; y < o; y++)
