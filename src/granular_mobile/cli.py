@@ -752,7 +752,7 @@ def run_cmd(
                               "overlaps, as gdq eval) | blend (linear ramps across the overlap)."),
     threads: int = typer.Option(0, help="CPU threads: 0 (backend default) or 1..cores (more is clamped, with a "
                                 "warning); onnxruntime: one value per process."),
-    stats: Path | None = typer.Option(None, help="Write tiles per bit level, FAB, timings (and a batch's failures) as JSON."),
+    stats: Path | None = typer.Option(None, help="Write tiles per bit level, FAB, timings (the SR time of each level too; and a batch's failures) as JSON."),
     bitmap: Path | None = typer.Option(None, help="Write the input tinted by each tile's bit level (one input)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs (images, --stats, --bitmap)."),
 ) -> None:

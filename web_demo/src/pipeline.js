@@ -74,7 +74,7 @@ export async function upscale(img, man, graphs, opts = {}) {
   const s = man.scale, t = man.tile;
   const plan = new TilePlan(h, w, t, t - overlap, s, merge);
   const report = {
-    tiles: plan.length, tiles_per_bit: {}, fab: null, timings_s: { controller: 0, sr: 0, stitch: 0 },
+    tiles: plan.length, tiles_per_bit: {}, fab: null, timings_s: { controller: 0, sr: 0, stitch: 0 }, sr_s_per_level: {},
     backend: opts.backendName || 'onnxruntime-web', precision, bits_mode: String(bits), tile: t, overlap, merge,
     plan: { ys: plan.ys, xs: plan.xs }, tile_bits: [],
   };
@@ -99,7 +99,9 @@ export async function upscale(img, man, graphs, opts = {}) {
         if (rowBits[i] !== b) continue;
         t0 = now();
         srs[i] = await graphs.sr(tiles[i], b === 32 ? null : b);
-        report.timings_s.sr += now() - t0;
+        const dt = now() - t0;
+        report.timings_s.sr += dt;
+        report.sr_s_per_level[b] = (report.sr_s_per_level[b] || 0) + dt;
         done += 1;
         progress(done, plan.length);
       }

@@ -25,6 +25,8 @@ class Report:
     tiles_per_bit: dict[str, int] = field(default_factory=dict)
     fab: float | None = None
     timings_s: dict[str, float] = field(default_factory=lambda: {"controller": 0.0, "sr": 0.0, "stitch": 0.0})
+    #: the SR time of each level's tiles (they add up to timings_s["sr"]): what each level costs here
+    sr_s_per_level: dict[str, float] = field(default_factory=dict)
     backend: str = ""
     precision: str = ""
     bits_mode: str = ""
@@ -37,6 +39,7 @@ class Report:
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         d["timings_s"] = {k: round(v, 4) for k, v in self.timings_s.items()}
+        d["sr_s_per_level"] = {k: round(v, 4) for k, v in self.sr_s_per_level.items()}
         return d
 
 
@@ -143,7 +146,9 @@ class Upscaler:
                     chunk = idx[j:j + be.max_batch]
                     t1 = time.perf_counter()
                     res = be.sr(tiles[chunk], None if b == 32 else b)
-                    rep.timings_s["sr"] += time.perf_counter() - t1
+                    dt = time.perf_counter() - t1
+                    rep.timings_s["sr"] += dt
+                    rep.sr_s_per_level[str(b)] = rep.sr_s_per_level.get(str(b), 0.0) + dt
                     for k, i in enumerate(chunk):
                         srs[i] = res[k]
                     done += len(chunk)
