@@ -48,3 +48,22 @@ def test_bench_rejects_zero_rounds(tiny_export):
     r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "bench", "-m", str(exp), "--rounds", "0"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "--rounds" in r.stdout + r.stderr and "Traceback" not in r.stderr
+
+
+def test_bench_times_each_level(tiny_export, tmp_path):
+    """--levels: one static mode per level of the export (every tile at that level), with each
+    level's time per tile against the lowest one's."""
+    exp, _ = tiny_export
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    cv2.imwrite(str(imgs / "a.png"), (np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8))
+    j = tmp_path / "b.json"
+    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "bench", "-m", str(exp), "--backends", "onnxruntime",
+                        "--threads", "1", "--rounds", "1", "--images", str(imgs), "--torch-model", "", "--levels",
+                        "--json", str(j)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(j.read_text())
+    modes = {x["mode"] for x in res["rows"]}
+    assert modes == {"fp32", "int8_static", "gdq_dynamic", "a4", "a5", "a6", "a8"}
+    assert {k for k in res["ratios"] if " / a4" in k} == {f"onnxruntime@1: a{b} / a4" for b in (5, 6, 8)}
+    assert all(v > 0 for k, v in res["ratios"].items() if " / a4" in k)

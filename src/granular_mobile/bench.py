@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Any
 
 MODES = {"fp32": dict(precision="fp32"), "int8_static": dict(bits="8"), "gdq_dynamic": dict(bits="auto")}
+#: ``--levels``: one static mode per level of the export, "a4", "a5", ... (what each level costs)
+LEVEL_PREFIX = "a"
+
+
+def mode_options(mode: str) -> dict[str, str]:
+    """Upscaler options of a mode: one of MODES, or a level "a<bits>" run on every tile."""
+    return MODES[mode] if mode in MODES else dict(bits=mode.removeprefix(LEVEL_PREFIX))
 
 
 def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -23,7 +30,7 @@ def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
     from .runtime import Upscaler
 
     imgs = [read_image(p) for p in cfg["images"]]
-    up = Upscaler.load(cfg["model"], backend=cfg["backend"], threads=cfg["threads"], **MODES[cfg["mode"]])
+    up = Upscaler.load(cfg["model"], backend=cfg["backend"], threads=cfg["threads"], **mode_options(cfg["mode"]))
     t = up.backend.tile
     up(imgs[0][:t, :t])  # warm-up: sessions, kernels, first allocation
     if cfg["mode"] == "gdq_dynamic":
@@ -50,15 +57,17 @@ def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def bench(model: str, backends: list[str], threads: list[int], images: list[Path], repeat: int = 1,
-          torch_model: str | None = "default", log=print, rounds: int = 1) -> dict[str, Any]:
+          torch_model: str | None = "default", log=print, rounds: int = 1, levels: tuple[int, ...] = ()) -> dict[str, Any]:
     """Every configuration in its own process, ``rounds`` times, the rounds interleaved
     (config order reversed every other round) so that a noisy spell of a shared machine hits
-    all configurations alike; a row reports the fastest round (the noise only adds time)."""
+    all configurations alike; a row reports the fastest round (the noise only adds time).
+    ``levels``: bit levels of the export to time one by one (every tile at that level)."""
     if rounds < 1 or repeat < 1:
         from .errors import ConfigError
 
         raise ConfigError(f"--rounds and --repeat must be >= 1 (got {rounds}, {repeat})")
-    configs = [(b, t, m) for b in backends for t in threads for m in MODES]
+    modes = [*MODES, *(f"{LEVEL_PREFIX}{b}" for b in levels)]
+    configs = [(b, t, m) for b in backends for t in threads for m in modes]
     if torch_model:
         configs += [("torch", t, "fp32") for t in threads]
     runs: dict[tuple[str, int, str], list[dict[str, Any]]] = {c: [] for c in configs}
@@ -108,6 +117,10 @@ def ratios(rows: list[dict[str, Any]], per_round: bool = False) -> dict[str, flo
                 out[f"{be}@{th}: static int8 / fp32 export"] = ratio((be, th, "int8_static"), (be, th, "fp32"))
         if ("torch", th, "fp32") in t:
             out[f"{be}@{th}: dynamic / PyTorch fp32"] = ratio((be, th, mode), ("torch", th, "fp32"))
+        lv = sorted((m for b, n, m in t if (b, n) == (be, th) and m.startswith(LEVEL_PREFIX) and m not in MODES),
+                    key=lambda m: int(m.removeprefix(LEVEL_PREFIX)))
+        for m in lv[1:]:  # each level's time per tile against the lowest one's
+            out[f"{be}@{th}: {m} / {lv[0]}"] = ratio((be, th, m), (be, th, lv[0]))
     return out
 
 

@@ -752,7 +752,8 @@ def run_cmd(
                               "overlaps, as gdq eval) | blend (linear ramps across the overlap)."),
     threads: int = typer.Option(0, help="CPU threads: 0 (backend default) or 1..cores (more is clamped, with a "
                                 "warning); onnxruntime: one value per process."),
-    stats: Path | None = typer.Option(None, help="Write tiles per bit level, FAB, timings (the SR time of each level too; and a batch's failures) as JSON."),
+    stats: Path | None = typer.Option(None, help="Write tiles per bit level, FAB, timings (the SR time of each "
+                                      "level too; and a batch's failures) as JSON."),
     bitmap: Path | None = typer.Option(None, help="Write the input tinted by each tile's bit level (one input)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs (images, --stats, --bitmap)."),
 ) -> None:
@@ -862,6 +863,8 @@ def bench_cmd(
     torch_model: str = typer.Option("default", help="Checkpoint for the PyTorch fp32 baseline ('' to skip)."),
     repeat: int = typer.Option(1, help="Passes over the images per configuration."),
     rounds: int = typer.Option(3, help="Interleaved rounds over all configurations; each row keeps its fastest."),
+    levels: bool = typer.Option(False, "--levels", help="Also time each level of the export on every tile "
+                                "(modes a4, a5, ...: what each level costs per tile), with ratios to the lowest."),
     json_out: Path | None = typer.Option(None, "--json", help="Write results as JSON."),
 ) -> None:
     """Latency per tile and per output megapixel, and peak RSS: fp32, static int8 and
@@ -870,6 +873,7 @@ def bench_cmd(
     Examples:
       gdq bench
       gdq bench --rounds 1 --backends onnxruntime --threads 2 --images photos/ --json bench.json
+      gdq bench --levels --backends onnxruntime,tflite --threads 2 --torch-model ''
     """
     from .bench import bench, markdown
     from .imageio import list_images
@@ -893,8 +897,13 @@ def bench_cmd(
     imgs = list_images(images) if images else [DEFAULT_EXPORT.parent / "sample.png"]
     if not imgs:
         raise ConfigError(f"no images in '{images}'")
+    level_bits: tuple[int, ...] = ()
+    if levels:
+        from .runtime.manifest import ExportFolder
+
+        level_bits = ExportFolder(DEFAULT_EXPORT if model == "default" else model).bits
     res = bench(model, bes, list(dict.fromkeys(counts)), imgs, repeat, torch_model or None,
-                log=lambda s: console.print(s, highlight=False), rounds=rounds)
+                log=lambda s: console.print(s, highlight=False), rounds=rounds, levels=level_bits)
     typer.echo(markdown(res))
     if json_out:
         json_out.write_text(json.dumps(res, indent=2))
