@@ -186,6 +186,15 @@ def test_preflight_leaves_nothing(preflight):
     assert preflight["_new_files"] == []
 
 
+def huge_header_png(path: Path, width: int = 100000, height: int = 100000) -> None:
+    """A small valid PNG whose IHDR claims ``width`` x ``height`` (CRC fixed): OpenCV refuses it."""
+    ok, buf = cv2.imencode(".png", IMG[:4, :4])
+    data = bytearray(buf.tobytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+
+
 def test_batch_goes_on_past_bad_inputs(ws, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -193,19 +202,21 @@ def test_batch_goes_on_past_bad_inputs(ws, tmp_path):
         cv2.imwrite(str(src / name), IMG)
     (src / "2_bad.png").write_bytes(b"not an image")
     cv2.imwrite(str(src / "4_tiny.png"), IMG[:1, :1])
+    huge_header_png(src / "4b_huge.png")
     out, stats = tmp_path / "out", tmp_path / "s.json"
     r, = gdq_many([["run", src, "-o", out, "-m", "exp", "--stats", stats]], ws)
     assert r["rc"] == 1 and "Traceback" not in r["err"]
     failed = lines(r["err"])
-    assert len(failed) == 2, r["err"]
+    assert len(failed) == 3, r["err"]
     assert "2_bad.png" in failed[0] and "cannot decode" in failed[0]
     assert "4_tiny.png" in failed[1] and "too small" in failed[1]
+    assert "4b_huge.png" in failed[2] and "header claims more pixels than OpenCV decodes" in failed[2]
     assert sorted(p.name for p in out.iterdir()) == ["1_good_x2.png", "3_good_x2.png", "5[x]_x2.png"]
     assert f"{src / '5[x].png'} -> {out / '5[x]_x2.png'}" in r["out"]  # brackets printed as they are
-    assert lines(r["out"])[-1] == "3 done, 2 failed, 0 skipped"
+    assert lines(r["out"])[-1] == "3 done, 3 failed, 0 skipped"
     s = json.loads(stats.read_text())
-    assert s["summary"] == {"done": 3, "failed": 2, "skipped": 0} and len(s["images"]) == 3
-    assert [f["input"] for f in s["failed"]] == [str(src / "2_bad.png"), str(src / "4_tiny.png")]
+    assert s["summary"] == {"done": 3, "failed": 3, "skipped": 0} and len(s["images"]) == 3
+    assert [f["input"] for f in s["failed"]] == [str(src / "2_bad.png"), str(src / "4_tiny.png"), str(src / "4b_huge.png")]
     assert all(f["error"] for f in s["failed"])
     assert leftovers(tmp_path) == []
 

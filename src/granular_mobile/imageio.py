@@ -154,7 +154,12 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageError(f"cannot read '{p}': {e.strerror or e}") from e
     # IMREAD_UNCHANGED keeps alpha and depth, and for that OpenCV skips the EXIF orientation:
     # it is applied below
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    except cv2.error as e:  # e.g. a header claiming more pixels than OpenCV decodes (a 40-line message)
+        why = ("its header claims more pixels than OpenCV decodes (CV_IO_MAX_IMAGE_PIXELS, 2^30 by default)"
+               if "CV_IO_MAX_IMAGE_PIXELS" in str(e) else str(e).strip().splitlines()[-1])
+        raise ImageError(f"cannot decode image '{p}': {why}") from None
     if img is None or img.size == 0:
         raise ImageError(f"cannot decode image '{p}' (corrupt, empty or unsupported format)")
     if img.dtype != np.uint8:
