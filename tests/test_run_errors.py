@@ -147,6 +147,7 @@ PREFLIGHT = {  # id: (argv after `run`, the message's needle)
     "batch output replaces an input": (["c", "-o", "c", "--force"], "would both be 'c/x_x2.png'"),
     "--stats is the output": (["good.png", "-o", "p.png", "--stats", "p.png"], "would both be 'p.png'"),
     "--bitmap with a batch": (["a", "good.png", "-o", "out/", "--bitmap", "bm.png"], "--bitmap takes one input"),
+    "batch into an image name": (["a", "good.png", "-o", "out/single.png"], "names an image file; give a folder"),
     "tampered graph never used": (["good.png", "-o", "o.png", "-m", "tampered", "--bits", "4"], "sha256"),
     "deleted graph": (["good.png", "-o", "o.png", "-m", "missing"], "sr_a6.onnx' is missing"),
     "threads negative (onnxruntime)": (["good.png", "-o", "o.png", "--threads", "-1"], "--threads -1 is invalid"),

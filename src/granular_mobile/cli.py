@@ -773,7 +773,7 @@ def run_cmd(
     from rich.markup import escape
 
     from .errors import OutputError
-    from .imageio import check_folder, check_output, read_image, write_bytes_atomic, write_rgb
+    from .imageio import IMAGE_EXTS, check_folder, check_output, read_image, write_bytes_atomic, write_rgb
     from .runtime import Upscaler
 
     files, repeats = _expand_inputs(inputs)
@@ -781,6 +781,9 @@ def run_cmd(
     multi = len(files) > 1 or out_p.is_dir() or out.endswith(("/", os.sep))
     if len(files) > 1 and out_p.exists() and not out_p.is_dir():
         raise OutputError(f"{len(files)} inputs need an output folder, and '{out_p}' is a file")
+    if len(files) > 1 and not out_p.exists() and not out.endswith(("/", os.sep)) and out_p.suffix.lower() in IMAGE_EXTS:
+        raise OutputError(f"{len(files)} inputs need an output folder, and '{out_p}' names an image file; "
+                          f"give a folder (end it with / for a folder of that name)")
     if bitmap and len(files) > 1:
         raise OutputError("--bitmap takes one input image")
     # outputs first (no model needed): an error here costs nothing
