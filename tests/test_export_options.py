@@ -51,3 +51,22 @@ def test_cli_refuses_single_file_with_onnx(tmp_path):
                         "--target", "onnx", "--single-file"], capture_output=True, text=True, env={**os.environ})
     assert r.returncode == 1 and "--single-file is an option of the tflite target" in r.stdout + r.stderr
     assert not (tmp_path / "e").exists()
+
+
+def test_verify_without_benchmark_data_fails_before_any_file(tmp_path):
+    """--verify needs Set5 / Set14: without them, one line naming --verify-data, and nothing written
+    (it used to write every graph and the manifest, then fail naming --root)."""
+    from typer.testing import CliRunner
+
+    from granular_mobile.cli import app
+    from granular_mobile.errors import DataError
+    from granular_mobile.export import export
+    from granular_mobile.models import create_model
+
+    m = create_model("srresnet_gdq", n_blocks=1, n_feats=8).eval()
+    with pytest.raises(DataError, match="--verify needs Set5 and Set14 under .*--verify-data"):
+        export(m, ["onnx"], tmp_path / "out", tile=16, verify=True, verify_root=tmp_path / "nothing")
+    assert not (tmp_path / "out").exists()
+    r = CliRunner().invoke(app, ["export", "-o", str(tmp_path / "cli"), "--target", "onnx", "--verify",
+                                 "--verify-data", str(tmp_path / "nothing")])
+    assert r.exit_code != 0 and "--verify-data" in str(r.exception) and not (tmp_path / "cli").exists()

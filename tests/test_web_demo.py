@@ -99,6 +99,14 @@ def test_gdq_web_refuses_missing_pieces(tmp_path):
     (ort / "ort.wasm.min.mjs").write_text("")
     with pytest.raises(GdqError, match="manifest.json"):
         server(tmp_path, 0, web_root=tmp_path)
+    # an export without the ONNX graphs the page runs (a --target tflite export)
+    man = json.loads((EXPORT / "manifest.json").read_text())
+    del man["targets"]["onnx"]
+    tfl = tmp_path / "tflite_only"
+    tfl.mkdir()
+    (tfl / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(GdqError, match="has no onnx export"):
+        server(tfl, 0, web_root=tmp_path)
 
 
 # ---- the page in headless Chromium -------------------------------------------------------

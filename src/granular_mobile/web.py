@@ -97,6 +97,9 @@ def check(web_root: Path, model_dir: Path) -> None:
         raise ModelNotFoundError(f"model '{model_dir}' is not an export folder")
     if not (model_dir / "manifest.json").is_file():
         raise ModelNotFoundError(f"'{model_dir}' has no manifest.json (make one with `gdq export -o {model_dir}`)")
+    from .runtime.manifest import ExportFolder
+
+    ExportFolder(model_dir).target("onnx")  # the page runs the ONNX graphs: refused here, not in the page
 
 
 def server(model_dir: Path, port: int = 8000, web_root: Path = WEB_DEMO) -> http.server.ThreadingHTTPServer:

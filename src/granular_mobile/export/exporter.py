@@ -16,7 +16,7 @@ from ..checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
 from ..config import level_name, to_dict
 from ..data.calibration import calibration_tiles
 from ..defaults import DEFAULT_TILE, bench_root
-from ..errors import ConfigError, GdqWarning
+from ..errors import ConfigError, DataError, GdqWarning
 from ..models import GDQNet
 from ..program import FP_LAYER_MODES, Program, build_program, calibrate_program, deployed_programs
 from ..runtime.manifest import GRAPH_IO, E2BInfo, FileEntry, Manifest, ModelInfo, TargetEntry, sha256
@@ -154,6 +154,14 @@ def export(
     m.eval()
     if not m.cfg.quantized:
         raise ConfigError("export needs a Granular-DQ model (a *_gdq checkpoint); its full-precision twin goes in --fp")
+    if verify:  # before any file is written: --verify compares on Set5 / Set14 tiles
+        from .verify import VERIFY_SETS
+
+        root = Path(bench_root() if verify_root is None else verify_root)
+        for s in VERIFY_SETS:
+            if not (root / s / "HR").is_dir() or not (root / s / "LR_bicubic" / f"X{m.cfg.scale}").is_dir():
+                raise DataError(f"--verify needs {' and '.join(VERIFY_SETS)} under '{root}' (SET/HR/ and "
+                                f"SET/LR_bicubic/X{m.cfg.scale}/); point --verify-data or GDQ_BENCH_ROOT at their parent folder")
     if m.cfg.exits:
         names = ", ".join(level_name(b, k, m.cfg.n_blocks) for b, k in m.cfg.exits)
         # the manifest and the runtimes name graphs by bit level; exit levels are measured with

@@ -18,7 +18,11 @@ from ..runtime.manifest import Manifest
 from ..runtime.tiler import TilePlan, extract_tiles
 
 
-def verify_tiles(root: str | Path, scale: int, tile: int, max_tiles: int = 64, sets: tuple[str, ...] = ("Set5", "Set14")) -> np.ndarray:
+#: the benchmark sets whose tiles --verify compares on
+VERIFY_SETS: tuple[str, ...] = ("Set5", "Set14")
+
+
+def verify_tiles(root: str | Path, scale: int, tile: int, max_tiles: int = 64, sets: tuple[str, ...] = VERIFY_SETS) -> np.ndarray:
     """LR tiles (N, 3, T, T) float [0, 1] cut on a grid from benchmark images, spread evenly."""
     tiles = []
     for s in sets:
