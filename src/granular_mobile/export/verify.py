@@ -17,7 +17,6 @@ from ..runtime.backends import open_export
 from ..runtime.manifest import Manifest
 from ..runtime.tiler import TilePlan, extract_tiles
 
-
 #: the benchmark sets whose tiles --verify compares on
 VERIFY_SETS: tuple[str, ...] = ("Set5", "Set14")
 
