@@ -43,6 +43,18 @@ def test_backends_agree_with_torch(tiny_export):
         assert 10 * np.log10(255**2 / max(mse, 1e-12)) > 40, be
 
 
+def test_tflite_runs_quietly(tiny_export):
+    """LiteRT's native "Created TensorFlow Lite XNNPACK delegate" line is not the user's business:
+    a run's stderr stays empty (the line came once per graph, on fd 2, past Python's logging)."""
+    exp, _ = tiny_export
+    code = ("import numpy as np\nfrom granular_mobile.runtime import Upscaler\n"
+            f"up = Upscaler.load({str(exp)!r}, backend='tflite', threads=1)\n"
+            "up((np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8))\nprint('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+    assert "XNNPACK" not in r.stderr and r.stderr.strip() == "", r.stderr
+
+
 def test_report_times_each_level(tiny_export):
     """The report gives the SR time of each level's tiles: the levels that ran, adding up to the SR time."""
     exp, _ = tiny_export

@@ -1,6 +1,11 @@
 """LiteRT (TFLite) backend: runs the exported full-integer graphs with XNNPack (static batch 1)."""
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +13,33 @@ import numpy as np
 
 from ...errors import require
 from .exported import ExportedBackend
+
+
+#: what LiteRT's native code prints on every interpreter, not a message for the user
+_NATIVE_NOISE = ("INFO: Created TensorFlow Lite XNNPACK delegate",)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """LiteRT's C++ logs to file descriptor 2 (no Python logger, no environment switch): catch
+    it while an interpreter is made and pass on every line but its routine INFO line."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real descriptor 2 (an embedding host): leave it alone
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines():
+                if line.strip() and not line.startswith(_NATIVE_NOISE):
+                    print(line, file=sys.stderr)
 
 
 class TFLiteBackend(ExportedBackend):
@@ -21,8 +53,10 @@ class TFLiteBackend(ExportedBackend):
 
     def _run(self, fname: str, tiles: np.ndarray) -> list[dict[str, np.ndarray]]:
         if fname not in self._interp:
-            it = self.litert.Interpreter(model_path=str(self.m.file(fname)), num_threads=self.threads or None)
-            it.allocate_tensors()
+            path = str(self.m.file(fname))
+            with _quiet_native_stderr():
+                it = self.litert.Interpreter(model_path=path, num_threads=self.threads or None)
+                it.allocate_tensors()
             self._interp[fname] = it
         it = self._interp[fname]
         inp = it.get_input_details()[0]
