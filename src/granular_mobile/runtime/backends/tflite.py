@@ -14,7 +14,6 @@ import numpy as np
 from ...errors import require
 from .exported import ExportedBackend
 
-
 #: what LiteRT's native code prints on every interpreter, not a message for the user
 _NATIVE_NOISE = ("INFO: Created TensorFlow Lite XNNPACK delegate",)
 
