@@ -70,3 +70,33 @@ def test_verify_without_benchmark_data_fails_before_any_file(tmp_path):
     r = CliRunner().invoke(app, ["export", "-o", str(tmp_path / "cli"), "--target", "onnx", "--verify",
                                  "--verify-data", str(tmp_path / "nothing")])
     assert r.exit_code != 0 and "--verify-data" in str(r.exception) and not (tmp_path / "cli").exists()
+
+
+def test_exporting_one_target_keeps_the_other(tmp_path):
+    """`gdq export --target onnx` into a folder holding a tflite export of the same model adds
+    onnx and keeps tflite (the re-export hints name one target); another model, or a graph
+    changed on disk since, replaces it."""
+    import torch
+
+    from granular_mobile.export import export
+    from granular_mobile.models import create_model
+    from granular_mobile.runtime.backends import create_backend
+    from granular_mobile.runtime.manifest import ExportFolder
+
+    torch.manual_seed(0)
+    m = create_model("srresnet_gdq", n_blocks=1, n_feats=8).eval()
+    out = tmp_path / "exp"
+    export(m, ["tflite"], out, tile=16)
+    man = export(m, ["onnx"], out, tile=16)
+    assert set(man.targets) == {"onnx", "tflite"}
+    assert set(ExportFolder(out).manifest.targets) == {"onnx", "tflite"}
+    for be in ("onnxruntime", "tflite"):
+        assert create_backend(be, str(out)).bits == (4, 5, 6, 8)
+    # a graph of the kept target changed on disk: not kept
+    (out / "sr_a4.tflite").write_bytes((out / "sr_a4.tflite").read_bytes() + b"x")
+    assert set(export(m, ["onnx"], out, tile=16).targets) == {"onnx"}
+    # another model: replaced, not merged
+    export(m, ["tflite"], out, tile=16)
+    torch.manual_seed(1)
+    other = create_model("srresnet_gdq", n_blocks=2, n_feats=8).eval()
+    assert set(export(other, ["onnx"], out, tile=16).targets) == {"onnx"}

@@ -16,7 +16,7 @@ from ..checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
 from ..config import level_name, to_dict
 from ..data.calibration import calibration_tiles
 from ..defaults import DEFAULT_TILE, bench_root
-from ..errors import ConfigError, DataError, GdqWarning
+from ..errors import ConfigError, DataError, GdqError, GdqWarning
 from ..models import GDQNet
 from ..program import FP_LAYER_MODES, Program, build_program, calibrate_program, deployed_programs
 from ..runtime.manifest import GRAPH_IO, E2BInfo, FileEntry, Manifest, ModelInfo, TargetEntry, sha256
@@ -79,6 +79,28 @@ _WRITERS: dict[str, tuple[Writer, tuple[str, ...]]] = {
     "tflite": (_write_tflite, ("single_file",)),
 }
 TARGETS: dict[str, Target] = {name: Target(spec, *_WRITERS[name]) for name, spec in TARGET_SPECS.items()}
+
+
+def _kept_targets(out: Path, config: Mapping[str, Any], tile: int, fp_layers: str,
+                  targets: Sequence[str]) -> tuple[dict[str, TargetEntry], dict[str, Any]]:
+    """The targets (and their parity) of a manifest already in ``out`` that this export does not
+    write: kept when that export is of the same model, tile and numerics and its graphs are still
+    on disk as it wrote them, so that exporting one target adds it instead of dropping the others."""
+    p = out / "manifest.json"
+    if not p.is_file():
+        return {}, {}
+    try:
+        old = Manifest.from_json(p.read_text(), str(p))
+    except (GdqError, OSError, ValueError):  # an unreadable or older manifest is replaced
+        return {}, {}
+    if dict(old.model.config) != dict(config) or old.tile != tile or old.fp_layers != fp_layers:
+        return {}, {}
+    kept = {}
+    for name, t in old.targets.items():
+        if name not in targets and all(
+                (out / f).is_file() and f in old.files and sha256(out / f) == old.files[f].sha256 for f in t.files()):
+            kept[name] = t
+    return kept, {k: v for k, v in (old.parity or {}).items() if k in kept}
 
 
 def check_targets(targets: Sequence[str], options: Mapping[str, Any] | None = None) -> list[str]:
@@ -186,7 +208,9 @@ def export(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     e2b, quant = m.cfg.e2b, m.cfg.quant
-    entries: dict[str, TargetEntry] = {}
+    entries, kept_parity = _kept_targets(out, to_dict(m.cfg), tile, fp_layers, targets)
+    if entries:
+        log(f"kept the {', '.join(sorted(entries))} export already in {out} (same model, tile and numerics)")
     for tname in targets:
         tgt = TARGETS[tname]
         t1 = time.time()
@@ -206,7 +230,9 @@ def export(
 
         parity = verify_export(out, manifest, m, fpm, bench_root() if verify_root is None else verify_root,
                                progs=progs, log=log)
-        manifest = manifest.replace(parity=parity)
+        manifest = manifest.replace(parity={**kept_parity, **parity})
+    elif kept_parity:
+        manifest = manifest.replace(parity=kept_parity)
     manifest = manifest.replace(export_seconds=round(time.time() - t0, 1))
     manifest.write(out)
     return manifest
