@@ -100,3 +100,20 @@ def test_exporting_one_target_keeps_the_other(tmp_path):
     torch.manual_seed(1)
     other = create_model("srresnet_gdq", n_blocks=2, n_feats=8).eval()
     assert set(export(other, ["onnx"], out, tile=16).targets) == {"onnx"}
+
+
+def test_tflite_export_is_quiet(tiny_export, tmp_path):
+    """gdq export --target tflite prints what it wrote, not TensorFlow's internals (~50 C++ INFO /
+    WARNING lines, absl deprecations, converter statistics warnings per export before)."""
+    import os
+    import subprocess
+    import sys
+
+    _, ck = tiny_export
+    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "export", "-m", str(ck / "q.pt"), "-o",
+                        str(tmp_path / "exp"), "--target", "tflite", "--tile", "16"], capture_output=True, text=True,
+                       env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    noise = [ln for ln in r.stderr.splitlines() if ln.startswith(("I0000", "W0000", "WARNING:absl")) or "UserWarning" in ln]
+    assert noise == [], noise[:5]
+    assert "tflite: wrote" in r.stderr

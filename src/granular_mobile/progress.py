@@ -31,17 +31,22 @@ class LineProgress(Progress):
         if self._lines:
             kw["disable"] = True  # no live display: the lines below instead
         super().__init__(*columns, **kw)
-        self._interval, self._last, self._written = interval, time.monotonic(), False
+        self._interval, self._last, self._written = interval, time.monotonic(), ""
 
     def _line(self, force: bool = False) -> None:
         now = time.monotonic()
         if not self._lines or (not force and now - self._last < self._interval) or (force and not self._written):
             return
-        self._last, self._written = now, True
+        lines = []
         for task in self.tasks:
             parts = [c.render(task) for c in self.columns if not isinstance(c, BarColumn)]  # type: ignore[union-attr]
             text = (p.plain if hasattr(p, "plain") else str(p) for p in parts)
-            self.console.print(" ".join(t.strip() for t in text if t.strip()))
+            lines.append(" ".join(t.strip() for t in text if t.strip()))
+        if force and "\n".join(lines) == self._written:
+            return  # the last lines already say it
+        self._last, self._written = now, "\n".join(lines)
+        for line in lines:
+            self.console.print(line)
 
     def update(self, *args: Any, **kw: Any) -> None:
         super().update(*args, **kw)

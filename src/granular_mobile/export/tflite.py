@@ -20,6 +20,8 @@ output channels are permuted.
 """
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -258,9 +260,26 @@ def _convert_signatures(tf, fns: dict[str, Any], quantized: bool) -> bytes:
         return conv.convert()
 
 
+def _tensorflow() -> Any:
+    """TensorFlow, quiet: its C++ INFO/WARNING lines (CPU features, grappler sessions, ignored
+    converter flags, op counts) and the converter's Python deprecation and statistics warnings
+    are about its internals, ~50 lines per export; errors still print. The C++ level takes
+    effect only if TensorFlow is not imported yet (the environment variable is read at load)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf = require("tensorflow", "export")
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:  # absl comes with TensorFlow; without it there is nothing to quiet
+        pass
+    warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+    return tf
+
+
 def write_tflite(out: Path, progs: dict[int, Program], fp: Program | None, ctrl: ControllerSpec, tile: int,
                  single_file: bool = False) -> dict[str, Any]:
-    tf = require("tensorflow", "export")
+    tf = _tensorflow()
     for prog in progs.values():
         if prog.fp_layers != "int8":
             raise ConfigError("the TFLite export is full-integer: it needs --fp-layers int8 (float layers inside an int8 "
