@@ -145,3 +145,25 @@ def test_progress_lines_where_stderr_is_no_terminal(tiny_export, tmp_path):
     done = [int(ln.split()[1].split("/")[0]) for ln in progress]
     total = int(progress[-1].split()[1].split("/")[1])
     assert done == sorted(done) and done[-1] == total > 1 and "eta" in progress[-1]
+
+
+def test_run_refuses_a_huge_output_unless_large(tiny_export, tmp_path, monkeypatch):
+    """An input whose output is over MAX_OUTPUT_MP is one line with its tiles and memory before any
+    tile runs (a 12000x9000 input started ~17k tiles with no word); --large runs it."""
+    import cv2
+    import numpy as np
+    from typer.testing import CliRunner
+
+    import granular_mobile.cli as cli
+
+    exp, _ = tiny_export
+    cv2.imwrite(str(tmp_path / "big.png"), (np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8))
+    monkeypatch.setattr(cli, "MAX_OUTPUT_MP", 0.01)  # the 180x140 output stands for a huge one
+    r = CliRunner().invoke(cli.app, ["run", str(tmp_path / "big.png"), "-o", str(tmp_path / "o.png"), "-m", str(exp)])
+    assert r.exit_code != 0 and not (tmp_path / "o.png").exists()
+    msg = str(r.exception)
+    assert "is 90x70: its x2 output is 180x140" in msg and "tiles; pass --large" in msg and "\n" not in msg
+    r = CliRunner().invoke(cli.app, ["run", str(tmp_path / "big.png"), "-o", str(tmp_path / "o.png"), "-m", str(exp),
+                                     "--large"])
+    assert r.exit_code == 0, r.output
+    assert cv2.imread(str(tmp_path / "o.png")).shape == (140, 180, 3)

@@ -91,6 +91,26 @@ def models_cmd() -> None:
     stdout.print(t)
 
 
+#: gdq run refuses an output above this many megapixels without --large (its RGB bytes alone
+#: are 3 bytes a pixel: 600 MB at 200 MP), saying what it would cost
+MAX_OUTPUT_MP = 200
+
+
+def _check_size(img, up, path: Path, large: bool) -> None:  # type: ignore[no-untyped-def]
+    """One line before any tile runs on an input too large to run unasked: its tiles and memory."""
+    from .errors import ImageError
+    from .runtime.tiler import TilePlan
+
+    h, w = img.shape[:2]
+    s, t = up.backend.scale, up.backend.tile
+    mp = h * w * s * s / 1e6
+    if large or mp <= MAX_OUTPUT_MP:
+        return
+    tiles = len(TilePlan(h, w, t, t - up.overlap, s, up.merge))
+    raise ImageError(f"'{path}' is {w}x{h}: its x{s} output is {w * s}x{h * s} ({mp:.0f} MP, {3 * mp / 1e3:.1f} GB as RGB) "
+                     f"from {tiles} tiles; pass --large to run it, or downscale or crop it")
+
+
 def _int_list(option: str, s: str) -> tuple[int, ...]:
     """A comma-separated list of integers (``--bits 4,8``), or a one-line error naming the option."""
     try:
@@ -756,6 +776,8 @@ def run_cmd(
                                       "level too; and a batch's failures) as JSON."),
     bitmap: Path | None = typer.Option(None, help="Write the input tinted by each tile's bit level (one input)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs (images, --stats, --bitmap)."),
+    large: bool = typer.Option(False, "--large", help=f"Run inputs whose output exceeds {MAX_OUTPUT_MP} megapixels "
+                               "(refused by default, with the tile count and the output's memory)."),
 ) -> None:
     """Upscale images tile by tile with per-tile bit-widths.
 
@@ -821,6 +843,7 @@ def run_cmd(
         for i, (f, target) in enumerate(zip(files, targets, strict=True)):
             try:
                 img = read_image(f)
+                _check_size(img, up, f, large)
                 pb.update(task, description=escape(f.name), completed=0, total=None)
                 sr, rep = up(img, progress=lambda d, n: pb.update(task, completed=d, total=n))
                 write_rgb(target, sr)
