@@ -49,10 +49,6 @@ def main() -> None:
     depths = [int(k) for k in a.blocks.split(",")]
     tiles = calibration_tiles(a.tile)
     x = tiles[:1].numpy()
-    # MACs per conv of the full network; an exit drops the blocks it does not run
-    rows = count_macs(model, a.tile, a.tile)
-    per_block = sum(m for n, m, _ in rows if n.startswith("body.0."))
-    full = sum(m for _, m, _ in rows)
     runners: dict[str, Callable[[], object]] = {}
     info: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as d:
@@ -66,7 +62,8 @@ def main() -> None:
                 if a.backend == "onnxruntime":
                     path = save_onnx(program_to_onnx(prog, a.tile, batch=1, report=report), Path(d) / f"{name}.onnx")
                 runners[name] = _runner(a.backend, prog, path, a.tile, a.threads, x)
-                info[name] = {"bits": b, "blocks": k, "macs_g": round((full - (nb - k) * per_block) / 1e9, 3)}
+                macs = sum(m for _, m, _ in count_macs(model, a.tile, a.tile, blocks=k))
+                info[name] = {"bits": b, "blocks": k, "macs_g": round(macs / 1e9, 3)}
                 if a.backend == "onnxruntime":
                     info[name]["u8u8_convs"] = len(report.get("u8u8_convs", []))
         for run in runners.values():  # warm-up

@@ -65,10 +65,8 @@ def evaluate_dataset(
     counts: Counter[int] = Counter()
     macs = None
     if model is not None:
-        rows = count_macs(model, tiles.tile, tiles.tile)
-        if bit_index is not None and model.cfg.quantized:  # an exit level runs only its first blocks
-            depth = model.cfg.levels[bit_index][1]
-            rows = [r for r in rows if not r[0].startswith(tuple(f"body.{i}." for i in range(depth, model.cfg.n_blocks)))]
+        depth = model.cfg.levels[bit_index][1] if bit_index is not None and model.cfg.quantized else None
+        rows = count_macs(model, tiles.tile, tiles.tile, blocks=depth)  # an exit level: its blocks only
         macs = [(m, q) for _, m, q in rows]
         # the runtime's own tiling, with the paper's protocol: static tiles every `step`
         # pixels, each keeping its central part

@@ -288,8 +288,9 @@ class GDQNet(nn.Module):
         return b.output
 
 
-def count_macs(model: GDQNet, lr_h: int, lr_w: int) -> list[tuple[str, int, bool]]:
-    """(name, MACs, quantized) of every conv for one LR input of lr_h x lr_w (GBC/E2B excluded)."""
+def count_macs(model: GDQNet, lr_h: int, lr_w: int, blocks: int | None = None) -> list[tuple[str, int, bool]]:
+    """(name, MACs, quantized) of every conv for one LR input of lr_h x lr_w (GBC/E2B excluded);
+    ``blocks``: of an exit level that runs only the first ``blocks`` residual blocks."""
     rows: list[tuple[str, int, bool]] = []
     hooks = []
 
@@ -315,4 +316,7 @@ def count_macs(model: GDQNet, lr_h: int, lr_w: int) -> list[tuple[str, int, bool
     finally:
         for h in hooks:
             h.remove()
+    if blocks is not None:
+        skipped = tuple(f"body.{i}." for i in range(blocks, model.cfg.n_blocks))
+        rows = [r for r in rows if not r[0].startswith(skipped)]
     return rows
