@@ -10,6 +10,10 @@ rounds), so a slow spell of the shared machine hits all settings alike.
 
 ``--mosaic N`` builds the images instead: one photo of about N megapixels (LR) from the HR
 images of a benchmark set laid side by side (natural content, reproducible from the set).
+
+With ``--data`` each setting's outputs are also scored against the set's HR images (PSNR on Y,
+shave = scale, as ``gdq eval``; the first round's outputs): PSNR against measured whole-image
+time, one point per setting (``bench/plot_time_psnr.py`` draws them).
 """
 from __future__ import annotations
 
@@ -51,7 +55,10 @@ def parse_setting(text: str) -> tuple[str, dict[str, object]]:
     kw: dict[str, object] = {}
     for item in filter(None, opts.split(",")):
         k, _, v = item.partition("=")
-        kw[k] = int(v) if v.lstrip("-").isdigit() else v
+        try:
+            kw[k] = int(v) if v.lstrip("-").isdigit() else float(v)
+        except ValueError:
+            kw[k] = v
     return name, kw
 
 
@@ -61,7 +68,8 @@ def main() -> None:
     ap.add_argument("--backend", default="onnxruntime")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--setting", action="append", required=True,
-                    help="NAME:key=value,... Upscaler options (overlap, merge, bits); the first is the reference")
+                    help="NAME:key=value,... Upscaler options (overlap, merge, bits, budget) and model=EXPORT "
+                         "(default: --model); the first is the reference")
     ap.add_argument("--images", type=Path, default=None, help="folder of images")
     ap.add_argument("--data", default=None, help="instead of --images: a benchmark set's LR images (x2)")
     ap.add_argument("--mosaic", type=float, default=0.0, help="instead of --images: one photo of this many LR megapixels")
@@ -70,9 +78,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
+    hrs: list[np.ndarray] = []
 
     from granular_mobile.defaults import bench_root
     from granular_mobile.imageio import list_images, read_image
+    from granular_mobile.metrics import psnr_y
     from granular_mobile.runtime import Upscaler
 
     if a.mosaic:
@@ -81,29 +91,56 @@ def main() -> None:
     elif a.data:
         from granular_mobile.eval import benchmark_pairs
 
-        imgs = [lr for _, lr, _ in benchmark_pairs(a.root or bench_root(), a.data, 2)]
+        pairs = benchmark_pairs(a.root or bench_root(), a.data, 2)
+        imgs = [lr for _, lr, _ in pairs]
+        hrs = [hr for _, _, hr in pairs]
         what = f"{a.data} LR images (x2)"
     else:
         if a.images is None:
             ap.error("give --images, --data or --mosaic")
         imgs = [read_image(p) for p in list_images(a.images)]
         what = str(a.images)
-    backend = Upscaler.load(a.model, backend=a.backend, threads=a.threads).backend
     settings = [parse_setting(s) for s in a.setting]
-    ups = {name: Upscaler(backend, **kw) for name, kw in settings}  # type: ignore[arg-type]
+    backends: dict[str, object] = {}
+    ups = {}
+    for name, kw in settings:
+        opts = dict(kw)
+        model = str(opts.pop("model", a.model))
+        if model not in backends:  # one backend per model, shared by its settings
+            backends[model] = Upscaler.load(model, backend=a.backend, threads=a.threads).backend
+        ups[name] = Upscaler(backends[model], **opts)  # type: ignore[arg-type]
+    backend = next(iter(ups.values())).backend
     names = list(ups)
-    ups[names[0]](imgs[0][:backend.tile, :backend.tile])  # warm-up: sessions, kernels, every level's graph
+    for up in ups.values():  # warm-up: sessions, kernels, every level's graph
+        up(imgs[0][:backend.tile * 2, :backend.tile * 2])
     times: dict[str, list[float]] = {n: [] for n in names}
     tiles: dict[str, int] = {}
+    levels: dict[str, dict[str, int]] = {}
+    psnr: dict[str, float] = {}
+    cost: dict[str, float | None] = {}
     for r in range(a.rounds):
         for n in names if r % 2 == 0 else names[::-1]:
             t0 = time.perf_counter()
             count = 0
-            for im in imgs:
-                _, rep = ups[n](im)
+            per_level: dict[str, int] = {}
+            costs = []
+            scores = []
+            for k, im in enumerate(imgs):
+                sr, rep = ups[n](im)
+                if hrs and r == 0:
+                    t1 = time.perf_counter()
+                    scores.append(psnr_y(sr, hrs[k], backend.scale))
+                    t0 += time.perf_counter() - t1  # scoring is not the setting's time
                 count += rep.tiles
+                for k, v in rep.tiles_per_level.items():
+                    per_level[k] = per_level.get(k, 0) + v
+                if rep.cost is not None:
+                    costs.append(rep.cost * rep.tiles)
             times[n].append(time.perf_counter() - t0)
-            tiles[n] = count
+            tiles[n], levels[n] = count, dict(sorted(per_level.items()))
+            cost[n] = round(sum(costs) / count, 4) if costs else None
+            if scores:
+                psnr[n] = round(float(np.mean(scores)), 4)
             print(f"round {r + 1}/{a.rounds} {n:12s} {times[n][-1]:8.2f} s  ({count} tiles)", flush=True)
     ref = names[0]
     rows = {}
@@ -111,6 +148,7 @@ def main() -> None:
         ratio = float(np.median(np.asarray(times[n]) / np.asarray(times[ref])))
         rows[n] = {"options": dict(settings)[n], "seconds_median": round(float(np.median(times[n])), 3),
                    "seconds_rounds": [round(t, 3) for t in times[n]], "tiles": tiles[n],
+                   "tiles_per_level": levels[n], "mean_cost": cost[n], "psnr": psnr.get(n),
                    f"time_vs_{ref}": round(ratio, 3)}
         print(f"{n:12s} median {rows[n]['seconds_median']:8.2f} s  x{ratio:.3f} of {ref}  ({tiles[n]} tiles)")
     out = {"command": "python bench/whole_image.py " + " ".join(

@@ -1,64 +1,34 @@
-"""What levels that differ in time could buy: every static level, the best static mix and the
-oracle per-tile allocation, on a time axis (each level's measured cost per tile), with the
-deployed integer numerics, on a benchmark set.
+"""PSNR against time per tile on a benchmark set: every level static, the best static mix of the
+level gate's choices, the oracle, and the model's level gate at several budgets.
 
-A level is a (bits, blocks) pair of the model (``ModelConfig.levels``: its bit levels and any
-exit levels trained with ``gdq quantize --tune-level B --blocks K``). Its cost is its graph's
-measured time per tile relative to a reference level, read from ``bench/level_cost.py``'s JSON
-(``--cost``). With the paper's protocol (merge "center") a tile's SR does not depend on its
-neighbours' levels, so any allocation's image is a composite of the static-level images and is
-scored exactly from per-tile squared errors (Y, shave = scale, as ``gdq eval``).
+Every tile of the set runs at each level of the model with the deployed integer numerics (a
+level is a (bits, blocks) pair, ``ModelConfig.levels``). With the paper's protocol (merge
+"center") a tile's SR does not depend on its neighbours' levels, so any allocation's image is a
+composite of the static-level images and is scored exactly from per-tile squared errors (Y,
+shave = scale, as ``gdq eval``): the gate's allocation at a budget is what ``gdq run --budget``
+computes, image by image. Costs are each level's time per tile relative to the full graph, from
+``bench/level_cost.py``'s JSON (``--cost``) or the model's level gate.
 
-The oracle maximises the mean PSNR over images for a time budget (Lagrangian on each tile's
-error reduction per unit of time); no controller that reads only the LR tile reaches it.
+The oracle allocates, per image and budget, on the measured gains (the same Lagrangian as the
+runtime); no controller that reads only the LR tile reaches it.
 
-    python scripts/time_allocation.py -m runs/exit_6k4/best.pt --data Set14 \\
+    python scripts/time_allocation.py -m runs/timed/model.pt --data Set14 \\
         --cost docs/level_cost_onnx.json --json docs/time_allocation_set14.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from granular_mobile.checkpoint import load_model
-from granular_mobile.config import TileConfig, level_name
 from granular_mobile.defaults import bench_root
 from granular_mobile.eval import benchmark_pairs
-from granular_mobile.eval.evaluate import LevelBackend
-from granular_mobile.metrics import best_static_mix
-from granular_mobile.runtime import Upscaler
-from granular_mobile.runtime.tiler import TilePlan
-from granular_mobile.train.gate_fit import tile_errors
-
-
-def score(recs: list[dict], alloc: list[list[str]], cost: dict[str, float]) -> tuple[float, float]:
-    """(mean Y-PSNR over images, mean time per tile relative to the reference) of an allocation."""
-    ps, times = [], []
-    for r, a in zip(recs, alloc, strict=True):
-        se = sum(r["se"][lv][i] for i, lv in enumerate(a))
-        ps.append(10 * np.log10(255.0**2 * r["npix"] / max(se, 1e-12)))
-        times += [cost[lv] for lv in a]
-    return float(np.mean(ps)), float(np.mean(times))
-
-
-def oracle_points(recs: list[dict], levels: list[str], cost: dict[str, float]) -> list[tuple[float, float]]:
-    """(time, PSNR) of oracle allocations over a sweep of the price of time."""
-    cheap = min(levels, key=lambda lv: cost[lv])
-    pts = []
-    for lam in np.geomspace(1e-6, 10.0, 400):
-        alloc = []
-        for r in recs:
-            w = 10 / np.log(10) / sum(r["se"][cheap])  # d PSNR / d SE of the image, at the cheapest level
-            n = len(r["se"][cheap])
-            alloc.append([max(levels, key=lambda lv, i=i: w * (r["se"][cheap][i] - r["se"][lv][i]) - lam * cost[lv])
-                          for i in range(n)])
-        p, t = score(recs, alloc, cost)
-        pts.append((t, p))
-    return pts
+from granular_mobile.train.level_gate import REPORT_BUDGETS, LevelGains, compare_at_budgets, level_costs, measure_pairs
 
 
 def main() -> None:
@@ -66,43 +36,45 @@ def main() -> None:
     ap.add_argument("-m", "--model", default="default")
     ap.add_argument("--data", default="Set14")
     ap.add_argument("--root", default=bench_root(), help="benchmark root (GDQ_BENCH_ROOT)")
-    ap.add_argument("--cost", type=Path, required=True, help="bench/level_cost.py's JSON (ms per tile per level)")
-    ap.add_argument("--budgets", default="0.4,0.5,0.55,0.7,0.85,1.0", help="time budgets (relative to the reference)")
+    ap.add_argument("--cost", type=Path, default=None,
+                    help="bench/level_cost.py's JSON (default: the level gate's costs, else MACs)")
+    ap.add_argument("--choices", default="", help="levels to allocate among, cheapest first (default: the gate's)")
+    ap.add_argument("--budgets", default=",".join(map(str, REPORT_BUDGETS)))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cache", type=Path, default=None, help=".npz of the measurements: read if it exists, else written")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     m = load_model(a.model).eval()
-    nb = m.cfg.n_blocks
-    measured = json.loads(a.cost.read_text())["levels"]
-    names = {level_name(b, k, nb): i for i, (b, k) in enumerate(m.cfg.levels)}
-    missing = sorted(set(names) - set(measured))
-    if missing:
-        raise SystemExit(f"{a.cost} has no cost for the levels {missing}; run bench/level_cost.py with them")
-    ref = min(names, key=lambda n: (-m.cfg.levels[names[n]][1], m.cfg.levels[names[n]][0]))  # full depth, fewest bits
-    cost = {n: measured[n]["ms_per_tile"] / measured[ref]["ms_per_tile"] for n in names}
-    tiles = TileConfig()
-    s = m.cfg.scale
-    static = {n: Upscaler(LevelBackend(m, i, tiles.tile), bits=m.cfg.levels[i][0], precision="int8",  # type: ignore[arg-type]
-                          overlap=tiles.overlap, merge=tiles.merge) for n, i in names.items()}
-    recs = []
-    for name, lr, hr in benchmark_pairs(a.root, a.data, s):
-        plan = TilePlan(lr.shape[0], lr.shape[1], tiles.tile, tiles.step, s, tiles.merge)
-        recs.append({"image": name, "npix": (hr.shape[0] - 2 * s) * (hr.shape[1] - 2 * s),
-                     "se": {n: tile_errors(up(lr)[0], hr, plan, s) for n, up in static.items()}})
-        print(f"{name}: {len(plan)} tiles", flush=True)
-    levels = list(names)
-    stat = {n: score(recs, [[n] * len(r["se"][n]) for r in recs], cost) for n in levels}
-    hull = [(t, p) for p, t in stat.values()]
-    orc = oracle_points(recs, levels, cost)
-    lo, hi = min(t for t, _ in hull), max(t for t, _ in hull)
-    budgets = [b for b in (float(x) for x in a.budgets.split(",")) if lo <= b <= hi]
+    gate = m.cfg.level_gate
+    choices = a.choices.split(",") if a.choices else list(gate.choices) if gate else list(m.cfg.level_names)
+    levels = list(m.cfg.level_names)
+    if a.cache is not None and a.cache.is_file():
+        g = LevelGains.load(a.cache)
+    else:
+        pairs = [(lr, hr) for _, lr, hr in benchmark_pairs(a.root, a.data, m.cfg.scale)]
+        g = measure_pairs(m, pairs, levels, advance=lambda: print(".", end="", flush=True, file=sys.stderr))
+        if a.cache is not None:
+            g.save(a.cache)
+    if gate is not None and a.cost is None and choices == list(gate.choices):
+        costs, source = tuple(gate.costs), gate.cost_source
+    else:
+        costs, source = level_costs(m, choices, g.tiles.tile, a.cost)
+    all_costs, _ = level_costs(m, levels, g.tiles.tile, a.cost)
+    sub = g.subset(choices)
+    budgets = [float(x) for x in a.budgets.split(",")]
+    with torch.no_grad():
+        scores = m.level_gate(torch.from_numpy(sub.feat)).numpy() if gate is not None and choices == list(gate.choices) \
+            else np.zeros((len(sub.feat), len(choices)))
+    rows = compare_at_budgets(sub, scores, costs, budgets)
     out = {
-        "model": a.model, "data": a.data, "tiles": sum(len(r["se"][ref]) for r in recs), "reference": ref,
-        "cost_source": str(a.cost), "cost": {n: round(c, 3) for n, c in cost.items()},
-        "static": {n: {"psnr": round(p, 4), "time": round(t, 3)} for n, (p, t) in stat.items()},
-        "at_budget": {f"{b:.2f}": {"best_static_mix": round(best_static_mix(hull, b), 4),
-                                   "oracle": round(best_static_mix(orc, b), 4)} for b in budgets},
+        "command": "python scripts/time_allocation.py " + " ".join(sys.argv[1:]),
+        "model": a.model, "data": a.data, "images": len(sub.npix), "tiles": len(sub.se),
+        "cost_source": source, "choices": choices, "costs": list(costs),
+        "static": {lv: {"psnr": round(g.psnr(np.full(len(g.se), i)), 4), "cost": all_costs[i]}
+                   for i, lv in enumerate(levels)},
+        "gate": gate is not None and choices == list(gate.choices),
+        "at_budget": rows,
     }
     print(json.dumps(out, indent=1))
     if a.json:

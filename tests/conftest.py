@@ -77,3 +77,38 @@ def tiny_export(tmp_path_factory):
     save_model(fp, d / "fp.pt")
     export(m, ["onnx", "tflite"], d / "exp", tile=32, fp_model=fp)
     return d / "exp", d
+
+
+@pytest.fixture(scope="session")
+def tiny_timed_export(tmp_path_factory):
+    """(export folder, model) of a tiny int8 srresnet_gdq x2 (2 blocks, tile 32) with an exit level
+    ``a6k1`` (its own copy, its weights moved off the shared ones) and a level gate over
+    ``a6k1, a6, a8`` with random weights, so that an image's tiles take several levels: onnx + tflite."""
+    import dataclasses
+
+    import torch
+
+    from granular_mobile.config import LevelGateConfig, ModelConfig
+    from granular_mobile.data.calibration import calibration_tiles
+    from granular_mobile.export import export
+    from granular_mobile.models import build_from_config
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_blocks=2, n_feats=16, numerics="int8", exits=((6, 1),),
+                      level_gate=LevelGateConfig(("a6k1", "a6", "a8"), (0.6, 1.0, 1.1), 0.8))
+    m = build_from_config(dataclasses.replace(cfg, exits=(), level_gate=None)).eval()
+    x = calibration_tiles(32)[:8]
+    with torch.no_grad(), m.observing_grids():
+        m(x, 0)
+    m.init_grids(x)
+    me = build_from_config(cfg).eval()
+    me.load_state_dict(m.state_dict(), strict=False)
+    me.level_nets["6k1"].load_state_dict(me.shared_state())
+    with torch.no_grad():
+        for p in me.level_nets["6k1"].tail.parameters():
+            p.mul_(1.05)
+        me.level_gate.weight.normal_(0, 0.5)
+        me.level_gate.bias.normal_(0, 0.5)
+    d = tmp_path_factory.mktemp("tiny_timed_export")
+    export(me, ["onnx", "tflite"], d / "exp", tile=32)
+    return d / "exp", me

@@ -34,4 +34,4 @@ def test_golden_vectors_are_current(tmp_path):
 def test_java_core_unit_tests():
     r = subprocess.run(["bash", str(CORE / "run_tests.sh")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    assert "OK (6 tests)" in r.stdout
+    assert "OK (8 tests)" in r.stdout

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from granular_mobile.runtime import Upscaler
+from granular_mobile.runtime.budget import allocate
 from granular_mobile.runtime.tiler import TilePlan, axis_weights, extract_tiles
 
 
@@ -50,16 +51,19 @@ def check_routing(up: Upscaler, img: np.ndarray, sr: np.ndarray | None = None, r
     plan = TilePlan(img.shape[0], img.shape[1], be.tile, be.tile - up.overlap, be.scale, up.merge)
     tiles = extract_tiles(img, plan).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
     s, t = be.scale, be.tile * be.scale
-    for i, ((y, x), b) in enumerate(zip(plan.positions, rep.tile_bits, strict=True)):
-        if up.bits == "auto":
-            assert int(be.controller(tiles[i:i + 1])[2][0]) == b, f"tile {i}: the report's level is not the controller's"
+    if up.budget is not None:  # the level gate: the image's allocation, from every tile's scores
+        want_levels = [be.level_gate.choices[c] for c in allocate(be.scores(tiles), be.level_gate.costs, up.budget)]
+        assert rep.tile_levels == want_levels, "the report's levels are not the budget's allocation"
+    for i, ((y, x), b) in enumerate(zip(plan.positions, rep.tile_levels, strict=True)):
+        if up.bits == "auto" and up.budget is None:
+            assert f"a{int(be.controller(tiles[i:i + 1])[2][0])}" == b, f"tile {i}: the report's level is not the controller's"
         want = np.clip(np.round(be.sr(tiles[i:i + 1], b)[0].transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
         got = sr[y * s:y * s + t, x * s:x * s + t]
         mask = own_pixels(plan, i)[:got.shape[0], :got.shape[1]]
         assert mask.sum() > 0, f"tile {i} decides no pixel alone"
         diff = np.abs(got[mask].astype(int) - want[:got.shape[0], :got.shape[1]][mask].astype(int))
         assert diff.max() == 0, f"tile {i} (level {b}): {int((diff > 0).sum())} pixels differ from its level's graph"
-    return set(rep.tile_bits)
+    return set(rep.tile_levels)
 
 
 @pytest.mark.parametrize("merge", ["center", "blend"])
@@ -97,8 +101,8 @@ def test_a_misrouting_runtime_fails_the_check(tiny_export, monkeypatch):
         state["first"] = int(bits[0])
         return logits, ent, bits
 
-    def sr(tiles, bits):
-        return real_sr(tiles, state["first"] if bits is not None else None)
+    def sr(tiles, level):
+        return real_sr(tiles, state["first"] if level is not None else None)
 
     monkeypatch.setattr(be, "controller", ctrl)
     monkeypatch.setattr(be, "sr", sr)

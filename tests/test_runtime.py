@@ -59,7 +59,7 @@ def test_report_times_each_level(tiny_export):
     """The report gives the SR time of each level's tiles: the levels that ran, adding up to the SR time."""
     exp, _ = tiny_export
     _, rep = Upscaler.load(str(exp), backend="onnxruntime")(IMG)
-    assert set(rep.sr_s_per_level) == set(rep.tiles_per_bit) and all(v > 0 for v in rep.sr_s_per_level.values())
+    assert set(rep.sr_s_per_level) == set(rep.tiles_per_level) and all(v > 0 for v in rep.sr_s_per_level.values())
     assert abs(sum(rep.sr_s_per_level.values()) - rep.timings_s["sr"]) < 1e-9
     assert rep.to_dict()["sr_s_per_level"].keys() == rep.sr_s_per_level.keys()
 

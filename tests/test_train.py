@@ -497,13 +497,12 @@ def test_an_exit_level_trains_its_copy_only(fp_run, tiny_data, tiny_bench, tmp_p
         assert r.exit_code == 0, r.output
         ev.append(json.loads((tmp_path / "ev.json").read_text())["results"][0])
     assert "blocks=1" in ev[0]["model"] and ev[0]["psnr"] != ev[1]["psnr"] and ev[0]["bitops_g"] < ev[1]["bitops_g"]
-    # the export writes the bit levels and says that the exit level is not among them
-    from granular_mobile.errors import GdqWarning
+    # the export writes every level, the exit level's graph too
     from granular_mobile.export import export
 
-    with pytest.warns(GdqWarning, match="exit levels a6k1 are not exported"):
-        man = export(tm, ["onnx"], tmp_path / "exp", tile=16)
-    assert man.bits == (4, 5, 6, 8)
+    man = export(tm, ["onnx"], tmp_path / "exp", tile=16)
+    assert man.bits == (4, 5, 6, 8) and [lv.name for lv in man.levels][-1] == "a6k1"
+    assert (tmp_path / "exp" / man.targets["onnx"].level_files()["a6k1"]).is_file()
     # the exit level is another level: a resume goes on at it only, and a bad depth is one line
     stored = read_checkpoint(tmp_path / "b" / "last.pt")["train"]["config"]
     with pytest.raises(ConfigError, match="blocks=1, not 0"):

@@ -3,7 +3,7 @@
 // input, mode, Upscale, Download PNG), and write the result and its stats (the fields of
 // `gdq run --stats`, plus threads, ep, total_s, tile_bits).
 //
-//   node web_demo/upscale_headless.mjs INPUT OUTPUT [--model DIR] [--bits auto|4|5|6|8]
+//   node web_demo/upscale_headless.mjs INPUT OUTPUT [--model DIR] [--bits auto|4|5|6|8|LEVEL] [--budget B]
 //        [--precision int8|fp32] [--stats S.json] [--threads N] [--ep wasm|webgpu]
 //        [--bench R] [--screenshot S.png] [--viewport WxH] [--chromium PATH] [--url URL]
 //
@@ -17,7 +17,7 @@ import { serve, DEFAULT_MODEL } from './serve.mjs';
 
 function usage(msg) {
   if (msg) console.error(`error: ${msg}`);
-  console.error('usage: upscale_headless.mjs INPUT OUTPUT [--model DIR] [--bits auto|4|5|6|8] [--precision int8|fp32] '
+  console.error('usage: upscale_headless.mjs INPUT OUTPUT [--model DIR] [--bits auto|4|5|6|8|LEVEL] [--budget B] [--precision int8|fp32] '
     + '[--stats S.json] [--threads N] [--ep wasm|webgpu] [--bench R] [--screenshot S.png] [--viewport WxH] [--chromium PATH] [--url URL]');
   process.exit(2);
 }
@@ -29,7 +29,7 @@ for (let i = 0; i < args.length; i++) {
   if (a === '-h' || a === '--help') usage();
   if (a.startsWith('--')) {
     const k = a.slice(2);
-    if (!['model', 'bits', 'precision', 'stats', 'threads', 'ep', 'bench', 'screenshot', 'viewport', 'chromium', 'url'].includes(k)) usage(`unknown option ${a}`);
+    if (!['model', 'bits', 'budget', 'precision', 'stats', 'threads', 'ep', 'bench', 'screenshot', 'viewport', 'chromium', 'url'].includes(k)) usage(`unknown option ${a}`);
     if (i + 1 >= args.length) usage(`${a} needs a value`);
     opt[k] = args[++i];
   } else pos.push(a);
@@ -39,7 +39,8 @@ const [input, output] = pos.map((p) => resolve(p));
 if (!existsSync(input)) usage(`input '${input}' does not exist`);
 if (!['int8', 'fp32'].includes(opt.precision)) usage(`--precision ${opt.precision}: valid int8, fp32`);
 if (opt.precision === 'fp32' && opt.bits !== 'auto') usage('--bits picks an integer graph and --precision fp32 the fp32 one: give one of them');
-const mode = opt.precision === 'fp32' ? 'fp32' : opt.bits;
+// a bit-width names its full-depth level (a6); a level name (a6k4) is itself
+const mode = opt.precision === 'fp32' ? 'fp32' : /^\d+$/.test(opt.bits) ? `a${opt.bits}` : opt.bits;
 const [vw, vh] = opt.viewport.split('x').map(Number);
 const chromium = opt.chromium || process.env.CHROMIUM || ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find(existsSync);
 if (!chromium) usage('no Chromium found (apt-get install chromium, or --chromium PATH)');
@@ -80,6 +81,12 @@ try {
   const modes = await page.$$eval('#mode option', (os) => os.map((o) => o.value));
   if (!modes.includes(mode)) throw Object.assign(new Error(`mode '${mode}' is not offered by this model (valid: ${modes.join(', ')})`), { pageMessage: true });
   await page.selectOption('#mode', mode);
+  if (opt.budget !== undefined) {
+    if (await page.$eval('#budget-label', (e) => e.hidden)) {
+      throw Object.assign(new Error('--budget needs a model with a level gate'), { pageMessage: true });
+    }
+    await page.$eval('#budget', (e, v) => { e.value = v; e.dispatchEvent(new Event('input')); }, opt.budget);
+  }
   const runOnce = async () => {
     await page.click('#run');
     await state('done', 'error');

@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 MODES = {"fp32": dict(precision="fp32"), "int8_static": dict(bits="8"), "gdq_dynamic": dict(bits="auto")}
-#: ``--levels``: one static mode per level of the export, "a4", "a5", ... (what each level costs)
-LEVEL_PREFIX = "a"
 
 
 def mode_options(mode: str) -> dict[str, str]:
-    """Upscaler options of a mode: one of MODES, or a level "a<bits>" run on every tile."""
-    return MODES[mode] if mode in MODES else dict(bits=mode.removeprefix(LEVEL_PREFIX))
+    """Upscaler options of a mode: one of MODES, or a level ("a6", "a6k4") run on every tile."""
+    return MODES[mode] if mode in MODES else dict(bits=mode)
 
 
 def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -36,8 +34,8 @@ def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg["mode"] == "gdq_dynamic":
         # the backends open a level's graph on first use (session / interpreter creation, weight
         # packing): warm every level the controller may pick, not only the first tile's
-        for b in up.backend.bits:
-            up.backend.sr(np.zeros((1, 3, t, t), np.float32), b)
+        for lv in up.backend.levels:
+            up.backend.sr(np.zeros((1, 3, t, t), np.float32), lv)
     times, tiles, mp = [], 0, 0.0
     stages = {"controller": 0.0, "sr": 0.0, "stitch": 0.0}
     for _ in range(cfg["repeat"]):
@@ -57,16 +55,16 @@ def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def bench(model: str, backends: list[str], threads: list[int], images: list[Path], repeat: int = 1,
-          torch_model: str | None = "default", log=print, rounds: int = 1, levels: tuple[int, ...] = ()) -> dict[str, Any]:
+          torch_model: str | None = "default", log=print, rounds: int = 1, levels: tuple[str, ...] = ()) -> dict[str, Any]:
     """Every configuration in its own process, ``rounds`` times, the rounds interleaved
     (config order reversed every other round) so that a noisy spell of a shared machine hits
     all configurations alike; a row reports the fastest round (the noise only adds time).
-    ``levels``: bit levels of the export to time one by one (every tile at that level)."""
+    ``levels``: level names of the export to time one by one (every tile at that level)."""
     if rounds < 1 or repeat < 1:
         from .errors import ConfigError
 
         raise ConfigError(f"--rounds and --repeat must be >= 1 (got {rounds}, {repeat})")
-    modes = [*MODES, *(f"{LEVEL_PREFIX}{b}" for b in levels)]
+    modes = [*MODES, *levels]
     configs = [(b, t, m) for b in backends for t in threads for m in modes]
     if torch_model:
         configs += [("torch", t, "fp32") for t in threads]
@@ -117,9 +115,8 @@ def ratios(rows: list[dict[str, Any]], per_round: bool = False) -> dict[str, flo
                 out[f"{be}@{th}: static int8 / fp32 export"] = ratio((be, th, "int8_static"), (be, th, "fp32"))
         if ("torch", th, "fp32") in t:
             out[f"{be}@{th}: dynamic / PyTorch fp32"] = ratio((be, th, mode), ("torch", th, "fp32"))
-        lv = sorted((m for b, n, m in t if (b, n) == (be, th) and m.startswith(LEVEL_PREFIX) and m not in MODES),
-                    key=lambda m: int(m.removeprefix(LEVEL_PREFIX)))
-        for m in lv[1:]:  # each level's time per tile against the lowest one's
+        lv = [m for b, n, m in t if (b, n) == (be, th) and m not in MODES]
+        for m in lv[1:]:  # each level's time per tile against the first (the lowest bits at full depth)
             out[f"{be}@{th}: {m} / {lv[0]}"] = ratio((be, th, m), (be, th, lv[0]))
     return out
 

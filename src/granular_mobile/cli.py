@@ -404,8 +404,21 @@ def fit_gate_cmd(
     tile: int = typer.Option(DEFAULT_TILE, help="Deployment tile size (LR pixels)."),
     step: int = typer.Option(DEFAULT_STEP, help="Step between the measured tiles."),
     cache: Path | None = typer.Option(None, help="An .npz of the tile measurements: read if it exists, else written."),
+    levels: str = typer.Option("", help="Fit the time-aware level gate instead: its choices, level names cheapest "
+                               "first (e.g. a6k4,a6k8,a6,a8; exit levels come from gdq quantize --blocks)."),
+    budget: float = typer.Option(0.55, help="--levels: the default operating point, the tiles' mean time relative to "
+                                 "the full graph (gdq run --budget moves it without re-export)."),
+    cost: Path | None = typer.Option(None, help="--levels: bench/level_cost.py's JSON of measured times per level "
+                                     "(default: MACs, which time follows)."),
+    json_out: Path | None = typer.Option(None, "--json", help="--levels: write the fit's report (cross-validated "
+                                         "PSNR against the best static mix and the oracle per budget)."),
 ) -> None:
     """Fit the controller's gate to measured per-tile gains, then set its operating point.
+
+    With --levels: the level gate, which spends time. Every tile runs at each choice; a ridge
+    regression on the GBC features and the tile entropy predicts each choice's gain in its
+    image's PSNR; the runtime gives each image's tiles the levels that maximise it within the
+    budget (a mean time per tile relative to the full graph, measured by --cost).
 
     Every tile of --images training images runs at each of the model's bit levels (deployed
     integer numerics); a ridge regression on the gate's own input features predicts what each
@@ -416,8 +429,12 @@ def fit_gate_cmd(
     Examples:
       gdq fit-gate default -o model_fitted.pt
       gdq fit-gate runs/gdq_x2/final.pt --choices 4,6,8 --e2b-bits 4,5,8 --images 120 -o fitted.pt
+      gdq fit-gate runs/exit_6k8/best.pt --levels a6k4,a6k8,a6,a8 --cost docs/level_cost_onnx.json --budget 0.55 -o timed.pt
     """
     _need("torch")
+    if levels:
+        return _fit_level_gate(model, out, _split(levels), budget, cost, images, _split(data), ridge, tile, step, cache,
+                               json_out)
     from .checkpoint import load_model, save_model
     from .config import TileConfig, check_target_fab
     from .data.dataset import load_folder_images, tile_grid
@@ -472,6 +489,67 @@ def fit_gate_cmd(
     console.print(f"-> {out}")
 
 
+def _fit_level_gate(model: str, out: Path, choices: list[str], budget: float, cost: Path | None, images: int,
+                    folders: list[str], ridge: float, tile: int, step: int, cache: Path | None,
+                    json_out: Path | None) -> None:
+    from .checkpoint import load_model, save_model
+    from .config import TileConfig
+    from .errors import DataError
+    from .imageio import check_output, list_images, read_rgb
+    from .train.gate_fit import FOLDS
+    from .train.level_gate import LevelGains, fit_level_gate, level_costs, measure_level_gains
+
+    if images < FOLDS:
+        raise ConfigError(f"--images {images}: the fit's {FOLDS}-fold cross-validation needs at least {FOLDS} images")
+    if json_out:
+        check_output(json_out, "--json", True, image=False)
+    m = load_model(model)
+    if not m.cfg.quantized:
+        raise ConfigError(f"'{model}' is a full-precision model; only Granular-DQ models have a controller")
+    for c in choices:
+        m.cfg.level_by_name(c)
+    costs, source = level_costs(m, choices, tile, cost)
+    order = sorted(range(len(choices)), key=lambda i: costs[i])
+    if order != list(range(len(choices))):
+        raise ConfigError(f"--levels {','.join(choices)}: give them cheapest first (costs {list(costs)})")
+    from .config import LevelGateConfig
+
+    LevelGateConfig(tuple(choices), costs, budget, source)  # the budget against the costs, before the measurement
+    tc = TileConfig(tile, step)
+    if cache is not None and cache.is_file():
+        gains = LevelGains.load(cache)
+        if (gains.tiles.tile, gains.tiles.step) != (tc.tile, tc.step) or list(gains.choices) != choices:
+            raise ConfigError(f"--cache {cache} measured {list(gains.choices)} at --tile {gains.tiles.tile} --step "
+                              f"{gains.tiles.step}; give those or another --cache")
+        console.print(f"level measurements from {cache}: {len(gains.img)} tiles of {len(set(gains.img.tolist()))} images")
+    else:
+        if cache is not None and not cache.parent.is_dir():
+            raise ConfigError(f"--cache {cache}: the folder {cache.parent} does not exist")
+        files = [p for f in folders for p in list_images(f)]
+        if not files:
+            raise DataError(f"no images in {folders}")
+        stride = len(files) / min(images, len(files))
+        pick = [files[int(i * stride)] for i in range(min(images, len(files)))]
+        with progress() as pb:
+            task = pb.add_task("measure tiles", total=len(pick))
+            gains = measure_level_gains(m, [read_rgb(p) for p in pick], choices, tc, advance=lambda: pb.advance(task))
+        if cache is not None:
+            gains.save(cache)
+    new, report = fit_level_gate(m, gains, costs, budget, ridge, source)
+    t = Table("budget", "mean cost", "PSNR (gate, CV)", "best static mix", "oracle")
+    for r in report["cv"]:
+        t.add_row(f"{r['budget']:.2f}", f"{r['cost']:.3f}", f"{r['psnr']:.3f}", f"{r['static_mix_psnr']:.3f}",
+                  f"{r['oracle_psnr']:.3f}")
+    console.print(f"fitted on {report['tiles']} tiles of {report['images']} images; costs {dict(zip(choices, costs, strict=True))} "
+                  f"({source}); {FOLDS}-fold cross-validated over images, mean image PSNR (dB):")
+    console.print(t)
+    save_model(new, out, meta={"level_gate_fit": report, "fitted_on": folders})
+    if json_out:
+        json_out.write_text(json.dumps({"command": "gdq " + " ".join(sys.argv[1:]), **report}, indent=2))
+        console.print(f"wrote {json_out}")
+    console.print(f"-> {out}")
+
+
 @app.command("pack")
 def pack_cmd(
     ckpt: str = typer.Argument(..., help="Checkpoint to pack (e.g. runs/gdq_x2/final.pt)."),
@@ -501,6 +579,8 @@ def eval_cmd(
     bits: int | None = typer.Option(None, help="Force every tile to this bit-width (static quantization)."),
     blocks: int = typer.Option(0, help="With --bits: the exit level that runs this many residual blocks (a level of "
                                "the model, trained with gdq quantize --tune-level B --blocks K). 0: full depth."),
+    budget: float | None = typer.Option(None, help="With a level gate: the tiles' mean time relative to the full graph "
+                                        "(default: the model's)."),
     bicubic: bool = typer.Option(True, help="Also report bicubic."),
     numerics: str = typer.Option("int8", help="int8: what a device computes, the integer numerics of `gdq export` "
                                  "(int8 full-precision layers and tensors; bit-exact with the ONNX graphs) | float: "
@@ -540,6 +620,11 @@ def eval_cmd(
         bit_index = m.cfg.level_index(bits, blocks or None)
     elif blocks:
         raise ConfigError("--blocks picks an exit level together with --bits (e.g. --bits 6 --blocks 4)")
+    if budget is not None:
+        if m.cfg.level_gate is None:
+            raise ConfigError("--budget needs a model with a level gate (gdq fit-gate --levels)")
+        if bits is not None:
+            raise ConfigError("--budget sets the controller's operating point: drop --bits")
     tiles = TileConfig(tile=tile, step=step)
     sets = {name: benchmark_pairs(root, name, s) for name in _split(data)}
     results = []
@@ -553,7 +638,7 @@ def eval_cmd(
                                               if kind == "gdq" and bits else "")
                          + (f" {numerics}" if kind == "gdq" else ""))
                 results.append(evaluate_dataset(mm, pairs, name, s, tiles, label, bit_index if kind == "gdq" else None, adv,
-                                                numerics=numerics))
+                                                numerics=numerics, budget=budget if kind == "gdq" else None))
             if bicubic:
                 results.append(evaluate_dataset(None, pairs, name, s, tiles, "bicubic", progress=adv))
     levels = m.bits if m.cfg.quantized else ()
@@ -764,7 +849,10 @@ def run_cmd(
     model: str = typer.Option("default", "--model", "-m",
                               help="'default' (shipped model), an export folder (onnxruntime/tflite) or a checkpoint (torch)."),
     backend: str = typer.Option("onnxruntime", help="onnxruntime | tflite | torch"),
-    bits: str = typer.Option("auto", help="auto (per-tile controller) or a bit level to force on every tile."),
+    bits: str = typer.Option("auto", help="auto (per-tile controller), or a level to force on every tile: a bit-width "
+                             "(its full-depth level) or a level name (a6k4)."),
+    budget: float | None = typer.Option(None, help="With a level gate: the tiles' mean time relative to the full "
+                                        "graph (default: the model's; 1.0: the full graph's time)."),
     precision: str = typer.Option("int8", help="int8 (Granular-DQ) | fp32 (the full-precision twin)."),
     tile: int | None = typer.Option(None, help=f"LR tile size (default: the model's calibration tile, {DEFAULT_TILE})."),
     overlap: int | None = typer.Option(None, help=f"Overlap between tiles (LR pixels; default min({DEFAULT_OVERLAP}, tile/4))."),
@@ -818,7 +906,7 @@ def run_cmd(
     if bitmap:
         check_output(bitmap, "--bitmap", force)
     up = Upscaler.load(model, backend=backend, threads=threads, tile=tile, bits=bits, precision=precision, overlap=overlap,
-                       merge=merge)
+                       merge=merge, budget=budget)
     targets = [out_p / f"{f.stem}_x{up.backend.scale}.png" for f in files] if multi else [out_p]
     if multi:
         existing = [t for t in targets if t.exists()]
@@ -867,8 +955,12 @@ def run_cmd(
             d = rep.to_dict()
             d.update(input=str(f), output=str(target), model=up.backend.model_id)
             d.pop("tile_bits")
+            d.pop("tile_levels")
             reports.append(d)
             fab = "" if d["fab"] is None else f", FAB {d['fab']:.2f}, tiles per bit {d['tiles_per_bit']}"
+            if d["budget"] is not None:
+                fab = (f", time {d['cost']:.2f} of the full graph's (budget {d['budget']:g}), "
+                       f"tiles per level {d['tiles_per_level']}, FAB {d['fab']:.2f}")
             stdout.print(f"{d['input']} -> {d['output']} ({d['tiles']} tiles{fab})", soft_wrap=True)
     s = summary(repeats)
     if multi:
@@ -923,13 +1015,14 @@ def bench_cmd(
     imgs = list_images(images) if images else [DEFAULT_EXPORT.parent / "sample.png"]
     if not imgs:
         raise ConfigError(f"no images in '{images}'")
-    level_bits: tuple[int, ...] = ()
+    level_names: tuple[str, ...] = ()
     if levels:
         from .runtime.manifest import ExportFolder
 
-        level_bits = ExportFolder(DEFAULT_EXPORT if model == "default" else model).bits
+        man = ExportFolder(DEFAULT_EXPORT if model == "default" else model).manifest
+        level_names = tuple(lv.name for lv in man.level_list())
     res = bench(model, bes, list(dict.fromkeys(counts)), imgs, repeat, torch_model or None,
-                log=lambda s: console.print(s, highlight=False), rounds=rounds, levels=level_bits)
+                log=lambda s: console.print(s, highlight=False), rounds=rounds, levels=level_names)
     typer.echo(markdown(res))
     if json_out:
         json_out.write_text(json.dumps(res, indent=2))

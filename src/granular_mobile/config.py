@@ -63,9 +63,10 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown field(s) {unknown}; valid: {sorted(names)}")
     kwargs: dict[str, Any] = {}
-    hints = {c.__name__: c for c in (QuantConfig, E2BConfig, ModelConfig, TileConfig)}
+    hints = {c.__name__: c for c in (QuantConfig, E2BConfig, ModelConfig, TileConfig, LevelGateConfig)}
     for k, v in data.items():
         ftype = names[k].type if isinstance(names[k].type, str) else getattr(names[k].type, "__name__", "")
+        ftype = ftype.removesuffix(" | None")
         if ftype in hints and isinstance(v, dict):
             v = from_dict(hints[ftype], v)
         elif isinstance(v, list):
@@ -139,6 +140,38 @@ class E2BConfig:
 
 
 @dataclass(frozen=True)
+class LevelGateConfig:
+    """The time-aware controller (``gdq fit-gate --levels``): a linear gate on the GBC features
+    and the tile entropy predicts each tile's gain in its image's PSNR at each of ``choices``
+    over the first (dB, a tile's share); the runtime then gives each tile the level with the
+    largest predicted gain minus lambda * cost, lambda set per image so that the tiles' mean
+    cost fits the budget (``runtime/budget.py``).
+
+    ``choices``: level names (``level_name``), cheapest first. ``costs``: each choice's time
+    per tile relative to the full-depth graph's (measured: ``cost_source`` names how).
+    ``budget``: the default operating point, a mean cost per tile (``gdq run --budget``
+    moves it without re-export).
+    """
+
+    choices: tuple[str, ...]
+    costs: tuple[float, ...]
+    budget: float = 0.5
+    cost_source: str = "macs"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "choices", tuple(str(c) for c in self.choices))
+        object.__setattr__(self, "costs", tuple(float(c) for c in self.costs))
+        _check(len(self.choices) >= 2, f"level gate choices {list(self.choices)}: at least 2 levels are needed")
+        _check(len(set(self.choices)) == len(self.choices), f"level gate choices {list(self.choices)} must be distinct")
+        _check(len(self.costs) == len(self.choices),
+               f"level gate costs {list(self.costs)} must have one entry per choice {list(self.choices)}")
+        _check(all(c > 0 for c in self.costs), f"level gate costs {list(self.costs)} must be > 0")
+        _check(list(self.costs) == sorted(self.costs), f"level gate choices {list(self.choices)} must be cheapest first "
+               f"(costs {list(self.costs)})")
+        _check(self.budget >= self.costs[0], f"budget {self.budget} is below the cheapest choice's cost {self.costs[0]}")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model (the registry name is ``arch`` + ``_gdq`` if quantized)."""
 
@@ -167,6 +200,8 @@ class ModelConfig:
     #: activations run the same int8 kernels). Level indices: the bit levels first
     #: (``quant.bits``, full depth), then these.
     exits: tuple[tuple[int, int], ...] = ()
+    #: the time-aware controller over levels (None: the paper's GBC + E2B over bit levels)
+    level_gate: LevelGateConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "level_weights", tuple(int(b) for b in self.level_weights))
@@ -185,6 +220,11 @@ class ModelConfig:
                 _check(b in self.quant.bits, f"exits: {b} is not a bit level of the model; valid: {list(self.quant.bits)}")
                 _check(1 <= k < self.n_blocks, f"exits: {k} blocks must be in 1..{self.n_blocks - 1} (n_blocks is the full depth)")
             _check(list(self.exits) == sorted(set(self.exits)), f"exits {[list(e) for e in self.exits]} must be sorted and distinct")
+        if self.level_gate is not None:
+            _check(self.quantized, "a level gate needs a Granular-DQ (quantized) model")
+            names = [level_name(b, k, self.n_blocks) for b, k in self.levels]
+            for c in self.level_gate.choices:
+                _check(c in names, f"level gate choice '{c}' is not a level of the model; valid: {names}")
         # which architectures exist is the model-family registry's business (models/family.py):
         # building an unregistered one fails there, with the registered names
         _check(self.arch.isidentifier(), f"arch '{self.arch}' is not a model family name")
@@ -201,6 +241,17 @@ class ModelConfig:
     def levels(self) -> tuple[tuple[int, int], ...]:
         """(bits, blocks) of every level, by level index: the bit levels at full depth, then the exits."""
         return tuple((b, self.n_blocks) for b in self.quant.bits) + self.exits
+
+    @property
+    def level_names(self) -> tuple[str, ...]:
+        """``level_name`` of every level, by level index."""
+        return tuple(level_name(b, k, self.n_blocks) for b, k in self.levels)
+
+    def level_by_name(self, name: str) -> int:
+        """Index of the level named ``name`` (``a6``, ``a6k4``); ConfigError naming the levels."""
+        if name not in self.level_names:
+            raise ConfigError(f"level '{name}' is not a level of this model; valid: {', '.join(self.level_names)}")
+        return self.level_names.index(name)
 
     def level_index(self, bits: int, blocks: int | None = None) -> int:
         """Index of the level (bits, blocks) (blocks None: full depth); ConfigError naming the levels."""

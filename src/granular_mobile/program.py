@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig
+from .config import ModelConfig, level_name
 from .quant import act_range
 from .quant.lsq import fp_layer_int_weight
 
@@ -602,3 +602,11 @@ def deployed_programs(model: Lowerable, tiles: torch.Tensor | None, fp_layers: s
     """The program of every bit level with all its grids (learned, or calibrated on ``tiles``):
     what ``gdq export`` writes, and what ``gdq eval --numerics int8`` runs in PyTorch."""
     return {b: calibrate_program(build_program(model, b, fp_layers), tiles) for b in model.bits}
+
+
+def deployed_level_programs(model: Lowerable, tiles: torch.Tensor | None, fp_layers: str = "int8") -> dict[str, Program]:
+    """The program of every level (``ModelConfig.levels``: the bit levels, then the exit levels),
+    by level name (``a6``, ``a6k4``): what ``gdq export`` writes, one graph each."""
+    cfg = model.cfg
+    return {level_name(b, k, cfg.n_blocks): calibrate_program(build_program(model, b, fp_layers, blocks=k), tiles)
+            for b, k in cfg.levels}

@@ -66,13 +66,25 @@ async function loadModel() {
   mid = await modelId(man);
   const mb = [...bytes.values()].reduce((a, b) => a + b.length, 0) / 1e6;
   const name = raw.model && raw.model.name ? raw.model.name : 'model';
-  $('model-line').textContent = `${name} ×${man.scale}, tile ${man.tile}, bit levels ${man.bits.join('/')}`
+  $('model-line').textContent = `${name} ×${man.scale}, tile ${man.tile}, levels ${man.levels.join('/')}`
     + `${man.files.fp32 ? ' + fp32' : ''} · ${mb.toFixed(1)} MB, sha256 checked · id ${mid}`;
   $('scale').textContent = man.scale;
   const mode = $('mode');
-  mode.innerHTML = '<option value="auto">Granular-DQ (bits per tile)</option>'
-    + man.bits.map((b) => `<option value="${b}">Static ${b}-bit</option>`).join('')
+  mode.innerHTML = `<option value="auto">Granular-DQ (${man.gate ? 'a level per tile, within a time budget' : 'bits per tile'})</option>`
+    + man.levels.map((lv) => `<option value="${lv}">Static ${lv}</option>`).join('')
     + (man.files.fp32 ? '<option value="fp32">Full precision (fp32)</option>' : '');
+  // the level gate's run-time knob: the tiles' mean time relative to the full graph
+  const b = $('budget');
+  $('budget-label').hidden = !man.gate;
+  if (man.gate) {
+    b.min = String(Math.min(...man.gate.costs));
+    b.max = String(Math.max(...man.gate.costs));
+    b.value = String(man.gate.budget);
+    const show = () => { $('budget-value').textContent = Number(b.value).toFixed(2); };
+    b.addEventListener('input', show);
+    show();
+    mode.addEventListener('change', () => { b.disabled = mode.value !== 'auto'; });
+  }
 }
 
 function setupThreads() {
@@ -140,7 +152,10 @@ async function run() {
   if (!image || !man) return;
   message('');
   const mode = $('mode').value;
-  const opts = mode === 'fp32' ? { precision: 'fp32', bits: 'auto' } : { precision: 'int8', bits: mode === 'auto' ? 'auto' : Number(mode) };
+  // a full-depth level a<b> is bits b (bits_mode "8", as gdq run --bits 8); another level by its name
+  const full = /^a\d+$/.test(mode) && man.bits.includes(Number(mode.slice(1)));
+  const opts = mode === 'fp32' ? { precision: 'fp32', bits: 'auto' } : { precision: 'int8', bits: full ? Number(mode.slice(1)) : mode };
+  if (mode === 'auto' && man.gate) opts.budget = Number($('budget').value);
   $('run').disabled = true;
   $('progress').hidden = false;
   $('bar').value = 0;
@@ -167,6 +182,7 @@ async function run() {
     const outName = fileName.replace(/\.[^.]*$/, '') + `_x${man.scale}.png`;
     const stats = { ...report };
     delete stats.tile_bits;
+    delete stats.tile_levels;
     for (const k of Object.keys(stats.timings_s)) stats.timings_s[k] = Math.round(stats.timings_s[k] * 1e4) / 1e4;
     Object.assign(stats, { input: fileName, output: outName, model: mid, threads: eng.threads, ep: eng.ep,
       total_s: Math.round(total * 1e4) / 1e4, tile_bits: report.tile_bits });
@@ -202,10 +218,12 @@ async function show(out, report, stats) {
   after.getContext('2d').drawImage(sr, 0, 0, dw, dh);
   drawBitmap(report);
   const ms = (s) => `${(s * 1000).toFixed(0)} ms`;
-  const tpb = Object.entries(report.tiles_per_bit).map(([b, n]) => `${b}-bit: ${n}`).join(', ');
+  const tpb = Object.entries(report.tiles_per_level).map(([lv, n]) => `${lv}: ${n}`).join(', ');
   const rows = [
     ['Output', `${out.width}×${out.height} (${stats.output})`],
-    ['Mode', report.precision === 'fp32' ? 'full precision (fp32)' : report.bits_mode === 'auto' ? 'Granular-DQ' : `static ${report.bits_mode}-bit`],
+    ['Mode', report.precision === 'fp32' ? 'full precision (fp32)' : report.bits_mode === 'auto'
+      ? `Granular-DQ${report.budget === null ? '' : `, time budget ${report.budget.toFixed(2)} (spent ${report.cost.toFixed(2)})`}`
+      : `static ${report.bits_mode}`],
     ['FAB (mean bits per tile)', report.fab === null ? '—' : report.fab.toFixed(2)],
     ['Tiles per level', report.precision === 'fp32' ? `fp32: ${report.tiles}` : tpb],
     ['Controller / SR / stitch', `${ms(report.timings_s.controller)} / ${ms(report.timings_s.sr)} / ${ms(report.timings_s.stitch)}`],
@@ -260,7 +278,7 @@ function download() {
 /** For benchmarks (upscale_headless.mjs --bench): create and run every graph the mode uses once. */
 gdq.warm = async (mode) => {
   const eng = await getEngine();
-  await eng.graphs.warm(mode === 'fp32' ? 'fp32' : 'int8', mode === 'auto' || mode === 'fp32' ? 'auto' : Number(mode));
+  await eng.graphs.warm(mode === 'fp32' ? 'fp32' : 'int8', mode === 'auto' || mode === 'fp32' ? 'auto' : mode);
 };
 
 function wire() {

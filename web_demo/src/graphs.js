@@ -27,18 +27,25 @@ export function makeGraphs(ort, man, bytes, ep) {
       const out = await s.run(feed(tile));
       return Number(out.bits.data[0]);
     },
-    async sr(tile, bits) {
-      const s = await session(bits === null ? man.files.fp32 : man.files.sr[bits]);
+    /** The level gate's predicted gain of each choice (a manifest with a level_gate). */
+    async scores(tile) {
+      const s = await session(man.files.controller);
+      const out = await s.run(feed(tile));
+      return Float64Array.from(out.scores.data);
+    },
+    async sr(tile, level) {
+      const s = await session(level === null ? man.files.fp32 : man.files.sr[level]);
       const out = await s.run(feed(tile));
       const d = out.sr.data;
       return d instanceof Float32Array ? d : Float32Array.from(d);
     },
     /** Create every session and run it once (the first run of a graph allocates and packs). */
-    async warm(precision, bits) {
+    async warm(precision, level) {
       const zero = new Float32Array(3 * t * t);
       if (precision === 'fp32') return this.sr(zero, null);
-      if (bits === 'auto') await this.controller(zero);
-      for (const b of bits === 'auto' ? man.bits : [bits]) await this.sr(zero, b);
+      if (level === 'auto') await this.controller(zero);
+      const levels = level !== 'auto' ? [level] : man.gate ? man.gate.choices : man.bits.map((b) => `a${b}`);
+      for (const lv of levels) await this.sr(zero, lv);
     },
     sessions,
   };

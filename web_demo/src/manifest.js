@@ -28,8 +28,9 @@ export async function sha256Hex(bytes) {
 
 /**
  * Check a parsed manifest.json and return what the page uses:
- * {scale, tile, bits, files: {controller, sr: {bits: name}, fp32}, raw}. Throws ManifestError
- * with a message for a manifest this page does not understand.
+ * {scale, tile, bits, levels: [name], levelBits: {name: bits}, gate: {choices, costs, budget} | null,
+ *  files: {controller, sr: {level name: file}, fp32}, raw}. A manifest before levels gives its
+ * bit levels as levels a<bits>. Throws ManifestError for a manifest this page does not understand.
  */
 export function parseManifest(m, where = 'manifest.json') {
   if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new ManifestError(`${where} is not a JSON object`);
@@ -48,18 +49,37 @@ export function parseManifest(m, where = 'manifest.json') {
   need(typeof t.controller === 'string', 'the onnx target names no controller graph');
   const sr = t.sr || {};
   for (const b of m.bits) need(typeof sr[String(b)] === 'string', `no onnx graph for ${b} bits`);
+  // levels: what one static graph computes (bits, blocks); the bit levels alone before levels
+  const levelList = Array.isArray(m.levels) && m.levels.length ? m.levels : m.bits.map((b) => ({ name: `a${b}`, bits: b }));
+  const levelFiles = t.levels || Object.fromEntries(m.bits.map((b) => [`a${b}`, sr[String(b)]]));
+  for (const lv of levelList) {
+    need(typeof lv.name === 'string' && Number.isInteger(lv.bits), `levels: ${JSON.stringify(lv)} is not a level`);
+    need(typeof levelFiles[lv.name] === 'string', `no onnx graph for level ${lv.name}`);
+  }
+  let gate = null;
+  if (m.level_gate) {
+    const g = m.level_gate;
+    need(Array.isArray(g.choices) && Array.isArray(g.costs) && g.choices.length === g.costs.length && g.choices.length >= 2,
+      'level_gate: choices and costs must pair up');
+    for (const c of g.choices) need(levelFiles[c] !== undefined, `level_gate choice '${c}' is not a level`);
+    need(t.controller_outputs === undefined || t.controller_outputs.scores === 'scores',
+      "the onnx controller graph has no 'scores' output; re-export");
+    gate = { choices: [...g.choices], costs: [...g.costs], budget: g.budget };
+  }
   const io = m.io || {};
   for (const [k, name] of [['sr_input', 'lr'], ['controller_input', 'lr'], ['sr_output', 'sr']]) {
     need(!io[k] || io[k].name === name, `io.${k}.name is '${io[k] && io[k].name}', this page feeds/reads '${name}'`);
   }
-  const files = { controller: t.controller, sr: Object.fromEntries(m.bits.map((b) => [b, sr[String(b)]])), fp32: t.fp32 || null };
+  const files = { controller: t.controller, sr: Object.fromEntries(levelList.map((lv) => [lv.name, levelFiles[lv.name]])),
+    fp32: t.fp32 || null };
   for (const name of [files.controller, ...Object.values(files.sr), ...(files.fp32 ? [files.fp32] : [])]) {
     need(m.files && m.files[name] && typeof m.files[name].sha256 === 'string', `'${name}' is not listed in its files`);
   }
-  return { scale: m.scale, tile: m.tile, bits: [...m.bits], files, raw: m };
+  return { scale: m.scale, tile: m.tile, bits: [...m.bits], levels: levelList.map((lv) => lv.name),
+    levelBits: Object.fromEntries(levelList.map((lv) => [lv.name, lv.bits])), gate, files, raw: m };
 }
 
-/** The files a page fetches and checks: the controller, every bit level, fp32 if any. */
+/** The files a page fetches and checks: the controller, every level, fp32 if any. */
 export function graphNames(man) {
   return [man.files.controller, ...Object.values(man.files.sr), ...(man.files.fp32 ? [man.files.fp32] : [])];
 }

@@ -4,6 +4,7 @@
 // run through callbacks, so this module runs in Node too.
 import { TilePlan, BandStitcher, extractTile, roundHalfEven } from './tiler.js';
 import { resizeCubicU8 } from './resize.js';
+import { allocate, checkBudget } from './budget.js';
 
 export class UpscaleError extends Error {}
 
@@ -16,8 +17,10 @@ export const MAX_OUTPUT_PIXELS = 64e6;
 export const DEFAULT_OVERLAP = 6;
 export const DEFAULT_MERGE = 'center';
 
-/** Check the options as Upscaler.__init__ does; returns {bits, overlap} normalised. */
-export function checkOptions(man, { bits = 'auto', precision = 'int8', overlap = null, merge = DEFAULT_MERGE }) {
+/** Check the options as Upscaler.__init__ does; returns {bits, level, budget, overlap, ...} normalised:
+ * bits 'auto', a bit-width (its full-depth level a<bits>) or a level name (a6k4); budget (a level
+ * gate's mean time per tile relative to the full graph; default: the manifest's) or null. */
+export function checkOptions(man, { bits = 'auto', precision = 'int8', overlap = null, merge = DEFAULT_MERGE, budget = null }) {
   const tile = man.tile;
   overlap = overlap === null || overlap === undefined ? Math.min(DEFAULT_OVERLAP, Math.floor(tile / 4)) : overlap;
   if (!['int8', 'fp32'].includes(precision)) throw new UpscaleError(`precision '${precision}' is unknown; valid: int8, fp32`);
@@ -25,16 +28,26 @@ export function checkOptions(man, { bits = 'auto', precision = 'int8', overlap =
   if (precision === 'fp32' && String(bits) !== 'auto') {
     throw new UpscaleError(`bits ${bits} picks an integer graph, and fp32 runs the full-precision twin on every tile: give one of them`);
   }
-  if (String(bits) !== 'auto') {
+  const levels = man.levels || man.bits.map((b) => `a${b}`);
+  const valid = ['auto', ...man.bits, ...levels.filter((lv) => !man.bits.some((b) => `a${b}` === lv))].join(', ');
+  let level = 'auto';
+  if (typeof bits === 'string' && levels.includes(bits)) level = bits;
+  else if (String(bits) !== 'auto') {
     const b = Number(bits);
     if (!Number.isInteger(b) || !man.bits.includes(b)) {
-      throw new UpscaleError(`bits '${bits}' is not a bit level of this model; valid: auto, ${man.bits.join(', ')}`);
+      throw new UpscaleError(`bits '${bits}' is not a bit level of this model; valid: ${valid}`);
     }
     bits = b;
+    level = `a${b}`;
   }
+  if (budget !== null && budget !== undefined) {
+    if (!man.gate) throw new UpscaleError('a budget needs a model with a level gate (gdq fit-gate --levels)');
+    if (level !== 'auto' || precision === 'fp32') throw new UpscaleError("a budget sets the controller's operating point: drop bits / fp32");
+    try { checkBudget(budget, man.gate.costs); } catch (e) { throw new UpscaleError(e.message); }
+  } else budget = man.gate && level === 'auto' && precision === 'int8' ? man.gate.budget : null;
   if (!(overlap >= 0 && overlap < Math.floor(tile / 2))) throw new UpscaleError(`overlap ${overlap} must be in 0..${Math.floor(tile / 2) - 1}`);
   if (!['center', 'blend'].includes(merge)) throw new UpscaleError(`merge '${merge}' is unknown; valid: center, blend`);
-  return { bits, precision, overlap, merge };
+  return { bits, level, budget, precision, overlap, merge };
 }
 
 /** Refuse an image the page cannot hold, before decoding or allocating it. */
@@ -50,11 +63,12 @@ export function checkSize(width, height, scale, maxOutput = MAX_OUTPUT_PIXELS) {
 
 /**
  * Upscale an 8-bit image {width, height, channels (1..4), data: Uint8Array HWC}.
- * graphs: {controller(tileNCHW) -> Promise<bits:int>, sr(tileNCHW, bits|null) -> Promise<Float32Array NCHW>}.
+ * graphs: {controller(tileNCHW) -> Promise<bits:int>, scores(tileNCHW) -> Promise<gain per choice> (a level
+ * gate), sr(tileNCHW, level name|null) -> Promise<Float32Array NCHW>}.
  * Returns {image: {width, height, channels, data}, report} with the fields of gdq run --stats.
  */
 export async function upscale(img, man, graphs, opts = {}) {
-  const { bits, precision, overlap, merge } = checkOptions(man, opts);
+  const { bits, level, budget, precision, overlap, merge } = checkOptions(man, opts);
   const progress = opts.progress || (() => {});
   const now = opts.now || (() => performance.now() / 1000);
   const { width: w, height: h, channels: c, data } = img;
@@ -76,32 +90,43 @@ export async function upscale(img, man, graphs, opts = {}) {
   const report = {
     tiles: plan.length, tiles_per_bit: {}, fab: null, timings_s: { controller: 0, sr: 0, stitch: 0 }, sr_s_per_level: {},
     backend: opts.backendName || 'onnxruntime-web', precision, bits_mode: String(bits), tile: t, overlap, merge,
-    plan: { ys: plan.ys, xs: plan.xs }, tile_bits: [],
+    plan: { ys: plan.ys, xs: plan.xs }, tile_bits: [], tile_levels: [], tiles_per_level: {}, budget, cost: null,
   };
   const W = w * s, H = h * s;
   const out = new Uint8Array(W * H * 3);
   const st = new BandStitcher(plan);
   let done = 0, row0 = 0;
+  let gated = null;
+  if (budget !== null) { // the level gate: every tile's scores first, the budget is the image's
+    const t0 = now();
+    const scores = [];
+    for (const y of plan.ys) for (const x of plan.xs) scores.push(await graphs.scores(extractTile(rgb, h, w, y, x, t)));
+    gated = allocate(scores, man.gate.costs, budget).map((c) => man.gate.choices[c]);
+    const costOf = Object.fromEntries(man.gate.choices.map((c, i) => [c, man.gate.costs[i]]));
+    report.cost = gated.reduce((a, lv) => a + costOf[lv], 0) / gated.length;
+    report.timings_s.controller += now() - t0;
+  }
   for (let r = 0; r < plan.ys.length; r++) {
     const y = plan.ys[r];
     const tiles = plan.xs.map((x) => extractTile(rgb, h, w, y, x, t));
     let t0 = now();
-    let rowBits;
-    if (precision === 'fp32') rowBits = tiles.map(() => 32);
-    else if (bits === 'auto') {
-      rowBits = [];
-      for (const tl of tiles) rowBits.push(await graphs.controller(tl));
-    } else rowBits = tiles.map(() => bits);
+    let row;
+    if (precision === 'fp32') row = tiles.map(() => 'fp32');
+    else if (gated) row = gated.slice(r * tiles.length, (r + 1) * tiles.length);
+    else if (level === 'auto') {
+      row = [];
+      for (const tl of tiles) row.push(`a${await graphs.controller(tl)}`);
+    } else row = tiles.map(() => level);
     report.timings_s.controller += now() - t0;
     const srs = new Array(tiles.length);
-    for (const b of [...new Set(rowBits)].sort((a, z) => a - z)) {
+    for (const lv of [...new Set(row)].sort()) {
       for (let i = 0; i < tiles.length; i++) {
-        if (rowBits[i] !== b) continue;
+        if (row[i] !== lv) continue;
         t0 = now();
-        srs[i] = await graphs.sr(tiles[i], b === 32 ? null : b);
+        srs[i] = await graphs.sr(tiles[i], lv === 'fp32' ? null : lv);
         const dt = now() - t0;
         report.timings_s.sr += dt;
-        report.sr_s_per_level[b] = (report.sr_s_per_level[b] || 0) + dt;
+        report.sr_s_per_level[lv] = (report.sr_s_per_level[lv] || 0) + dt;
         done += 1;
         progress(done, plan.length);
       }
@@ -112,8 +137,11 @@ export async function upscale(img, man, graphs, opts = {}) {
     out.set(band, row0);
     row0 += band.length;
     report.timings_s.stitch += now() - t0;
-    report.tile_bits.push(...rowBits);
+    report.tile_levels.push(...row);
   }
+  const bitsOf = { ...(man.levelBits || Object.fromEntries(man.bits.map((b) => [`a${b}`, b]))), fp32: 32 };
+  report.tile_bits = report.tile_levels.map((lv) => bitsOf[lv]);
+  for (const lv of [...report.tile_levels].sort()) report.tiles_per_level[lv] = (report.tiles_per_level[lv] || 0) + 1;
   if (precision !== 'fp32') {
     const counts = {};
     for (const b of [...report.tile_bits].sort((a, z) => a - z)) counts[b] = (counts[b] || 0) + 1;

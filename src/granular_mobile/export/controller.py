@@ -34,6 +34,9 @@ class ControllerSpec:
     thresholds: tuple[float, float]
     gbc_bits: tuple[int, int, int]
     e2b_bits: tuple[int, int, int]
+    #: the level gate (ModelConfig.level_gate): (L, 3C + 1) on [GBC features, entropy], and (L,)
+    level_w: np.ndarray | None = None
+    level_b: np.ndarray | None = None
 
     @property
     def channels(self) -> int:
@@ -57,7 +60,9 @@ def controller_spec(model: GDQNet) -> ControllerSpec:
         gn_beta=[f(n.bias) for n in norms] if gbc.groupnorm else [],
         gn_eps=float(norms[0].eps) if gbc.groupnorm else 0.0,
         gate_w=f(gate.weight), gate_b=f(gate.bias), bins=cfg.e2b.bins, sigma=cfg.e2b.sigma,
-        thresholds=(t1, t2), gbc_bits=cfg.quant.gbc_bits, e2b_bits=cfg.quant.e2b_bits)
+        thresholds=(t1, t2), gbc_bits=cfg.quant.gbc_bits, e2b_bits=cfg.quant.e2b_bits,
+        level_w=f(model.level_gate.weight) if cfg.level_gate is not None else None,
+        level_b=f(model.level_gate.bias) if cfg.level_gate is not None else None)
 
 
 __all__ = ["GREY", "ControllerSpec", "controller_spec"]

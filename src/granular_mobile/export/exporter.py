@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import platform
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +15,26 @@ from ..checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
 from ..config import level_name, to_dict
 from ..data.calibration import calibration_tiles
 from ..defaults import DEFAULT_TILE, bench_root
-from ..errors import ConfigError, DataError, GdqError, GdqWarning
+from ..errors import ConfigError, DataError, GdqError
 from ..models import GDQNet
-from ..program import FP_LAYER_MODES, Program, build_program, calibrate_program, deployed_programs
-from ..runtime.manifest import GRAPH_IO, E2BInfo, FileEntry, Manifest, ModelInfo, TargetEntry, sha256
+from ..models.base import count_macs
+from ..program import FP_LAYER_MODES, Program, build_program, calibrate_program, deployed_level_programs
+from ..runtime.manifest import (
+    GRAPH_IO,
+    E2BInfo,
+    FileEntry,
+    LevelGateInfo,
+    LevelInfo,
+    Manifest,
+    ModelInfo,
+    TargetEntry,
+    sha256,
+)
 from ..runtime.targets import GRAPH_SUFFIXES, TARGET_SPECS, TargetSpec, target_spec
 from .controller import ControllerSpec, controller_spec
 
-#: a writer: (out, programs per bit, fp32 program, controller, tile, **its options) -> the files
-#: it wrote: {"controller": path, "controller_outputs": {role: graph output}, "sr": {bits: path},
+#: a writer: (out, programs per level name, fp32 program, controller, tile, **its options) -> the
+#: files it wrote: {"controller": path, "controller_outputs": {role: graph output}, "sr": {level: path},
 #: "fp32": path | None, and optionally "batch", "single_file", "signatures", "size_saved_bytes", "u8u8_convs"}
 Writer = Callable[..., dict[str, Any]]
 
@@ -51,23 +61,23 @@ class Target:
 OPTIONS: dict[str, tuple[str, Any]] = {"single_file": ("--single-file", False)}
 
 
-def _write_onnx(out: Path, progs: dict[int, Program], fp: Program | None, ctrl: ControllerSpec, tile: int) -> dict[str, Any]:
+def _write_onnx(out: Path, progs: dict[str, Program], fp: Program | None, ctrl: ControllerSpec, tile: int) -> dict[str, Any]:
     from .onnx import controller_to_onnx, program_to_onnx, save_onnx
 
     ctrl_graph = controller_to_onnx(ctrl, tile)
     files: dict[str, Any] = {"controller": save_onnx(ctrl_graph, out / "controller.onnx"), "sr": {}, "u8u8_convs": {},
                              # the ONNX graph names its outputs after their roles
                              "controller_outputs": {o.name: o.name for o in ctrl_graph.graph.output}}
-    for b, p in progs.items():
+    for lv, p in progs.items():
         # report: the convs left on onnxruntime's slower non-saturating kernels (channel_pairs.py)
         report: dict[str, list[str]] = {}
-        files["sr"][b] = save_onnx(program_to_onnx(p, tile, name=f"sr_a{b}", report=report), out / f"sr_a{b}.onnx")
-        files["u8u8_convs"][b] = report["u8u8_convs"]
+        files["sr"][lv] = save_onnx(program_to_onnx(p, tile, name=f"sr_{lv}", report=report), out / f"sr_{lv}.onnx")
+        files["u8u8_convs"][lv] = report["u8u8_convs"]
     files["fp32"] = save_onnx(program_to_onnx(fp, tile, name="sr_fp32"), out / "sr_fp32.onnx") if fp else None
     return files
 
 
-def _write_tflite(out: Path, progs: dict[int, Program], fp: Program | None, ctrl: ControllerSpec, tile: int,
+def _write_tflite(out: Path, progs: dict[str, Program], fp: Program | None, ctrl: ControllerSpec, tile: int,
                   single_file: bool = False) -> dict[str, Any]:
     from .tflite import write_tflite
 
@@ -103,6 +113,28 @@ def _kept_targets(out: Path, config: Mapping[str, Any], tile: int, fp_layers: st
     return kept, {k: v for k, v in (old.parity or {}).items() if k in kept}
 
 
+def level_infos(model: GDQNet, tile: int) -> tuple[LevelInfo, ...]:
+    """Every level of the model with its MACs per tile and its cost: the level gate's measured
+    cost for its choices, else MACs relative to the full-depth graph (time follows MACs,
+    docs/TIME.md)."""
+    cfg = model.cfg
+    macs = {k: sum(m for _, m, _ in count_macs(model, tile, tile, blocks=k)) for k in {k for _, k in cfg.levels}}
+    gate = cfg.level_gate
+    measured = dict(zip(gate.choices, gate.costs, strict=True)) if gate is not None else {}
+    out = []
+    for b, k in cfg.levels:
+        name = level_name(b, k, cfg.n_blocks)
+        cost = measured.get(name, macs[k] / macs[cfg.n_blocks])
+        out.append(LevelInfo(name=name, bits=b, blocks=k, macs=macs[k], cost=round(float(cost), 4)))
+    return tuple(out)
+
+
+def gate_info(model: GDQNet) -> LevelGateInfo | None:
+    g = model.cfg.level_gate
+    return None if g is None else LevelGateInfo(choices=g.choices, costs=g.costs, budget=g.budget,
+                                                cost_source=g.cost_source)
+
+
 def check_targets(targets: Sequence[str], options: Mapping[str, Any] | None = None) -> list[str]:
     """The targets, checked: each one known, and each option given (a value other than its
     "not given" one) taken by one of them, so that no option is silently ignored."""
@@ -132,17 +164,20 @@ def _versions() -> dict[str, str]:
     return v
 
 
-def _entry(tgt: Target, files: dict[str, Any], seconds: float) -> TargetEntry:
-    """The manifest entry of what a target's writer wrote (file names relative to the folder)."""
+def _entry(tgt: Target, files: dict[str, Any], seconds: float, bit_levels: Mapping[str, int]) -> TargetEntry:
+    """The manifest entry of what a target's writer wrote (file names relative to the folder).
+    ``bit_levels``: the name of each full-depth level -> its bits (``sr`` names those graphs by
+    bits, as manifests before levels did; ``levels`` names every graph by level)."""
+    names = {lv: Path(p).name for lv, p in files["sr"].items()}
     return TargetEntry(
         layout=tgt.layout, batch=files.get("batch", "dynamic"), controller=Path(files["controller"]).name,
-        sr={b: Path(p).name for b, p in files["sr"].items()},
+        sr={b: names[lv] for lv, b in bit_levels.items()}, levels=names,
         fp32=Path(files["fp32"]).name if files.get("fp32") else None, export_seconds=seconds,
         controller_outputs=files["controller_outputs"],
         single_file=Path(files["single_file"]).name if "single_file" in files else None,
         signatures=tuple(files["signatures"]) if "signatures" in files else None,
         size_saved_bytes=files.get("size_saved_bytes"),
-        u8u8_convs={b: tuple(v) for b, v in files["u8u8_convs"].items()} if "u8u8_convs" in files else None)
+        u8u8_convs={b: tuple(files["u8u8_convs"][lv]) for lv, b in bit_levels.items()} if "u8u8_convs" in files else None)
 
 
 def export(
@@ -184,12 +219,6 @@ def export(
             if not (root / s / "HR").is_dir() or not (root / s / "LR_bicubic" / f"X{m.cfg.scale}").is_dir():
                 raise DataError(f"--verify needs {' and '.join(VERIFY_SETS)} under '{root}' (SET/HR/ and "
                                 f"SET/LR_bicubic/X{m.cfg.scale}/); point --verify-data or GDQ_BENCH_ROOT at their parent folder")
-    if m.cfg.exits:
-        names = ", ".join(level_name(b, k, m.cfg.n_blocks) for b, k in m.cfg.exits)
-        # the manifest and the runtimes name graphs by bit level; exit levels are measured with
-        # gdq eval --bits B --blocks K until the manifest carries levels
-        warnings.warn(f"exit levels {names} are not exported (the manifest names bit levels only)", GdqWarning,
-                      stacklevel=2)
     if fp_model is None and model == DEFAULT_MODEL and DEFAULT_FILES["fp"].is_file():
         fp_model = DEFAULT_MODEL + ":fp"
     fpm = None
@@ -202,7 +231,8 @@ def export(
         log(f"warning: E2B thresholds were calibrated at tile {m.cfg.e2b.tile}, exporting at {tile} "
             f"(run `gdq calibrate --tile {tile}` for matching thresholds)")
     calib = calibration_tiles(tile)
-    progs = deployed_programs(m, calib, fp_layers)
+    progs = deployed_level_programs(m, calib, fp_layers)
+    bit_levels = {level_name(b, m.cfg.n_blocks, m.cfg.n_blocks): b for b in m.bits}
     fp_prog = calibrate_program(build_program(fpm, None), calib) if fpm is not None else None
     ctrl = controller_spec(m)
     out = Path(out_dir)
@@ -215,7 +245,7 @@ def export(
         tgt = TARGETS[tname]
         t1 = time.time()
         files = tgt.writer(out, progs, fp_prog, ctrl, tile, **{k: options[k] for k in tgt.options})
-        entries[tname] = _entry(tgt, files, round(time.time() - t1, 1))
+        entries[tname] = _entry(tgt, files, round(time.time() - t1, 1), bit_levels)
         log(f"{tname}: wrote {len(files['sr']) + 1 + int(bool(files.get('fp32')))} graphs in "
             f"{entries[tname].export_seconds} s")
     manifest = Manifest(
@@ -223,7 +253,7 @@ def export(
         fp_layers=fp_layers,
         e2b=E2BInfo(thresholds=e2b.thresholds, quantiles=e2b.quantiles, calibrated_tile=e2b.tile,
                     gbc_bits=quant.gbc_bits, e2b_bits=quant.e2b_bits),
-        io=GRAPH_IO, targets=entries, versions=_versions(),
+        io=GRAPH_IO, targets=entries, versions=_versions(), levels=level_infos(m, tile), level_gate=gate_info(m),
         files={p.name: FileEntry(sha256(p), p.stat().st_size) for p in sorted(out.iterdir()) if p.suffix in GRAPH_SUFFIXES})
     if verify:
         from .verify import verify_export

@@ -230,6 +230,7 @@ def controller_to_onnx(spec, tile: int, batch: int | str = "N"):
     from .controller import GREY
 
     g = _G()
+    h_ = g.h
     c = spec.channels
     ins = ["lr", g.const("head_w", spec.head_w)] + ([g.const("head_b", spec.head_b)] if spec.head_b is not None else [])
     z = g.node("Conv", ins, pads=[spec.pad] * 4, kernel_shape=list(spec.head_w.shape[2:]))
@@ -274,12 +275,18 @@ def controller_to_onnx(spec, tile: int, batch: int | str = "N"):
     via_gbc = g.node("Gather", [g.const("gbc_bits", np.array(spec.gbc_bits, np.int32)), choice])
     is8 = g.node("Equal", [choice, g.const("two", np.array(2, np.int64))])
     g.node("Where", [is8, via_e2b, via_gbc], "bits")
+    outs = [h_.make_tensor_value_info("logits", g.onnx.TensorProto.FLOAT, [batch, 3]),
+            h_.make_tensor_value_info("entropy", g.onnx.TensorProto.FLOAT, [batch]),
+            h_.make_tensor_value_info("bits", g.onnx.TensorProto.INT32, [batch])]
+    if spec.level_w is not None:  # the level gate (ModelConfig.level_gate): a linear map of [features, entropy]
+        ent2 = g.node("Unsqueeze", ["entropy", g.const("ax1d", np.array([1], np.int64))])
+        g.node("Gemm", [g.node("Concat", [feat, ent2], axis=1), g.const("level_w", spec.level_w),
+                        g.const("level_b", spec.level_b)], "scores", transB=1)
+        outs.append(h_.make_tensor_value_info("scores", g.onnx.TensorProto.FLOAT, [batch, len(spec.level_b)]))
     onnx, h = g.onnx, g.h
     model = h.make_model(
         h.make_graph(g.nodes, "controller", [h.make_tensor_value_info("lr", onnx.TensorProto.FLOAT, [batch, 3, tile, tile])],
-                     [h.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [batch, 3]),
-                      h.make_tensor_value_info("entropy", onnx.TensorProto.FLOAT, [batch]),
-                      h.make_tensor_value_info("bits", onnx.TensorProto.INT32, [batch])], g.inits),
+                     outs, g.inits),
         opset_imports=[h.make_opsetid("", OPSET)], producer_name="granular-mobile")
     model.ir_version = 10
     onnx.checker.check_model(model)

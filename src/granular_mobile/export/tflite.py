@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import ConfigError, ExportError, require
 from ..program import Add, Affine, Conv, DepthToSpace, PRelu, Program, Relu
-from ..runtime.manifest import CONTROLLER_OUTPUTS
+from ..runtime.manifest import CONTROLLER_OUTPUTS, SCORES
 from .controller import GREY, ControllerSpec
 
 
@@ -207,7 +207,10 @@ def _tf_controller(tf, spec: ControllerSpec):
         lvl = tf.cast(ent > spec.thresholds[0], tf.int32) + tf.cast(ent > spec.thresholds[1], tf.int32)
         bits = tf.where(tf.equal(choice, 2), tf.gather(tf.constant(spec.e2b_bits, tf.int32), lvl),
                         tf.gather(tf.constant(spec.gbc_bits, tf.int32), choice))
-        return {"logits": logits, "entropy": ent, "bits": bits}
+        out = {"logits": logits, "entropy": ent, "bits": bits}
+        if spec.level_w is not None:
+            out["scores"] = tf.matmul(tf.concat([tf.concat(feats, 1), ent[:, None]], 1), tf.constant(spec.level_w.T)) + spec.level_b
+        return out
 
     return run
 
@@ -228,7 +231,7 @@ def _output_names(fn, model: bytes) -> dict[str, str]:
     names the outputs after the function's output tensors (Identity, Identity_1, ...), not after
     the dict's keys; read here, where the mapping is known, and written to the manifest so that
     a runtime looks outputs up by name."""
-    names = {k: fn.structured_outputs[k].name.split(":")[0] for k in CONTROLLER_OUTPUTS}
+    names = {k: v.name.split(":")[0] for k, v in fn.structured_outputs.items() if k in (*CONTROLLER_OUTPUTS, SCORES)}
     litert = require("ai_edge_litert.interpreter", "tflite")
     got = {d["name"] for d in litert.Interpreter(model_content=model).get_output_details()}
     if set(names.values()) != got:
@@ -277,7 +280,7 @@ def _tensorflow() -> Any:
     return tf
 
 
-def write_tflite(out: Path, progs: dict[int, Program], fp: Program | None, ctrl: ControllerSpec, tile: int,
+def write_tflite(out: Path, progs: dict[str, Program], fp: Program | None, ctrl: ControllerSpec, tile: int,
                  single_file: bool = False) -> dict[str, Any]:
     tf = _tensorflow()
     for prog in progs.values():
@@ -292,12 +295,12 @@ def write_tflite(out: Path, progs: dict[int, Program], fp: Program | None, ctrl:
     files["controller"] = p
     files["controller_outputs"] = _output_names(ctrl_fn, data)
     sr_fns = {}
-    for b, prog in progs.items():
+    for lv, prog in progs.items():
         fn = _concrete(tf, _tf_program(tf, prog, quantized=True), tile, "sr")
-        sr_fns[b] = fn
-        p = out / f"sr_a{b}.tflite"
+        sr_fns[lv] = fn
+        p = out / f"sr_{lv}.tflite"
         p.write_bytes(_convert(tf, [fn], quantized=True))
-        files["sr"][b] = p
+        files["sr"][lv] = p
     if fp is not None:
         p = out / "sr_fp32.tflite"
         p.write_bytes(_convert(tf, [_concrete(tf, _tf_program(tf, fp, quantized=False), tile, "sr")], quantized=False))
@@ -307,12 +310,12 @@ def write_tflite(out: Path, progs: dict[int, Program], fp: Program | None, ctrl:
         # quantized convs and the full-precision layers) are stored once by the converter
         # (the float controller rides along; the converter's weight-only quantization of its
         # head conv is checked by --verify through the controller agreement)
-        data = _convert_signatures(tf, {"controller": ctrl_fn, **{f"sr_a{b}": fn for b, fn in sr_fns.items()}},
+        data = _convert_signatures(tf, {"controller": ctrl_fn, **{f"sr_{lv}": fn for lv, fn in sr_fns.items()}},
                                    quantized=True)
         p = out / "granular_dq.tflite"
         p.write_bytes(data)
-        separate = sum(Path(files["sr"][b]).stat().st_size for b in progs) + Path(files["controller"]).stat().st_size
+        separate = sum(Path(files["sr"][lv]).stat().st_size for lv in progs) + Path(files["controller"]).stat().st_size
         files["single_file"] = p
-        files["signatures"] = ["controller"] + [f"sr_a{b}" for b in progs]
+        files["signatures"] = ["controller"] + [f"sr_{lv}" for lv in progs]
         files["size_saved_bytes"] = separate - len(data)
     return files

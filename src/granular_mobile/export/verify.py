@@ -55,7 +55,7 @@ def _cmp(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 @torch.no_grad()
 def verify_export(out: Path, manifest: Manifest, model: GDQNet, fp: GDQNet | None, root: str | Path,
-                  progs: dict[int, Program] | None = None, max_tiles: int = 64,
+                  progs: dict[str, Program] | None = None, max_tiles: int = 64,
                   log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Parity of every exported graph with PyTorch on benchmark tiles.
 
@@ -73,9 +73,15 @@ def verify_export(out: Path, manifest: Manifest, model: GDQNet, fp: GDQNet | Non
     x = torch.from_numpy(tiles)
     ref_ctrl = model.controller(x)
     ref_bits = np.asarray(model.bits)[ref_ctrl.bit_index.numpy()]
-    floats = {b: model(x, model.cfg.quant.index(b)).numpy() for b in model.bits}
-    refs: dict[int | str, np.ndarray] = {b: (np.concatenate([run_program(progs[b], x[i:i + 16]).numpy() for i in range(0, len(x), 16)])
-                if progs is not None else floats[b]) for b in model.bits}
+    # parity keys: a full-depth level by its bits (as before levels), an exit level by its name
+    cfg = model.cfg
+    keys = {name: str(b) if k == cfg.n_blocks else name
+            for name, (b, k) in zip(cfg.level_names, cfg.levels, strict=True)}
+    floats = {keys[name]: model(x, i).numpy() for i, name in enumerate(cfg.level_names)}
+    refs: dict[str, np.ndarray] = {
+        keys[name]: (np.concatenate([run_program(progs[name], x[i:i + 16]).numpy() for i in range(0, len(x), 16)])
+                     if progs is not None else floats[keys[name]]) for name in cfg.level_names}
+    level_of = {v: k for k, v in keys.items()}
     if fp is not None:
         refs["fp32"] = fp(x).numpy()
     res: dict[str, Any] = {}
@@ -85,7 +91,7 @@ def verify_export(out: Path, manifest: Manifest, model: GDQNet, fp: GDQNet | Non
         entry: dict[str, Any] = {"tiles": len(tiles), "controller_agreement": round(float((bits == ref_bits).mean()), 4),
                                  "sr": {}}
         for b, ref in refs.items():
-            out_b = np.concatenate([be.sr(tiles[i:i + be.max_batch], None if b == "fp32" else int(b))
+            out_b = np.concatenate([be.sr(tiles[i:i + be.max_batch], None if b == "fp32" else level_of[b])
                                     for i in range(0, len(tiles), be.max_batch)])
             entry["sr"][str(b)] = _cmp(out_b, ref)
             if b in floats:

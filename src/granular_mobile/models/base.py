@@ -73,6 +73,14 @@ class GDQNet(nn.Module):
             self.encoder = nn.Module()
             self.encoder.gbc = GBC(cfg.n_feats, groupnorm=cfg.gbc_groupnorm)
             self.e2b = E2B(cfg.quant, cfg.e2b)
+        if cfg.level_gate is not None:
+            # predicted gain (dB of the tile's image) of each choice; fitted, not trained
+            # (train/gate_fit.py): zero until then, so every choice looks alike and the
+            # runtime's budget alone decides
+            self.level_gate = nn.Linear(3 * cfg.n_feats + 1, len(cfg.level_gate.choices))
+            with torch.no_grad():
+                self.level_gate.weight.zero_()
+                self.level_gate.bias.zero_()
         if cfg.level_weights or cfg.exits:
             # a level with weights of its own: the same network without a controller (the one
             # controller picks the levels; this copy only runs the tiles sent to its level).
@@ -80,7 +88,7 @@ class GDQNet(nn.Module):
             # it runs the first ``blocks`` of them
             nets = {}
             for key in [level_key(b) for b in cfg.level_weights] + [level_key(b, k) for b, k in cfg.exits]:
-                net = type(self)(dataclasses.replace(cfg, level_weights=(), exits=()))
+                net = type(self)(dataclasses.replace(cfg, level_weights=(), exits=(), level_gate=None))
                 del net.encoder, net.e2b
                 nets[key] = net
             self.level_nets = nn.ModuleDict(nets)
@@ -111,7 +119,7 @@ class GDQNet(nn.Module):
     def shared_state(self) -> dict[str, torch.Tensor]:
         """The shared network's state (no controller, no level copies): what a level copy loads
         when it is created from it."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith(("encoder.", "e2b.", "level_nets."))}
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(("encoder.", "e2b.", "level_nets.", "level_gate."))}
 
     # -- rounding points (numerics "int8") ---------------------------------------------
     def make_grids(self, *names: str) -> nn.ModuleDict:
@@ -199,6 +207,18 @@ class GDQNet(nn.Module):
             bits_t = torch.tensor(self.bits, dtype=probs.dtype, device=probs.device)
             return ControllerOut(logits, h, mix.argmax(1), mix, (probs * bits_t).sum(1))
         return ControllerOut(logits, h, self.e2b.final_bit_index(logits.argmax(1), h))
+
+    def level_features(self, x: torch.Tensor, z1: torch.Tensor | None = None) -> torch.Tensor:
+        """The level gate's input per tile of x ([0, 1] RGB): the GBC features and the entropy, (N, 3C + 1)."""
+        if z1 is None:
+            z1 = self.head_conv(x * self.cfg.rgb_range)
+        return torch.cat([self.encoder.gbc.features(z1), self.e2b.entropy(x)[:, None]], 1)
+
+    def level_scores(self, x: torch.Tensor, z1: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, len(level_gate.choices)): each choice's predicted gain (``ModelConfig.level_gate``)."""
+        if self.cfg.level_gate is None:
+            raise RuntimeError("this model has no level gate (gdq fit-gate --levels fits one)")
+        return self.level_gate(self.level_features(x, z1))
 
     # -- forward --------------------------------------------------------------------
     def forward(self, x: torch.Tensor, bit_index: torch.Tensor | int | None = None, return_ctrl: bool = False):

@@ -24,6 +24,8 @@ SCHEMA_VERSION = 1
 
 #: the controller graph's outputs, by role: GBC logits (N, 3), tile entropy (N,), final bits (N,)
 CONTROLLER_OUTPUTS: tuple[str, ...] = ("logits", "entropy", "bits")
+#: and, with a level gate (``Manifest.level_gate``), each choice's predicted gain (N, L)
+SCORES = "scores"
 
 #: graph output names of each role in exports written before the manifest named them: the
 #: ONNX graph names its outputs after their roles, and the TFLite converter names a function's
@@ -225,6 +227,9 @@ class TargetEntry:
     size_saved_bytes: int | None = None
     #: ONNX: per bit level, the convs left on onnxruntime's slower u8u8 kernels (channel_pairs.py)
     u8u8_convs: Mapping[int, tuple[str, ...]] | None = None
+    #: every level's graph, by level name (``Manifest.levels``); ``sr`` names the full-depth
+    #: ones by bits, as exports before levels did (None in those: ``level_files`` derives it)
+    levels: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.layout not in ("NCHW", "NHWC"):
@@ -235,8 +240,13 @@ class TargetEntry:
                               f"valid roles: {list(CONTROLLER_OUTPUTS)}")
 
     def files(self) -> list[str]:
-        """The graphs: the controller, one per bit level, and the fp32 twin if any."""
-        return [self.controller, *self.sr.values(), *([self.fp32] if self.fp32 else [])]
+        """The graphs: the controller, one per level, and the fp32 twin if any."""
+        return [self.controller, *dict.fromkeys([*self.sr.values(), *self.level_files().values()]),
+                *([self.fp32] if self.fp32 else [])]
+
+    def level_files(self) -> dict[str, str]:
+        """Level name -> graph file (an export before levels: its bit levels, ``a<bits>``)."""
+        return dict(self.levels) if self.levels is not None else {f"a{b}": f for b, f in self.sr.items()}
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"layout": self.layout, "batch": self.batch, "controller": self.controller}
@@ -252,6 +262,8 @@ class TargetEntry:
             d["size_saved_bytes"] = self.size_saved_bytes
         if self.u8u8_convs is not None:
             d["u8u8_convs"] = {str(b): list(v) for b, v in self.u8u8_convs.items()}
+        if self.levels is not None:
+            d["levels"] = dict(self.levels)
         return d
 
     @classmethod
@@ -264,12 +276,64 @@ class TargetEntry:
         outs = r.get("controller_outputs", dict, None) or _LEGACY_CONTROLLER_OUTPUTS.get(name, {})
         sigs = r.get("signatures", list, None)
         u8 = r.get("u8u8_convs", dict, None)
+        lv = r.get("levels", dict, None)
+        if lv is not None and not all(isinstance(v, str) for v in lv.values()):
+            raise ConfigError(f"{r.source}: '{r.where}.levels' = {lv!r} must map level names to graph files")
         return cls(
             layout=r.get("layout", str), batch=r.get("batch", (int, str)), controller=r.get("controller", str),
             sr=sr_files, fp32=r.get("fp32", str, optional=True), export_seconds=float(r.get("export_seconds", (int, float), 0.0)),
             controller_outputs=dict(outs), single_file=r.get("single_file", str, None),
             signatures=None if sigs is None else tuple(sigs), size_saved_bytes=r.get("size_saved_bytes", int, None),
-            u8u8_convs=None if u8 is None else {int(b): tuple(v) for b, v in u8.items()})
+            u8u8_convs=None if u8 is None else {int(b): tuple(v) for b, v in u8.items()}, levels=lv)
+
+
+@dataclass(frozen=True)
+class LevelInfo:
+    """One level: what one static graph computes. ``name`` (``a6``, ``a6k4``), activation ``bits``,
+    residual ``blocks`` run, ``macs`` per tile, and ``cost``: its time per tile relative to the
+    full-depth graph's (measured for the level gate's choices, else MACs relative)."""
+
+    name: str
+    bits: int
+    blocks: int
+    macs: int
+    cost: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "bits": self.bits, "blocks": self.blocks, "macs": self.macs, "cost": self.cost}
+
+    @classmethod
+    def _read(cls, r: _Reader) -> LevelInfo:
+        return cls(r.get("name", str), r.get("bits", int), r.get("blocks", int), r.get("macs", int),
+                   float(r.get("cost", (int, float))))
+
+
+@dataclass(frozen=True)
+class LevelGateInfo:
+    """The time-aware controller (``ModelConfig.level_gate``): the controller graph's ``scores``
+    output gives each tile's predicted gain at each of ``choices``; the runtime picks per tile
+    so that the mean ``costs`` of an image's tiles fit a budget (``runtime/budget.py``),
+    ``budget`` unless the caller gives one."""
+
+    choices: tuple[str, ...]
+    costs: tuple[float, ...]
+    budget: float
+    cost_source: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.choices) < 2 or len(self.costs) != len(self.choices):
+            raise ConfigError(f"level_gate: choices {list(self.choices)} and costs {list(self.costs)} must pair up (>= 2)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"choices": list(self.choices), "costs": list(self.costs), "budget": self.budget,
+                "cost_source": self.cost_source}
+
+    @classmethod
+    def _read(cls, r: _Reader) -> LevelGateInfo:
+        choices = r.get("choices", list)
+        if not all(isinstance(c, str) for c in choices):
+            raise ConfigError(f"{r.source}: 'level_gate.choices' = {choices!r} must be level names")
+        return cls(tuple(choices), r.floats("costs"), float(r.get("budget", (int, float))), r.get("cost_source", str, ""))
 
 
 @dataclass(frozen=True)
@@ -301,6 +365,10 @@ class Manifest:
     #: ``gdq export --verify``'s measurements per target (export/verify.py), if it ran
     parity: Mapping[str, Any] | None = None
     export_seconds: float | None = None
+    #: every level, by level index (the bit levels, then the exit levels); () in exports
+    #: before levels (``level_list`` derives the bit levels then)
+    levels: tuple[LevelInfo, ...] = ()
+    level_gate: LevelGateInfo | None = None
 
     def __post_init__(self) -> None:
         if self.scale < 1:
@@ -313,6 +381,22 @@ class Manifest:
             extra = sorted(set(t.sr) - set(self.bits))
             if extra:
                 raise ConfigError(f"target '{name}' has graphs for bits {extra} outside the manifest's bits {list(self.bits)}")
+            names = [lv.name for lv in self.levels]
+            missing = [n for n in names if n not in t.level_files()]
+            if missing:
+                raise ConfigError(f"target '{name}' has no graph for levels {missing} (levels: {names}); re-export")
+        if self.level_gate is not None:
+            names = [lv.name for lv in self.level_list()]
+            bad = [c for c in self.level_gate.choices if c not in names]
+            if bad:
+                raise ConfigError(f"level_gate choices {bad} are not levels of the export; valid: {names}")
+
+    def level_list(self) -> tuple[LevelInfo, ...]:
+        """Every level (an export before levels: its bit levels, at full depth, MACs unknown (0), cost 1)."""
+        if self.levels:
+            return self.levels
+        n = int(self.model.config.get("n_blocks", 0))
+        return tuple(LevelInfo(f"a{b}", b, n, 0, 1.0) for b in self.bits)
 
     def replace(self, **changes: Any) -> Manifest:
         return replace(self, **changes)
@@ -327,6 +411,10 @@ class Manifest:
             d["parity"] = dict(self.parity)
         if self.export_seconds is not None:
             d["export_seconds"] = self.export_seconds
+        if self.levels:
+            d["levels"] = [lv.to_dict() for lv in self.levels]
+        if self.level_gate is not None:
+            d["level_gate"] = self.level_gate.to_dict()
         return d
 
     def to_json(self) -> str:
@@ -353,7 +441,9 @@ class Manifest:
             versions={str(k): str(v) for k, v in r.get("versions", dict, {}).items()},
             files={} if files is None else {
                 k: FileEntry(files.sub(k).get("sha256", str), files.sub(k).get("bytes", int)) for k in files.data},
-            parity=r.get("parity", dict, None), export_seconds=r.get("export_seconds", (int, float), None))
+            parity=r.get("parity", dict, None), export_seconds=r.get("export_seconds", (int, float), None),
+            levels=tuple(LevelInfo._read(_Reader(x, f"levels[{i}]", source)) for i, x in enumerate(r.get("levels", list, []))),
+            level_gate=LevelGateInfo._read(r.sub("level_gate")) if "level_gate" in data else None)
 
     @classmethod
     def from_json(cls, text: str, source: str = "manifest.json") -> Manifest:

@@ -16,6 +16,7 @@ import numpy as np
 from ..defaults import DEFAULT_MERGE, DEFAULT_OVERLAP
 from ..errors import ConfigError, ImageError
 from .backends import Backend, create_backend
+from .budget import allocate, check_budget
 from .tiler import MERGES, BandStitcher, TilePlan, pad_to_tile
 
 
@@ -34,6 +35,12 @@ class Report:
     overlap: int = 0
     merge: str = ""
     tile_bits: list[int] = field(default_factory=list)
+    #: each tile's level name (``a6``, ``a6k4``; ``fp32``), and the count per level
+    tile_levels: list[str] = field(default_factory=list)
+    tiles_per_level: dict[str, int] = field(default_factory=dict)
+    #: the level gate's budget and the tiles' mean cost (relative to the full graph), if it ran
+    budget: float | None = None
+    cost: float | None = None
     plan: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -44,8 +51,13 @@ class Report:
 
 
 class Upscaler:
+    """``bits``: "auto" (the controller), a bit-width (its full-depth level on every tile) or a
+    level name (``a6k4``). ``budget``: with a level gate (``ModelConfig.level_gate``), the
+    tiles' mean time relative to the full graph (default: the model's); moves the operating
+    point without re-export."""
+
     def __init__(self, backend: Backend, bits: str | int = "auto", precision: str = "int8", overlap: int | None = None,
-                 merge: str = DEFAULT_MERGE) -> None:
+                 merge: str = DEFAULT_MERGE, budget: float | None = None) -> None:
         # defaults.DEFAULT_OVERLAP says why this tiling; a tile below 4x the overlap gets a quarter
         overlap = min(DEFAULT_OVERLAP, backend.tile // 4) if overlap is None else overlap
         if merge not in MERGES:
@@ -59,13 +71,28 @@ class Upscaler:
         if precision == "fp32" and str(bits) != "auto":
             raise ConfigError(f"--bits {bits} picks an integer graph, and --precision fp32 runs the full-precision "
                               "twin on every tile: give one of them")
-        if bits != "auto":
+        levels = getattr(backend, "levels", ())
+        valid = ", ".join(["auto", *map(str, backend.bits), *(lv for lv in levels if lv not in {f"a{b}" for b in backend.bits})])
+        if isinstance(bits, str) and bits in levels:
+            pass
+        elif bits != "auto":
             try:
                 bits = int(bits)
             except ValueError:
-                raise ConfigError(f"--bits '{bits}' is invalid; valid: auto, {', '.join(map(str, backend.bits))}") from None
+                raise ConfigError(f"--bits '{bits}' is invalid; valid: {valid}") from None
             if bits not in backend.bits:
-                raise ConfigError(f"--bits {bits} is not a bit level of this model; valid: auto, {', '.join(map(str, backend.bits))}")
+                raise ConfigError(f"--bits {bits} is not a bit level of this model; valid: {valid}")
+        gate = getattr(backend, "level_gate", None)
+        if budget is not None:
+            if gate is None:
+                raise ConfigError("--budget needs a model with a level gate (gdq fit-gate --levels); this one picks "
+                                  "bit levels with GBC + E2B")
+            if bits != "auto" or precision == "fp32":
+                raise ConfigError("--budget sets the controller's operating point: drop --bits / --precision fp32")
+            budget = check_budget(budget, gate.costs)
+        elif gate is not None and bits == "auto" and precision == "int8":
+            budget = gate.budget
+        self.budget = budget
         if not 0 <= overlap < backend.tile // 2:
             raise ConfigError(f"--overlap {overlap} must be in 0..{backend.tile // 2 - 1} for tile {backend.tile}")
         self.backend, self.bits, self.precision, self.overlap, self.merge = backend, bits, precision, overlap, merge
@@ -111,44 +138,67 @@ class Upscaler:
             sr = np.concatenate([sr if sr.ndim == 3 else sr[..., None], a[..., None]], axis=2)
         return sr, rep
 
+    def _level_of(self, bits: int) -> str:
+        """The name of a bit-width's full-depth level (exports before levels name them ``a<bits>``)."""
+        return f"a{bits}"
+
+    def _gate_levels(self, src: np.ndarray, plan: TilePlan) -> tuple[list[str], float]:
+        """Every tile's level under the budget (runtime/budget.py), and the tiles' mean cost."""
+        be, t = self.backend, self.backend.tile
+        gate = be.level_gate
+        assert gate is not None and self.budget is not None
+        scores = []
+        for y in plan.ys:
+            tiles = np.stack([src[y:y + t, x:x + t] for x in plan.xs]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+            for i in range(0, len(tiles), be.max_batch):
+                scores.append(be.scores(tiles[i:i + be.max_batch]))
+        choice = allocate(np.concatenate(scores), gate.costs, self.budget)
+        return [gate.choices[c] for c in choice], float(np.asarray(gate.costs)[choice].mean())
+
     def _rgb(self, rgb: np.ndarray, progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, Report]:
-        """Tile row by tile row: controller on the row's tiles, SR grouped by bit level, band
-        stitching. Memory is bounded by one tile row, plus the uint8 output."""
+        """Tile row by tile row: controller on the row's tiles, SR grouped by level, band
+        stitching. Memory is bounded by one tile row, plus the uint8 output. With a level gate
+        the controller first scores every tile (the budget is the image's), then SR runs."""
         be = self.backend
         t = be.tile
         plan = TilePlan(rgb.shape[0], rgb.shape[1], t, t - self.overlap, be.scale, self.merge)
         rep = Report(backend=be.name, precision=self.precision, bits_mode=str(self.bits), tile=t, overlap=self.overlap,
-                     merge=self.merge,
-                     plan={"ys": plan.ys, "xs": plan.xs})
+                     merge=self.merge, budget=self.budget, plan={"ys": plan.ys, "xs": plan.xs})
         n, ncol = len(plan), len(plan.xs)
         rep.tiles = n
         src = pad_to_tile(rgb, t)
         out = np.empty((plan.height * be.scale, plan.width * be.scale, 3), np.uint8)
         st = BandStitcher(plan)
-        tile_bits: list[int] = []
+        all_levels: list[str] = []
+        if self.budget is not None:
+            t0 = time.perf_counter()
+            gated, rep.cost = self._gate_levels(src, plan)
+            rep.timings_s["controller"] += time.perf_counter() - t0
         done, row0 = 0, 0
         for r, y in enumerate(plan.ys):
             tiles = np.stack([src[y:y + t, x:x + t] for x in plan.xs]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
             t0 = time.perf_counter()
             if self.precision == "fp32":
-                row_bits = [32] * ncol
+                row = ["fp32"] * ncol
+            elif self.budget is not None:
+                row = gated[r * ncol:(r + 1) * ncol]
             elif self.bits == "auto":
-                row_bits = []
+                row = []
                 for i in range(0, ncol, be.max_batch):
-                    row_bits += [int(b) for b in be.controller(tiles[i:i + be.max_batch])[2]]
+                    row += [self._level_of(int(b)) for b in be.controller(tiles[i:i + be.max_batch])[2]]
             else:
-                row_bits = [int(self.bits)] * ncol
+                row = [self.bits if isinstance(self.bits, str) else self._level_of(int(self.bits))] * ncol
             rep.timings_s["controller"] += time.perf_counter() - t0
             srs: dict[int, np.ndarray] = {}
-            for b in sorted(set(row_bits)):
-                idx = [i for i, tb in enumerate(row_bits) if tb == b]
+            for lv in sorted(set(row)):
+                idx = [i for i, tl in enumerate(row) if tl == lv]
                 for j in range(0, len(idx), be.max_batch):
                     chunk = idx[j:j + be.max_batch]
                     t1 = time.perf_counter()
-                    res = be.sr(tiles[chunk], None if b == 32 else b)
+                    res = be.sr(tiles[chunk], None if lv == "fp32" else lv)
                     dt = time.perf_counter() - t1
                     rep.timings_s["sr"] += dt
-                    rep.sr_s_per_level[str(b)] = rep.sr_s_per_level.get(str(b), 0.0) + dt
+                    rep.sr_s_per_level[lv] = rep.sr_s_per_level.get(lv, 0.0) + dt
                     for k, i in enumerate(chunk):
                         srs[i] = res[k]
                     done += len(chunk)
@@ -161,9 +211,12 @@ class Upscaler:
             out[row0:row0 + len(band)] = band
             row0 += len(band)
             rep.timings_s["stitch"] += time.perf_counter() - t2
-            tile_bits += row_bits
-        rep.tile_bits = tile_bits
+            all_levels += row
+        rep.tile_levels = all_levels
+        rep.tiles_per_level = dict(sorted(Counter(all_levels).items()))
+        bits_of = {**(getattr(be, "level_bits", None) or {f"a{b}": b for b in be.bits}), "fp32": 32}
+        rep.tile_bits = [bits_of[lv] for lv in all_levels]
         if self.precision != "fp32":
-            rep.tiles_per_bit = {str(b): c for b, c in sorted(Counter(tile_bits).items())}
-            rep.fab = float(np.mean(tile_bits))
+            rep.tiles_per_bit = {str(b): c for b, c in sorted(Counter(rep.tile_bits).items())}
+            rep.fab = float(np.mean(rep.tile_bits))
         return out, rep

@@ -117,7 +117,7 @@ def fingerprint(model: GDQNet) -> str:
     the measurements of the model it came from."""
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
-        if not k.startswith("encoder.gbc.gate."):
+        if not k.startswith(("encoder.gbc.gate.", "level_gate.")):
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()

@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from ...defaults import DEFAULT_TILE
+from ..manifest import LevelGateInfo
 from ..targets import TARGET_OF_BACKEND, target_spec
 
 
@@ -19,6 +20,11 @@ class Backend(Protocol):
     scale: int
     tile: int
     bits: tuple[int, ...]
+    #: every level's name (``a6``, ``a6k4``), by level index, and each one's activation bits
+    levels: tuple[str, ...]
+    level_bits: dict[str, int]
+    #: the time-aware controller (choices, costs, default budget), if the model has one
+    level_gate: LevelGateInfo | None
     has_fp: bool
     model_id: str
     #: largest batch a graph accepts (1 for static-batch exported graphs)
@@ -28,8 +34,13 @@ class Backend(Protocol):
         """(logits (N, 3), entropy (N,), bit-width (N,) int)."""
         ...
 
-    def sr(self, tiles: np.ndarray, bits: int | None) -> np.ndarray:
-        """SR tiles (N, 3, tile*s, tile*s) at ``bits`` (None: full precision)."""
+    def scores(self, tiles: np.ndarray) -> np.ndarray:
+        """The level gate's predicted gain of each choice (N, len(level_gate.choices))."""
+        ...
+
+    def sr(self, tiles: np.ndarray, level: int | str | None) -> np.ndarray:
+        """SR tiles (N, 3, tile*s, tile*s) at a level: its name, a bit-width (that full-depth
+        level), or None (full precision)."""
         ...
 
 

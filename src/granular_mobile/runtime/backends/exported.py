@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import ConfigError
-from ..manifest import ExportFolder
+from ..manifest import SCORES, ExportFolder
 from ..targets import TARGET_OF_BACKEND
 
 
@@ -18,6 +18,14 @@ class ExportedBackend:
         self.t = self.m.target(self.target)
         self.scale, self.tile, self.bits = self.m.scale, self.m.tile, self.m.bits
         self.has_fp = bool(self.t.fp32)
+        man = self.m.manifest
+        self.levels = tuple(lv.name for lv in man.level_list())
+        self.level_bits = {lv.name: lv.bits for lv in man.level_list()}
+        #: the time-aware controller, if the export has one (its graph then outputs "scores")
+        self.level_gate = man.level_gate
+        if self.level_gate is not None and SCORES not in self.t.controller_outputs:
+            raise ConfigError(f"'{export_dir}' has a level gate, but its {self.target} controller graph has no "
+                              f"'{SCORES}' output; re-export")
         self.model_id = self.m.model_id
         self.threads = threads
         # every graph now, not on first use: a level the controller picks only on some tiles
@@ -29,13 +37,19 @@ class ExportedBackend:
         """The target's graphs: the controller, one per bit level, and the fp32 twin if any."""
         return self.t.files()
 
-    def graph_file(self, bits: int | None) -> str:
-        """The SR graph for a bit-width (None: the full-precision twin)."""
-        if bits is None:
+    def graph_file(self, level: int | str | None) -> str:
+        """The SR graph of a level: its name (``a6k4``), a bit-width (its full-depth level), or
+        None (the full-precision twin)."""
+        if level is None:
             if self.t.fp32 is None:
                 raise ConfigError("this export has no full-precision graph (sr_fp32); --precision fp32 is unavailable")
             return self.t.fp32
-        fname = self.t.sr.get(bits)
+        if isinstance(level, str):
+            fname = self.t.level_files().get(level)
+            if fname is None:
+                raise ConfigError(f"no graph for level '{level}'; valid: {list(self.levels)}")
+            return fname
+        fname = self.t.sr.get(level)
         if fname is None:
-            raise ConfigError(f"no graph for {bits} bits; valid: {list(self.bits)}")
+            raise ConfigError(f"no graph for {level} bits; valid: {list(self.bits)}")
         return fname

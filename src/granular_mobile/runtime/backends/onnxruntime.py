@@ -62,5 +62,9 @@ class OnnxRuntimeBackend(ExportedBackend):
         logits, ent, bits = self._session(self.t.controller).run(outs, {"lr": np.ascontiguousarray(tiles, np.float32)})
         return logits, ent, bits.astype(np.int64)
 
-    def sr(self, tiles: np.ndarray, bits: int | None) -> np.ndarray:
-        return self._session(self.graph_file(bits)).run(None, {"lr": np.ascontiguousarray(tiles, np.float32)})[0]
+    def scores(self, tiles: np.ndarray) -> np.ndarray:
+        out = self.t.controller_outputs["scores"]
+        return self._session(self.t.controller).run([out], {"lr": np.ascontiguousarray(tiles, np.float32)})[0]
+
+    def sr(self, tiles: np.ndarray, level: int | str | None) -> np.ndarray:
+        return self._session(self.graph_file(level)).run(None, {"lr": np.ascontiguousarray(tiles, np.float32)})[0]

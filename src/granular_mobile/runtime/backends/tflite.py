@@ -76,6 +76,10 @@ class TFLiteBackend(ExportedBackend):
         bits = np.asarray([int(r[out["bits"]]) for r in res], np.int64)
         return logits, ent, bits
 
-    def sr(self, tiles: np.ndarray, bits: int | None) -> np.ndarray:
-        res = self._run(self.graph_file(bits), tiles)
+    def scores(self, tiles: np.ndarray) -> np.ndarray:
+        out = self.t.controller_outputs["scores"]
+        return np.stack([r[out] for r in self._run(self.t.controller, tiles)])
+
+    def sr(self, tiles: np.ndarray, level: int | str | None) -> np.ndarray:
+        res = self._run(self.graph_file(level), tiles)
         return np.stack([next(iter(r.values())) for r in res]).transpose(0, 3, 1, 2)

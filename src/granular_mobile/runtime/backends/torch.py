@@ -10,6 +10,7 @@ import numpy as np
 
 from ...defaults import DEFAULT_TILE
 from ...errors import require
+from ..manifest import LevelGateInfo
 
 if TYPE_CHECKING:  # (program imports torch: this module imports it only when the backend is made)
     from ...program import Program
@@ -48,16 +49,16 @@ class TorchBackend:
         self._setup(model, fp, tile, "in-memory")
         if numerics == "int8" and self.gdq is not None:
             from ...data.calibration import calibration_tiles
-            from ...program import deployed_programs
+            from ...program import deployed_level_programs
 
             # programs are built from CPU parameters; copy rather than move the caller's model
             gdq = self.gdq if self.device.type == "cpu" else copy.deepcopy(self.gdq).cpu()
-            self.programs = deployed_programs(gdq, calibration_tiles(self.tile))
+            self.programs = deployed_level_programs(gdq, calibration_tiles(self.tile))
         return self
 
     def _setup(self, gdq, fp, tile: int | None, model_id: str) -> None:
         self._torch = require("torch", "torch")
-        self.programs: dict[int, Program] | None = None
+        self.programs: dict[str, Program] | None = None
         if not gdq.cfg.quantized:
             gdq, fp = None, gdq
         self.gdq, self.fp = gdq, fp
@@ -72,6 +73,11 @@ class TorchBackend:
         self.has_fp = fp is not None
         self.model_id = model_id
         self.thresholds = gdq.cfg.e2b.thresholds if gdq is not None else None
+        cfg = gdq.cfg if gdq is not None else None
+        self.levels = cfg.level_names if cfg is not None else ()
+        self.level_bits = {n: b for n, (b, _) in zip(self.levels, cfg.levels, strict=True)} if cfg is not None else {}
+        g = cfg.level_gate if cfg is not None else None
+        self.level_gate = None if g is None else LevelGateInfo(g.choices, g.costs, g.budget, g.cost_source)
 
     def _t(self, tiles: np.ndarray):
         return self._torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
@@ -86,18 +92,28 @@ class TorchBackend:
         bits = np.asarray(self.bits)[c.bit_index.cpu().numpy()]
         return c.logits.cpu().numpy(), c.entropy.cpu().numpy(), bits
 
-    def sr(self, tiles: np.ndarray, bits: int | None) -> np.ndarray:
+    def scores(self, tiles: np.ndarray) -> np.ndarray:
+        from ...errors import ConfigError
+
+        if self.gdq is None or self.level_gate is None:
+            raise ConfigError("this model has no level gate (gdq fit-gate --levels fits one)")
+        with self._torch.no_grad():
+            return self.gdq.level_scores(self._t(tiles)).cpu().numpy()
+
+    def sr(self, tiles: np.ndarray, level: int | str | None) -> np.ndarray:
         from ...errors import ConfigError
 
         with self._torch.no_grad():
-            if bits is None:
+            if level is None:
                 if self.fp is None:
                     raise ConfigError("no full-precision twin is available for this model")
                 return self.fp(self._t(tiles)).cpu().numpy()
             if self.gdq is None:
                 raise ConfigError("this model is full precision: use --precision fp32")
+            cfg = self.gdq.cfg
+            index = cfg.level_by_name(level) if isinstance(level, str) else cfg.level_index(level)
             if self.programs is not None:
                 from ...program import run_program
 
-                return run_program(self.programs[bits], self._t(tiles).cpu()).numpy()
-            return self.gdq(self._t(tiles), self.gdq.cfg.quant.index(bits)).cpu().numpy()
+                return run_program(self.programs[self.levels[index]], self._t(tiles).cpu()).numpy()
+            return self.gdq(self._t(tiles), index).cpu().numpy()

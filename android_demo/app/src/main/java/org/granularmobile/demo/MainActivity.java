@@ -32,6 +32,8 @@ public final class MainActivity extends Activity {
     private CompareView compare;
     private TextView status;
     private ProgressBar progress;
+    /** The level gate's budget chosen on the slider (NaN: the model has no level gate). */
+    private double budget = Double.NaN;
 
     @Override protected void onCreate(Bundle b) {
         super.onCreate(b);
@@ -52,6 +54,35 @@ public final class MainActivity extends Activity {
         ((CheckBox) findViewById(R.id.showBits)).setOnCheckedChangeListener((v, on) -> show(on));
         ((SeekBar) findViewById(R.id.slider)).setOnSeekBarChangeListener(new SeekBar.OnSeekBarChangeListener() {
             @Override public void onProgressChanged(SeekBar s, int p, boolean u) { compare.setSplit(p / 100f); }
+            @Override public void onStartTrackingTouch(SeekBar s) { }
+            @Override public void onStopTrackingTouch(SeekBar s) { }
+        });
+        setupBudget();
+    }
+
+    /** The time-budget slider, from the cheapest choice's cost to the dearest's, at the manifest's default. */
+    private void setupBudget() {
+        double[] costs;
+        double dflt;
+        try (SrPipeline p = new SrPipeline(getAssets(), SrPipeline.Accel.CPU, 1)) {
+            costs = p.gateCosts();
+            dflt = p.defaultBudget();
+        } catch (Exception e) {
+            return;
+        }
+        if (costs == null) return;
+        double lo = costs[0], hi = costs[costs.length - 1];
+        budget = dflt;
+        findViewById(R.id.budgetRow).setVisibility(android.view.View.VISIBLE);
+        SeekBar bar = findViewById(R.id.budget);
+        TextView label = findViewById(R.id.budgetText);
+        bar.setProgress((int) Math.round(100 * (dflt - lo) / (hi - lo)));
+        label.setText(String.format(Locale.US, "Time budget %.2f", dflt));
+        bar.setOnSeekBarChangeListener(new SeekBar.OnSeekBarChangeListener() {
+            @Override public void onProgressChanged(SeekBar s, int p, boolean u) {
+                budget = lo + (hi - lo) * p / 100.0;
+                label.setText(String.format(Locale.US, "Time budget %.2f", budget));
+            }
             @Override public void onStartTrackingTouch(SeekBar s) { }
             @Override public void onStopTrackingTouch(SeekBar s) { }
         });
@@ -78,15 +109,17 @@ public final class MainActivity extends Activity {
         SrPipeline.Accel accel = SrPipeline.Accel.values()[((Spinner) findViewById(R.id.delegate)).getSelectedItemPosition()];
         int threads = Math.max(1, Integer.parseInt("0" + ((EditText) findViewById(R.id.threads)).getText()));
         Bitmap src = input;
+        double b = budget;
         status.setText("running...");
         worker.submit(() -> {
             try (SrPipeline p = new SrPipeline(getAssets(), accel, threads)) {
-                SrPipeline.Result r = p.run(src, (d, n, stage) -> ui.post(() -> { progress.setMax(n); progress.setProgress(d); }));
+                SrPipeline.Result r = p.run(src, b, (d, n, stage) -> ui.post(() -> { progress.setMax(n); progress.setProgress(d); }));
                 ui.post(() -> {
                     result = r;
                     show(((CheckBox) findViewById(R.id.showBits)).isChecked());
-                    status.setText(String.format(Locale.US, "%s FAB %.2f | controller %d ms, SR %d ms, stitch %d ms %s",
-                            accel, r.fab, r.controllerMs, r.srMs, r.stitchMs, r.notice));
+                    String time = Double.isNaN(r.cost) ? "" : String.format(Locale.US, " time %.2f of the full graph's,", r.cost);
+                    status.setText(String.format(Locale.US, "%s%s FAB %.2f | controller %d ms, SR %d ms, stitch %d ms %s",
+                            accel, time, r.fab, r.controllerMs, r.srMs, r.stitchMs, r.notice));
                 });
             } catch (Exception e) {
                 ui.post(() -> status.setText("error: " + e.getMessage()));

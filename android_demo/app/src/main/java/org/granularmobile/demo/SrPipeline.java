@@ -26,7 +26,7 @@ import org.tensorflow.lite.gpu.GpuDelegate;
 import org.tensorflow.lite.nnapi.NnApiDelegate;
 
 /**
- * tile -> controller -> per-bit subgraph -> stitch, exactly as granular_mobile.runtime.Upscaler:
+ * tile -> controller -> per-level subgraph -> stitch, exactly as granular_mobile.runtime.Upscaler:
  * same static tile, overlap min(6, tile / 4), each tile keeping the centre of its overlaps
  * (granular_mobile/defaults.py: DEFAULT_OVERLAP, DEFAULT_MERGE), thresholds from the manifest.
  * Graphs take NHWC float32 RGB on [0, 1] (batch 1) and return the SR tile, unclamped.
@@ -43,6 +43,9 @@ public final class SrPipeline implements AutoCloseable {
     public static final class Result {
         public Bitmap output, bitMap;
         public int[] tileBits;
+        public String[] tileLevels;
+        /** The tiles' mean time relative to the full graph (a level gate), else NaN. */
+        public double cost = Double.NaN;
         public double fab;
         public long controllerMs, srMs, stitchMs;
         public String notice = "";
@@ -100,7 +103,13 @@ public final class SrPipeline implements AutoCloseable {
         return b;
     }
 
-    public Result run(Bitmap src, Progress progress) throws IOException {
+    /** The level gate's choices' costs, or null without a level gate. */
+    public double[] gateCosts() { return manifest.gateCosts; }
+
+    public double defaultBudget() { return manifest.gateBudget; }
+
+    /** {@code budget}: the level gate's mean time per tile relative to the full graph (NaN: the manifest's). */
+    public Result run(Bitmap src, double budget, Progress progress) throws IOException {
         int w = src.getWidth(), h = src.getHeight(), t = manifest.tile, s = manifest.scale;
         if (w < 2 || h < 2) throw new IllegalArgumentException("image of " + w + "x" + h + " is too small to upscale");
         int overlap = Math.min(DEFAULT_OVERLAP, t / 4);
@@ -132,8 +141,26 @@ public final class SrPipeline implements AutoCloseable {
             }
 
             @Override
-            public float[] sr(float[] tile, int bits) throws IOException {
-                interpreter(manifest.fileForBits(bits)).run(input(tile), out);
+            public double[] scores(float[] tile) {
+                // the level gate's output by the name the manifest gives it (TFLite names outputs Identity_N)
+                Map<Integer, Object> outs = new HashMap<>();
+                int want = ctrl.getOutputIndex(manifest.scoresOutput);
+                float[][] sc = new float[1][manifest.gateChoices.length];
+                for (int o = 0; o < ctrl.getOutputTensorCount(); o++) {
+                    int[] shape = ctrl.getOutputTensor(o).shape();
+                    if (o == want) outs.put(o, sc);
+                    else if (ctrl.getOutputTensor(o).dataType() == org.tensorflow.lite.DataType.INT32) outs.put(o, new int[1]);
+                    else outs.put(o, shape.length == 2 ? new float[1][shape[1]] : new float[shape[0]]);
+                }
+                ctrl.runForMultipleInputsOutputs(new Object[] {input(tile)}, outs);
+                double[] d = new double[sc[0].length];
+                for (int i = 0; i < d.length; i++) d[i] = sc[0][i];
+                return d;
+            }
+
+            @Override
+            public float[] sr(float[] tile, String level) throws IOException {
+                interpreter(manifest.fileForLevel(level)).run(input(tile), out);
                 float[] flat = new float[ts * ts * 3];
                 for (int y = 0; y < ts; y++)
                     for (int x = 0; x < ts; x++)
@@ -143,7 +170,10 @@ public final class SrPipeline implements AutoCloseable {
         };
         TilePipeline.Result tr;
         try {
-            tr = TilePipeline.run(rgb, plan, manifest.bits, graphs, progress::update);
+            TilePipeline.Gate gate = manifest.gateChoices == null ? null : new TilePipeline.Gate(manifest.gateChoices,
+                    manifest.gateCosts, Double.isNaN(budget) ? manifest.gateBudget : budget);
+            tr = TilePipeline.run(rgb, plan, manifest.levels.toArray(new String[0]), manifest.levelBits, gate, graphs,
+                    progress::update);
         } catch (IOException | RuntimeException e) {
             throw e;
         } catch (Exception e) {
@@ -151,6 +181,8 @@ public final class SrPipeline implements AutoCloseable {
         }
         Result r = new Result();
         r.tileBits = tr.tileBits;
+        r.tileLevels = tr.tileLevels;
+        r.cost = tr.cost;
         r.controllerMs = tr.controllerNs / 1_000_000;
         long srNs = tr.srNs, stNs = tr.stitchNs;
         long a = System.nanoTime();

@@ -120,6 +120,10 @@ public class CoreTest {
         assertTrue(m.controllerFile.endsWith(".tflite"));
     }
 
+    static final java.util.Map<String, Integer> DARKEN = java.util.Map.of("a4", 4, "a5", 5, "a6", 6, "a4k1", 7);
+    static final java.util.Map<String, Integer> BITS = java.util.Map.of("a4", 4, "a5", 5, "a6", 6, "a4k1", 4);
+    static final String[] LEVELS = {"a4", "a5", "a6", "a4k1"};
+
     /** Stand-in graphs: the level from a tile's mean; a level's SR says which level made it. */
     static final class FakeGraphs implements TilePipeline.Graphs {
         final int tile, scale;
@@ -135,7 +139,16 @@ public class CoreTest {
         }
 
         @Override
-        public float[] sr(float[] t, int bits) {  // nearest-neighbour xS, darkened by an amount per level
+        public double[] scores(float[] t) {  // busier (brighter) tiles gain more from dearer levels
+            double m = 0;
+            for (float v : t) m += v;
+            m /= t.length;
+            return new double[] {0, m, 1.5 * m};
+        }
+
+        @Override
+        public float[] sr(float[] t, String level) {  // nearest-neighbour xS, darkened by an amount per level
+            int bits = DARKEN.get(level);
             int o = tile * scale;
             float[] out = new float[o * o * 3];
             for (int y = 0; y < o; y++)
@@ -146,11 +159,7 @@ public class CoreTest {
         }
     }
 
-    /** Routing: every tile's pixels are what its own level's graph computes on that tile alone
-     * (with "center" every output pixel belongs to exactly one tile). */
-    @Test
-    public void eachTileRunsItsOwnLevel() throws Exception {
-        int h = 36, w = 60, t = 16, s = 2, ov = 4;
+    static float[] bands(int h, int w) {
         float[] rgb = new float[h * w * 3];
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++)
@@ -158,30 +167,83 @@ public class CoreTest {
                     int v = x < w / 3 ? 40 : x < 2 * w / 3 ? 120 : 220;  // three bands, three levels
                     rgb[(y * w + x) * 3 + c] = ((v + 7 * c + (x * 13 + y * 7) % 11) % 256) / 255f;
                 }
-        TilePlan plan = new TilePlan(h, w, t, t - ov, s, "center");
-        FakeGraphs g = new FakeGraphs(t, s);
-        TilePipeline.Result r = TilePipeline.run(rgb, plan, new int[] {4, 5, 6}, g, (d, n, what) -> { });
-        assertTrue("the image takes several levels", java.util.Arrays.stream(r.tileBits).distinct().count() >= 2);
+        return rgb;
+    }
+
+    /** Every tile's pixels are its level's stand-in graph's on that tile alone ("center": each output pixel
+     * belongs to exactly one tile), and its level is {@code want[k]}. */
+    static void checkRouting(float[] rgb, int h, int w, TilePlan plan, FakeGraphs g, TilePipeline.Result r, String[] want) {
+        int t = plan.tile, s = plan.scale;
+        assertTrue("the image takes several levels", java.util.Arrays.stream(r.tileLevels).distinct().count() >= 2);
         float[][] wy = TilePlan.axisWeights(plan.ys, t, h, s, "center"), wx = TilePlan.axisWeights(plan.xs, t, w, s, "center");
         int o = t * s, checked = 0;
         for (int k = 0; k < plan.size(); k++) {
-            assertEquals("tile " + k + ": the report's level is the controller's", g.controller(plan.extract(rgb, 3, k)),
-                    r.tileBits[k]);
-            float[] alone = g.sr(plan.extract(rgb, 3, k), r.tileBits[k]);
+            assertEquals("tile " + k + ": the report's level", want[k], r.tileLevels[k]);
+            assertEquals("tile " + k + ": its bits", (int) BITS.get(want[k]), r.tileBits[k]);
+            float[] alone = g.sr(plan.extract(rgb, 3, k), r.tileLevels[k]);
             int iy = k / plan.xs.length, ix = k % plan.xs.length;
             for (int y = 0; y < o; y++)
                 for (int x = 0; x < o; x++) {
                     if (wy[iy][y] != 1f || wx[ix][x] != 1f) continue;  // another tile decides this pixel
                     int oy = plan.ys[iy] * s + y, ox = plan.xs[ix] * s + x;
                     for (int c = 0; c < 3; c++) {
-                        int want = (int) Math.max(0, Math.min(255, Math.rint(alone[(y * o + x) * 3 + c] * 255f)));
-                        assertEquals("tile " + k + " (level " + r.tileBits[k] + ") at " + oy + "," + ox, want,
+                        int v = (int) Math.max(0, Math.min(255, Math.rint(alone[(y * o + x) * 3 + c] * 255f)));
+                        assertEquals("tile " + k + " (level " + r.tileLevels[k] + ") at " + oy + "," + ox, v,
                                 r.rgb[(oy * w * s + ox) * 3 + c] & 0xff);
                     }
                     checked++;
                 }
         }
         assertEquals(h * s * w * s, checked);
+    }
+
+    /** Routing: every tile's pixels are what its own level's graph computes on that tile alone. */
+    @Test
+    public void eachTileRunsItsOwnLevel() throws Exception {
+        int h = 36, w = 60, t = 16, s = 2, ov = 4;
+        float[] rgb = bands(h, w);
+        TilePlan plan = new TilePlan(h, w, t, t - ov, s, "center");
+        FakeGraphs g = new FakeGraphs(t, s);
+        TilePipeline.Result r = TilePipeline.run(rgb, plan, LEVELS, BITS, null, g, (d, n, what) -> { });
+        String[] want = new String[plan.size()];
+        for (int k = 0; k < want.length; k++) want[k] = "a" + g.controller(plan.extract(rgb, 3, k));
+        checkRouting(rgb, h, w, plan, g, r, want);
+    }
+
+    /** With a level gate: the image's budget allocates the levels (Budget), each tile runs its own. */
+    @Test
+    public void eachTileRunsItsBudgetedLevel() throws Exception {
+        int h = 36, w = 60, t = 16, s = 2, ov = 4;
+        float[] rgb = bands(h, w);
+        TilePlan plan = new TilePlan(h, w, t, t - ov, s, "center");
+        FakeGraphs g = new FakeGraphs(t, s);
+        String[] choices = {"a4k1", "a5", "a6"};
+        double[] costs = {0.4, 1.0, 1.1};
+        double[][] sc = new double[plan.size()][];
+        for (int k = 0; k < sc.length; k++) sc[k] = g.scores(plan.extract(rgb, 3, k));
+        for (double budget : new double[] {0.6, 0.8}) {
+            TilePipeline.Result r = TilePipeline.run(rgb, plan, LEVELS, BITS, new TilePipeline.Gate(choices, costs, budget), g,
+                    (d, n, what) -> { });
+            int[] ch = Budget.allocate(sc, costs, budget);
+            String[] want = new String[ch.length];
+            for (int k = 0; k < ch.length; k++) want[k] = choices[ch[k]];
+            checkRouting(rgb, h, w, plan, g, r, want);
+            assertTrue(r.cost <= budget + 1e-9);
+        }
+    }
+
+    /** The allocation is the Python runtime's (granular_mobile.runtime.budget.allocate on these scores). */
+    @Test
+    public void budgetIsThePythonAllocation() {
+        double[][] s = {{0.0, 0.322, 1.124}, {0.0, 0.676, 1.109}, {0.0, 0.639, 1.373}, {0.0, 0.505, 1.022}, {0.0, 1.017, 1.755},
+            {0.0, 1.24, 1.889}, {0.0, 0.989, 0.99}, {0.0, 1.272, 1.586}, {0.0, 1.477, 1.948}, {0.0, 0.804, 1.511},
+            {0.0, 0.465, 1.126}, {0.0, 1.139, 1.769}};
+        double[] c = {0.4, 0.6, 1.0};
+        assertArrayEquals(new int[] {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, Budget.allocate(s, c, 0.4));
+        assertArrayEquals(new int[] {0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0, 1}, Budget.allocate(s, c, 0.55));
+        assertArrayEquals(new int[] {2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 1, 1}, Budget.allocate(s, c, 0.7));
+        assertArrayEquals(new int[] {2, 1, 2, 1, 2, 2, 1, 1, 1, 2, 2, 2}, Budget.allocate(s, c, 0.85));
+        assertArrayEquals(new int[] {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}, Budget.allocate(s, c, 1.0));
     }
 
     @Test(expected = IllegalArgumentException.class)

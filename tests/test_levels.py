@@ -1,0 +1,239 @@
+"""Levels that differ in time: the manifest's levels, every level's graph, the level gate's
+scores in the controller graph, the run-time budget, and the fit (docs/TIME.md)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from granular_mobile.errors import ConfigError, DataError
+from granular_mobile.runtime import Upscaler
+from granular_mobile.runtime.backends import open_export
+from granular_mobile.runtime.backends.torch import TorchBackend
+from granular_mobile.runtime.budget import allocate
+from granular_mobile.runtime.manifest import Manifest
+from test_routing import check_routing, mixed_image
+
+BACKENDS = ["onnxruntime", "tflite"]
+
+
+# -- the allocation ---------------------------------------------------------------------------
+def test_allocation_fits_the_budget_and_spends_it_where_predicted():
+    rng = np.random.default_rng(0)
+    costs = (0.4, 0.6, 1.0)
+    scores = np.cumsum(rng.random((50, 3)), axis=1) * [0, 1, 1]  # gains over the cheapest, increasing
+    prev = None
+    for budget in np.linspace(0.4, 1.0, 13):
+        ch = allocate(scores, costs, budget)
+        assert np.asarray(costs)[ch].mean() <= budget + 1e-9
+        if prev is not None:  # the knob is monotone: more budget, no tile gets a cheaper level
+            assert (np.asarray(costs)[ch] >= np.asarray(costs)[prev]).all()
+        prev = ch
+    assert (allocate(scores, costs, 0.4) == 0).all()
+    assert (allocate(scores, costs, 1.0) == 2).all()
+    # where predicted gains differ, the budget goes to the tiles that gain most
+    two = np.array([[0.0, 0.0, 5.0], [0.0, 0.0, 1.0]])
+    assert allocate(two, costs, 0.7).tolist() == [2, 0]
+    with pytest.raises(ConfigError, match=r"--budget 0.3 is below the cheapest level's cost 0.4"):
+        allocate(scores, costs, 0.3)
+
+
+def test_a_small_image_spends_its_budget():
+    """With 2 tiles, the Lagrangian's one switching point would leave half the budget unspent."""
+    ch = allocate(np.array([[0.0, 1.0], [0.0, 1.0]]), (0.5, 1.0), 0.75)
+    assert sorted(ch.tolist()) == [0, 1]
+
+
+# -- the export -------------------------------------------------------------------------------
+def test_the_manifest_carries_every_level_and_the_gate(tiny_timed_export):
+    exp, m = tiny_timed_export
+    man = Manifest.from_json((exp / "manifest.json").read_text())
+    assert [lv.name for lv in man.levels] == ["a4", "a5", "a6", "a8", "a6k1"]
+    k1 = man.levels[-1]
+    assert (k1.bits, k1.blocks) == (6, 1) and 0 < k1.macs < man.levels[0].macs
+    assert k1.cost == 0.6 and man.levels[0].cost == 1.0  # the gate's measured costs; MACs for the others
+    assert man.level_gate is not None and man.level_gate.choices == ("a6k1", "a6", "a8")
+    for t in ("onnx", "tflite"):
+        files = man.targets[t].level_files()
+        assert set(files) == {lv.name for lv in man.levels} and all((exp / f).is_file() for f in files.values())
+        assert man.targets[t].sr == {b: files[f"a{b}"] for b in (4, 5, 6, 8)}  # readers before levels
+    # an export before levels: its bit levels, read as levels
+    d = json.loads((exp / "manifest.json").read_text())
+    for k in ("levels", "level_gate"):
+        d.pop(k)
+    for t in d["targets"].values():
+        t.pop("levels")
+    old = Manifest.from_dict(d)
+    assert [lv.name for lv in old.level_list()] == ["a4", "a5", "a6", "a8"] and old.level_gate is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_level_graph_is_the_model_at_that_level(tiny_timed_export, backend):
+    from granular_mobile.data.calibration import calibration_tiles
+
+    exp, m = tiny_timed_export
+    be = open_export("onnx" if backend == "onnxruntime" else "tflite", exp)
+    ref = TorchBackend.from_models(m, tile=32, numerics="int8")
+    x = calibration_tiles(32)[:4].numpy()
+    for lv in ref.levels:
+        got = np.concatenate([be.sr(x[i:i + 1], lv) for i in range(len(x))])
+        want = ref.sr(x, lv)
+        with torch.no_grad():
+            assert np.array_equal(want, m(torch.from_numpy(x), m.cfg.level_by_name(lv)).numpy())
+        if backend == "onnxruntime":
+            assert np.array_equal(got, want), lv  # bit-exact
+        else:
+            mse = float(((np.clip(got, 0, 1) - np.clip(want, 0, 1)) ** 2).mean())
+            assert 10 * np.log10(1 / max(mse, 1e-12)) > 45, lv
+    # the exit level computes something else than its full-depth twin
+    assert not np.array_equal(be.sr(x[:1], "a6k1"), be.sr(x[:1], "a6"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_controller_graph_scores_as_the_model(tiny_timed_export, backend):
+    from granular_mobile.data.calibration import calibration_tiles
+
+    exp, m = tiny_timed_export
+    be = open_export("onnx" if backend == "onnxruntime" else "tflite", exp)
+    x = calibration_tiles(32)[:6]
+    with torch.no_grad():
+        want = m.level_scores(x).numpy()
+    got = np.concatenate([be.scores(x[i:i + 1].numpy()) for i in range(len(x))])
+    assert got.shape == (6, 3) and np.abs(want).max() > 0.1
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+
+
+# -- the runtime ------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_tile_runs_its_budgeted_level(tiny_timed_export, backend):
+    exp, _ = tiny_timed_export
+    up = Upscaler(Upscaler.load(str(exp), backend=backend).backend, overlap=8, merge="center", budget=0.8)
+    img = mixed_image()
+    sr, rep = up(img)
+    assert len(set(rep.tile_levels)) >= 2, f"one level only ({rep.tile_levels}): the test proves no routing"
+    assert rep.budget == 0.8 and rep.cost is not None and rep.cost <= 0.8 + 1e-9
+    assert sum(rep.tiles_per_level.values()) == rep.tiles and set(rep.sr_s_per_level) == set(rep.tiles_per_level)
+    check_routing(up, img, sr, rep)
+
+
+def test_the_budget_knob_is_monotone_and_the_default_is_the_models(tiny_timed_export):
+    exp, m = tiny_timed_export
+    be = Upscaler.load(str(exp), backend="onnxruntime").backend
+    img = mixed_image()
+    assert Upscaler(be).budget == m.cfg.level_gate.budget
+    costs, prev = [], None
+    for budget in (0.6, 0.7, 0.8, 0.9, 1.1):
+        _, rep = Upscaler(be, overlap=8, budget=budget)(img)
+        costs.append(rep.cost)
+        lv = np.array([m.cfg.level_gate.choices.index(x) for x in rep.tile_levels])
+        if prev is not None:
+            assert (lv >= prev).all() or (np.array(m.cfg.level_gate.costs)[lv] >= np.array(m.cfg.level_gate.costs)[prev]).all()
+        prev = lv
+    assert costs == sorted(costs) and costs[0] == 0.6 and costs[-1] > costs[0]
+    # the torch backend allocates the same (its scores are the graph's, to float rounding)
+    _, rt = Upscaler(TorchBackend.from_models(m, tile=32, numerics="int8"), overlap=8, budget=0.8)(img)
+    _, ro = Upscaler(be, overlap=8, budget=0.8)(img)
+    assert rt.tile_levels == ro.tile_levels
+
+
+def test_budget_errors_are_one_line(tiny_timed_export, tiny_export):
+    exp, _ = tiny_timed_export
+    be = Upscaler.load(str(exp), backend="onnxruntime").backend
+    with pytest.raises(ConfigError, match="below the cheapest level's cost 0.6"):
+        Upscaler(be, budget=0.5)
+    with pytest.raises(ConfigError, match="drop --bits"):
+        Upscaler(be, bits=6, budget=0.8)
+    with pytest.raises(ConfigError, match=r"valid: auto, 4, 5, 6, 8, a6k1"):
+        Upscaler(be, bits="a6k9")
+    plain = Upscaler.load(str(tiny_export[0]), backend="onnxruntime").backend
+    with pytest.raises(ConfigError, match="--budget needs a model with a level gate"):
+        Upscaler(plain, budget=0.8)
+
+
+def test_a_forced_level_runs_that_graph_on_every_tile(tiny_timed_export):
+    exp, _ = tiny_timed_export
+    up = Upscaler(Upscaler.load(str(exp), backend="onnxruntime").backend, bits="a6k1", overlap=8)
+    sr, rep = up(mixed_image())
+    assert rep.tiles_per_level == {"a6k1": rep.tiles} and rep.fab == 6.0
+    check_routing(up, mixed_image(), sr, rep)
+
+
+# -- the fit ----------------------------------------------------------------------------------
+def test_the_fit_recovers_gains_that_follow_the_features(tiny_timed_export):
+    """Gains that are a linear function of the gate's features: the fitted gate predicts them
+    (the scores' order is the gains'), and its cross-validated allocation is the oracle's."""
+    import dataclasses
+
+    from granular_mobile.config import TileConfig
+    from granular_mobile.models import build_from_config
+    from granular_mobile.train.gate_fit import fingerprint
+    from granular_mobile.train.level_gate import LevelGains, _targets, fit_level_gate
+
+    _, m = tiny_timed_export
+    base = build_from_config(dataclasses.replace(m.cfg, level_gate=None))
+    base.load_state_dict(m.state_dict(), strict=False)
+    rng = np.random.default_rng(0)
+    n, f = 240, 3 * m.cfg.n_feats + 1
+    feat = rng.normal(size=(n, f)).astype(np.float32)
+    g1 = 20 + 8 * feat[:, 0]
+    g2 = g1 + 10 + 5 * feat[:, 1]
+    se0 = 400 + rng.random(n)
+    se = np.stack([se0, se0 - g1, se0 - g2], 1)
+    gains = LevelGains(feat, np.repeat(np.arange(12), 20), se, np.full(12, 20 * 1024.0), ("a6k1", "a6", "a8"),
+                       TileConfig(32, 24), fingerprint(base))
+    new, rep = fit_level_gate(base, gains, (0.6, 1.0, 1.1), 0.8, ridge=1.0)
+    assert new.cfg.level_gate.choices == ("a6k1", "a6", "a8") and new.cfg.level_gate.budget == 0.8
+    with torch.no_grad():
+        pred = new.level_gate(torch.from_numpy(feat)).numpy()
+    y = _targets(gains)
+    for k in (1, 2):
+        assert np.corrcoef(pred[:, k], y[:, k])[0, 1] > 0.98
+    for r in rep["cv"]:
+        assert r["cost"] <= r["budget"] + 1e-9
+        assert r["psnr"] >= r["oracle_psnr"] - 0.01, r
+        assert r["oracle_psnr"] >= r["static_mix_psnr"] - 1e-6
+    fit_level_gate(m, gains, (0.6, 1.0, 1.1), 0.8)  # a gated model refits from its network's measurements
+    with torch.no_grad():
+        base.tail[1].weight.add_(0.01)
+    with pytest.raises(DataError, match="another network"):
+        fit_level_gate(base, gains, (0.6, 1.0, 1.1), 0.8)
+
+
+def test_fit_gate_levels_then_run_with_a_budget(tiny_timed_export, tiny_data, tmp_path):
+    """The command line end to end: fit a level gate on training images, export, run at a budget."""
+    import dataclasses
+
+    import cv2
+    from typer.testing import CliRunner
+
+    from granular_mobile.checkpoint import load_model, save_model
+    from granular_mobile.cli import app
+    from granular_mobile.models import build_from_config
+
+    _, m = tiny_timed_export
+    base = build_from_config(dataclasses.replace(m.cfg, level_gate=None))
+    base.load_state_dict(m.state_dict(), strict=False)
+    save_model(base, tmp_path / "exits.pt")
+    run = CliRunner().invoke
+    r = run(app, ["fit-gate", str(tmp_path / "exits.pt"), "--levels", "a6k1,a6", "--images", "6", "--data", str(tiny_data),
+                  "--tile", "32", "--step", "24", "--budget", "0.9", "--json", str(tmp_path / "fit.json"),
+                  "-o", str(tmp_path / "timed.pt")])
+    assert r.exit_code == 0, r.output
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["choices"] == ["a6k1", "a6"] and fit["cost_source"] == "macs" and fit["images"] == 6
+    assert fit["costs"][0] < fit["costs"][1] == 1.0 and any(r["budget"] == 0.9 for r in fit["cv"])
+    g = load_model(str(tmp_path / "timed.pt")).cfg.level_gate
+    assert g is not None and g.budget == 0.9 and g.choices == ("a6k1", "a6")
+    r = run(app, ["export", "-m", str(tmp_path / "timed.pt"), "-o", str(tmp_path / "exp"), "--tile", "32"])
+    assert r.exit_code == 0, r.output
+    cv2.imwrite(str(tmp_path / "in.png"), mixed_image()[:, :, ::-1])
+    for budget in ("0.9", "1.0"):
+        r = run(app, ["run", str(tmp_path / "in.png"), "-o", str(tmp_path / f"o{budget}.png"), "-m", str(tmp_path / "exp"),
+                      "--budget", budget, "--stats", str(tmp_path / f"s{budget}.json")])
+        assert r.exit_code == 0, r.output
+    s9, s10 = (json.loads((tmp_path / f"s{b}.json").read_text()) for b in ("0.9", "1.0"))
+    assert s9["budget"] == 0.9 and s9["cost"] <= 0.9 and s10["cost"] >= s9["cost"]
+    assert set(s9["tiles_per_level"]) <= {"a6k1", "a6"} and sum(s9["tiles_per_level"].values()) == s9["tiles"]
+    r = run(app, ["run", str(tmp_path / "in.png"), "-o", str(tmp_path / "x.png"), "-m", str(tmp_path / "exp"),
+                  "--budget", "0.1"])
+    assert r.exit_code != 0 and "below the cheapest level's cost" in r.output + str(r.exception)
