@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--choices", default="", help="levels to allocate among, cheapest first (default: the gate's)")
     ap.add_argument("--budgets", default=",".join(map(str, REPORT_BUDGETS)))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only-choices", action="store_true", help="measure the choices only (not every level)")
     ap.add_argument("--cache", type=Path, default=None, help=".npz of the measurements: read if it exists, else written")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
@@ -48,9 +49,10 @@ def main() -> None:
     m = load_model(a.model).eval()
     gate = m.cfg.level_gate
     choices = a.choices.split(",") if a.choices else list(gate.choices) if gate else list(m.cfg.level_names)
-    levels = list(m.cfg.level_names)
+    levels = choices if a.only_choices else list(m.cfg.level_names)
     if a.cache is not None and a.cache.is_file():
         g = LevelGains.load(a.cache)
+        levels = list(g.choices)
     else:
         pairs = [(lr, hr) for _, lr, hr in benchmark_pairs(a.root, a.data, m.cfg.scale)]
         g = measure_pairs(m, pairs, levels, advance=lambda: print(".", end="", flush=True, file=sys.stderr))
