@@ -237,3 +237,31 @@ def test_fit_gate_levels_then_run_with_a_budget(tiny_timed_export, tiny_data, tm
     r = run(app, ["run", str(tmp_path / "in.png"), "-o", str(tmp_path / "x.png"), "-m", str(tmp_path / "exp"),
                   "--budget", "0.1"])
     assert r.exit_code != 0 and "below the cheapest level's cost" in r.output + str(r.exception)
+
+
+def test_the_time_psnr_plot_draws_every_setting(tmp_path):
+    """bench/plot_time_psnr.py: one marker per setting with a PSNR, at its time and PSNR."""
+    import subprocess
+    import sys
+    import xml.etree.ElementTree as ET
+
+    from conftest import ROOT
+
+    d = {"images": "Set14 LR images (x2)", "backend": "onnxruntime", "threads": 1, "settings": {
+        "old": {"time_vs_old": 1.0, "psnr": 32.70}, "static a6k8": {"time_vs_old": 0.55, "psnr": 32.72},
+        "budget 0.45": {"time_vs_old": 0.45, "psnr": 32.56}, "budget 0.55": {"time_vs_old": 0.53, "psnr": 32.67},
+        "no psnr": {"time_vs_old": 0.9, "psnr": None}}}
+    (tmp_path / "a.json").write_text(json.dumps(d))
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "plot_time_psnr.py"), str(tmp_path / "a.json"), "-o",
+                        str(tmp_path / "p.svg")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    svg = ET.parse(tmp_path / "p.svg").getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    circles = svg.findall(f"{ns}circle")
+    assert len(circles) == 2 and len(svg.findall(f"{ns}rect")) == 2  # the frame + one static level
+    assert len(svg.findall(f"{ns}polyline")) == 1
+    # the cheaper budget is left of the dearer one, and lower (less PSNR is further down)
+    (x1, y1), (x2, y2) = sorted((float(c.get("cx")), float(c.get("cy"))) for c in circles)
+    assert x1 < x2 and y1 > y2
+    labels = [t.text for t in svg.findall(f"{ns}text")]
+    assert "no psnr" not in labels and "static a6k8" in labels
