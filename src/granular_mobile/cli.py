@@ -711,7 +711,7 @@ def export_cmd(
     verify: bool = typer.Option(False, "--verify", help="Compare every graph with PyTorch on Set5/Set14 tiles."),
     verify_data: str = typer.Option(BENCH_DEFAULT, help="Benchmark root for --verify."),
 ) -> None:
-    """Export the controller and one static-bit integer graph per bit level, plus manifest.json.
+    """Export the controller and one static integer graph per level (bit levels and exit levels), plus manifest.json.
 
     Examples:
       gdq export -o export/ --target all --verify
@@ -860,7 +860,7 @@ def run_cmd(
                               "overlaps, as gdq eval) | blend (linear ramps across the overlap)."),
     threads: int = typer.Option(0, help="CPU threads: 0 (backend default) or 1..cores (more is clamped, with a "
                                 "warning); onnxruntime: one value per process."),
-    stats: Path | None = typer.Option(None, help="Write tiles per bit level, FAB, timings (the SR time of each "
+    stats: Path | None = typer.Option(None, help="Write tiles per level and per bit, FAB, timings (the SR time of each "
                                       "level too; and a batch's failures) as JSON."),
     bitmap: Path | None = typer.Option(None, help="Write the input tinted by each tile's bit level (one input)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs (images, --stats, --bitmap)."),

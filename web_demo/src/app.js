@@ -77,6 +77,7 @@ async function loadModel() {
   const b = $('budget');
   $('budget-label').hidden = !man.gate;
   if (man.gate) {
+    b.step = 'any'; // a value off a 0.05 grid from min stays itself (the manifest's default, a typed budget)
     b.min = String(Math.min(...man.gate.costs));
     b.max = String(Math.max(...man.gate.costs));
     b.value = String(man.gate.budget);

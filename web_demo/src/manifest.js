@@ -62,7 +62,7 @@ export function parseManifest(m, where = 'manifest.json') {
     need(Array.isArray(g.choices) && Array.isArray(g.costs) && g.choices.length === g.costs.length && g.choices.length >= 2,
       'level_gate: choices and costs must pair up');
     for (const c of g.choices) need(levelFiles[c] !== undefined, `level_gate choice '${c}' is not a level`);
-    need(t.controller_outputs === undefined || t.controller_outputs.scores === 'scores',
+    need(t.controller_outputs !== undefined && t.controller_outputs.scores === 'scores',
       "the onnx controller graph has no 'scores' output; re-export");
     gate = { choices: [...g.choices], costs: [...g.costs], budget: g.budget };
   }

@@ -1,4 +1,4 @@
-"""Export: a controller graph plus one static-bit integer SR graph per bit level, and a manifest.
+"""Export: a controller graph plus one static integer SR graph per level, and a manifest.
 
     from granular_mobile.export import export
     manifest = export("default", ["onnx", "tflite"], "out/", verify=True)

@@ -75,8 +75,8 @@ class GDQNet(nn.Module):
             self.e2b = E2B(cfg.quant, cfg.e2b)
         if cfg.level_gate is not None:
             # predicted gain (dB of the tile's image) of each choice; fitted, not trained
-            # (train/gate_fit.py): zero until then, so every choice looks alike and the
-            # runtime's budget alone decides
+            # (train/level_gate.py). Zero until fitted: every score ties, and ties go to the
+            # cheapest choice, so an unfitted gate runs every tile at the cheapest level
             self.level_gate = nn.Linear(3 * cfg.n_feats + 1, len(cfg.level_gate.choices))
             with torch.no_grad():
                 self.level_gate.weight.zero_()

@@ -1,4 +1,4 @@
-"""``Upscaler``: tile -> controller -> per-bit SR -> stitch. Pre/post-processing lives here, once.
+"""``Upscaler``: tile -> controller -> per-level SR -> stitch. Pre/post-processing lives here, once.
 
     from granular_mobile.runtime import Upscaler
     up = Upscaler.load("default", backend="torch")

@@ -221,7 +221,9 @@ def fit_level_gate(model: GDQNet, gains: LevelGains, costs: Sequence[float], bud
     w = coef[:-1].T / sd  # (L, F) on the raw features
     b = coef[-1] - (coef[:-1] * (mu / sd)[:, None]).sum(0)
     new = build_from_config(dataclasses.replace(model.cfg, level_gate=gate))
-    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    # a gated model refits: its old gate (maybe of other choices) is not loaded
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("level_gate.")}
+    missing, unexpected = new.load_state_dict(state, strict=False)
     assert not unexpected and all(k.startswith("level_gate.") for k in missing), (missing, unexpected)
     with torch.no_grad():
         new.level_gate.weight.copy_(torch.from_numpy(w))

@@ -34,7 +34,7 @@ class ExportedBackend:
             self.m.file(fname)
 
     def files(self) -> list[str]:
-        """The target's graphs: the controller, one per bit level, and the fp32 twin if any."""
+        """The target's graphs: the controller, one per level, and the fp32 twin if any."""
         return self.t.files()
 
     def graph_file(self, level: int | str | None) -> str:
