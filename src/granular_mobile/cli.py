@@ -438,8 +438,7 @@ def fit_gate_cmd(
     from .checkpoint import load_model, save_model
     from .config import TileConfig, check_target_fab
     from .data.dataset import load_folder_images, tile_grid
-    from .errors import DataError
-    from .imageio import list_images, read_rgb
+    from .imageio import read_rgb
     from .train import calibrate_gate
     from .train.gate_fit import FOLDS, GateFitConfig, TileGains, fit_gate, measure_tile_gains
 
@@ -465,11 +464,7 @@ def fit_gate_cmd(
     else:
         if cache is not None and not cache.parent.is_dir():
             raise ConfigError(f"--cache {cache}: the folder {cache.parent} does not exist")
-        files = [p for f in folders for p in list_images(f)]
-        if not files:
-            raise DataError(f"no images in {folders}")
-        stride = len(files) / min(images, len(files))
-        pick = [files[int(i * stride)] for i in range(min(images, len(files)))]
+        pick = _spread_images(folders, images)
         with progress() as pb:
             task = pb.add_task("measure tiles", total=len(pick))
             gains = measure_tile_gains(m, [read_rgb(p) for p in pick], m.bits, tc, advance=lambda: pb.advance(task))
@@ -489,13 +484,24 @@ def fit_gate_cmd(
     console.print(f"-> {out}")
 
 
+def _spread_images(folders: list[str], n: int) -> list[Path]:
+    """``n`` images of the folders, spread evenly over them (all of them if there are fewer)."""
+    from .errors import DataError
+    from .imageio import list_images
+
+    files = [p for f in folders for p in list_images(f)]
+    if not files:
+        raise DataError(f"no images in {folders}")
+    stride = len(files) / min(n, len(files))
+    return [files[int(i * stride)] for i in range(min(n, len(files)))]
+
+
 def _fit_level_gate(model: str, out: Path, choices: list[str], budget: float, cost: Path | None, images: int,
                     folders: list[str], ridge: float, tile: int, step: int, cache: Path | None,
                     json_out: Path | None) -> None:
     from .checkpoint import load_model, save_model
     from .config import TileConfig
-    from .errors import DataError
-    from .imageio import check_output, list_images, read_rgb
+    from .imageio import check_output, read_rgb
     from .train.gate_fit import FOLDS
     from .train.level_gate import LevelGains, fit_level_gate, level_costs, measure_level_gains
 
@@ -525,11 +531,7 @@ def _fit_level_gate(model: str, out: Path, choices: list[str], budget: float, co
     else:
         if cache is not None and not cache.parent.is_dir():
             raise ConfigError(f"--cache {cache}: the folder {cache.parent} does not exist")
-        files = [p for f in folders for p in list_images(f)]
-        if not files:
-            raise DataError(f"no images in {folders}")
-        stride = len(files) / min(images, len(files))
-        pick = [files[int(i * stride)] for i in range(min(images, len(files)))]
+        pick = _spread_images(folders, images)
         with progress() as pb:
             task = pb.add_task("measure tiles", total=len(pick))
             gains = measure_level_gains(m, [read_rgb(p) for p in pick], choices, tc, advance=lambda: pb.advance(task))
