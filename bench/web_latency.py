@@ -30,6 +30,8 @@ MODES = {
     "bits8": ["--bits", "8"],
     "bits6": ["--bits", "6"],
     "bits4": ["--bits", "4"],
+    "a6k8": ["--bits", "a6k8"],
+    "a6k4": ["--bits", "a6k4"],
     "auto": ["--bits", "auto"],
 }
 NATIVE_MODE = {"fp32": "fp32", "bits8": "int8_static", "auto": "gdq_dynamic"}
@@ -61,7 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--bench", type=int, default=3, help="timed browser runs per mode (after a warm-up)")
-    ap.add_argument("--modes", default=",".join(MODES), help=f"browser modes: {','.join(MODES)}")
+    ap.add_argument("--modes", default=",".join(MODES), help=f"browser modes: {','.join(MODES)} (a level the export lacks fails)")
     ap.add_argument("--rounds", type=int, default=3, help="gdq bench rounds for the native side")
     ap.add_argument("--model", type=Path, default=EXPORT, help="export folder")
     ap.add_argument("--json", type=Path, help="write every figure here")
@@ -77,9 +79,10 @@ def main() -> None:
             for m in modes:
                 s = browser(m, t, a.bench, a.model, Path(d))
                 res[f"{t}_{m}"] = {k: s.get(k) for k in ("threads", "ep", "precision", "bits_mode", "tiles",
-                                                          "tiles_per_bit", "ms_per_tile", "bench_runs_s", "timings_s",
+                                                          "tiles_per_bit", "tiles_per_level", "budget", "cost",
+                                                          "ms_per_tile", "bench_runs_s", "timings_s",
                                                           "crossOriginIsolated", "chromium")}
-                print(f"browser {t} thread(s) {m:6s} {s['ms_per_tile']:8.1f} ms / tile  {s.get('tiles_per_bit')}",
+                print(f"browser {t} thread(s) {m:6s} {s['ms_per_tile']:8.1f} ms / tile  {s.get('tiles_per_level')}",
                       flush=True)
     nat = native(threads, a.model, a.rounds)
     res["native_gdq_bench"] = nat
@@ -90,6 +93,7 @@ def main() -> None:
             b = res[f"{t}_{m}"]["ms_per_tile"]
             n = rows.get((t, NATIVE_MODE.get(m, "")))
             print(f"| {m} | {t} | {b} | {n if n is not None else ''} | {round(b / n, 1) if n else ''} |")
+    res["command"] = "python bench/web_latency.py " + " ".join(sys.argv[1:])
     if a.json:
         a.json.write_text(json.dumps(res, indent=1) + "\n")
         print(f"wrote {a.json}")

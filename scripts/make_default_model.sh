@@ -91,33 +91,52 @@ gdq pack "$R/tune8w/final.pt" -o "$R/tune8w_packed.pt"
 #     training tiles (4.4 put Set14 at 4.62 bits); 4.3 keeps Set14 and BSD100 below 4.5
 gdq fit-gate "$R/tune8w_packed.pt" --images 150 --cache "$R/gate_tiles_own8.npz" --target-fab 4.3 -o "$R/gate_fit/fitted.pt"
 T=$R/gate_fit/fitted.pt
-
-# 5. ship: compact weights, evaluation (deployed integer numerics), export, PSNR-FAB curve, bench,
-#    golden vectors for the Android core
+# (the default model of 2026-12-01 was `gdq pack "$T"`; the analyses of step 6 below ran on it)
+gdq pack "$T" -o "$R/gdq_1201.pt"
 cp "$R/fp4600.pt" "$A/srresnet_x2.pt"
-gdq pack "$T" -o "$A/srresnet_gdq_x2.pt"
-gdq eval --data Set5,Set14,BSD100 --json docs/eval_default_f4.3.json
+
+# 4e. exit levels (docs/TIME.md): a network copy that runs the first 4 blocks at 6 bits, then one
+#     that runs 8, each trained with the integer numerics and distillation from the twin; the
+#     shared network, the controller and the other levels stay bit for bit (one CPU thread, about
+#     an hour each)
+EXIT="--tune-level 6 --lr 2e-4 --warmup 50 --distill 1 --distill-from default --patch 32 --batch 16 --ckpt-every 50 --threads 1"
+gdq quantize --init "$R/gdq_1201.pt" -o "$R/exit_6k4" --blocks 4 --iters 1200 --eval-every 250 $EXIT $(resume "$R/exit_6k4")
+gdq quantize --init "$R/exit_6k4/best.pt" -o "$R/exit_6k8" --blocks 8 --iters 900 --eval-every 300 $EXIT $(resume "$R/exit_6k8")
+# 4f. the time-aware level gate over a6k4, a6k8, a6, a8 with the measured costs, budget 0.55
+python bench/level_cost.py --backend onnxruntime --bits 4,5,6,8 --blocks 2,4,8,16 --threads 1 --rounds 5 --runs 5 --json docs/level_cost_onnx.json
+gdq fit-gate "$R/exit_6k8/best.pt" --levels a6k4,a6k8,a6,a8 --cost docs/level_cost_onnx.json --budget 0.55 \
+  --images 100 --json docs/level_gate_fit.json -o "$R/timed/model.pt"
+
+# 5. ship: compact weights (without the blocks an exit never runs), evaluation (deployed integer
+#    numerics at the default budget), export with parity, ARM64 parity, golden vectors, the
+#    documents' tables (docs/TIME.md has the whole-image timings' commands)
+gdq pack "$R/timed/model.pt" -o "$A/srresnet_gdq_x2.pt"
+gdq eval --data Set5,Set14,BSD100 --json docs/eval_default.json
 gdq export --target all -o "$A/export" --verify
-python scripts/fab_curve.py --data Set14 --targets 4.15,4.3,4.5,5 --json docs/fab_curve_set14.json --svg docs/fab_curve_set14.svg
+bash scripts/arm64_setup.sh && gdq verify --arch arm64 -o "$A/export" --graphs all --tiles 6
+python -m granular_mobile.runtime.golden android_demo/core/src/test/resources/golden
+python scripts/render_docs.py
+
+# 6. the analyses of the 2026-12-01 model (docs/EXPERIMENTS.md); its bit levels are the shipped ones
+gdq export -m "$R/gdq_1201.pt" --fp "$A/srresnet_x2.pt" -o "$R/export_1201" --target all
+python scripts/fab_curve.py -m "$R/gdq_1201.pt" --data Set14 --targets 4.15,4.3,4.5,5 --json docs/fab_curve_set14.json --svg docs/fab_curve_set14.svg
 # the same snapshot at 4.5, for comparison
 gdq calibrate "$T" --target-fab 4.5 -o "$R/gdq_int8_f4.5.pt"
 gdq pack "$R/gdq_int8_f4.5.pt" -o "$R/gdq_int8_f4.5_packed.pt"
 gdq eval -m "$R/gdq_int8_f4.5_packed.pt" --data Set5,Set14,BSD100 --no-bicubic --json docs/eval_default_f4.5.json
 for b in 4 5 6 8; do
-  gdq eval --data BSD100 --bits $b --no-bicubic --json docs/eval_default_bsd100_${b}bit.json
+  gdq eval -m "$R/gdq_1201.pt" --data BSD100 --bits $b --no-bicubic --json docs/eval_default_bsd100_${b}bit.json
 done
 for t in onnxruntime tflite; do
-  python bench/export_vs_trained.py --data Set14 --backend $t --json docs/export_vs_trained_set14_${t/onnxruntime/onnx}.json
+  python bench/export_vs_trained.py -m "$R/gdq_1201.pt" --export "$R/export_1201" --data Set14 --backend $t --json docs/export_vs_trained_set14_${t/onnxruntime/onnx}.json
 done
 for d in Set14 BSD100; do  # the 8-bit TFLite graph against the HR images, next to the reference
-  python bench/export_vs_trained.py --data $d --backend tflite --bits 8 --json docs/export_vs_trained_${d,,}_tflite_8bit.json
+  python bench/export_vs_trained.py -m "$R/gdq_1201.pt" --export "$R/export_1201" --data $d --backend tflite --bits 8 --json docs/export_vs_trained_${d,,}_tflite_8bit.json
 done
-python bench/rounding_cost.py -m default --data Set5 --bits 4,8 --json docs/rounding_cost_set5.json
-bash scripts/arm64_setup.sh && gdq verify --arch arm64 -o "$A/export" --graphs all --tiles 6
-gdq bench --rounds 5 --json docs/bench_default.json
-python scripts/tile_allocation.py --data Set14 --json docs/tile_allocation_set14.json
+python bench/rounding_cost.py -m "$R/gdq_1201.pt" --data Set5 --bits 4,8 --json docs/rounding_cost_set5.json
+gdq bench -m "$R/export_1201" --rounds 5 --json docs/bench_default.json
+python scripts/tile_allocation.py -m "$R/gdq_1201.pt" --data Set14 --json docs/tile_allocation_set14.json
 # the gate's choices, fitted or trained, cross-validated on 4d's measurements (the gate before the fit)
 python scripts/gate_fit_cv.py -m "$R/tune8w_packed.pt" --cache "$R/gate_tiles_own8.npz" --json docs/gate_fit_cv.json
 python scripts/gate_fit_cv.py -m "$R/tune8w_packed.pt" --cache "$R/gate_tiles_own8.npz" --choices 4,5,6 --json docs/gate_fit_cv_456.json
 python scripts/gate_fit_cv.py -m "$R/tune8w_packed.pt" --cache "$R/gate_tiles_own8.npz" --image-context --json docs/gate_fit_cv_image_context.json
-python -m granular_mobile.runtime.golden android_demo/core/src/test/resources/golden

@@ -57,6 +57,26 @@ def tiny_bench(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def verify_root(tmp_path_factory) -> Path:
+    """What `gdq export --verify` reads: Set5 and Set14 (HR + LR x2), the real ones where they are."""
+    if (BENCH / "Set5").is_dir():
+        return BENCH
+    import cv2
+
+    from granular_mobile.data.imresize import imresize_uint8
+
+    root = tmp_path_factory.mktemp("vbench")
+    rng = np.random.default_rng(3)
+    for s in ("Set5", "Set14"):
+        for i in range(2):
+            hr = cv2.GaussianBlur((rng.random((160, 160, 3)) * 255).astype(np.uint8), (7, 7), 3)
+            for sub, img in (("HR", hr), ("LR_bicubic/X2", imresize_uint8(hr, 0.5))):
+                (root / s / sub).mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(root / s / sub / f"{i}.png"), img)
+    return root
+
+
+@pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory):
     """(export folder, checkpoint) of a tiny trained-shape srresnet_gdq x2, tile 32, onnx + tflite."""
     import torch

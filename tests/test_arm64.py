@@ -32,13 +32,30 @@ def test_graph_selection_and_tiles():
     assert [g["graph"] for g in sub] == list(SUBSET_GRAPHS) * 2
     assert {g["file"] for g in sub} == {"controller.onnx", "sr_a4.onnx", "controller.tflite", "sr_a4.tflite"}
     every = select_graphs(man, ["tflite"], "all")
-    assert [g["graph"] for g in every] == ["controller", "4", "5", "6", "8", "fp32"]
+    assert [g["graph"] for g in every] == ["controller", "4", "5", "6", "8", "a6k4", "a6k8", "fp32"]
     with pytest.raises(ConfigError, match="graph '7'"):
         select_graphs(man, ["onnx"], "controller,7")
     x, idx = tile_subset(man["tile"], 6)
     assert x.shape == (6, 3, 96, 96) and x.dtype == np.float32 and idx[0] == 0 and idx[-1] == 23
     with pytest.raises(ConfigError, match="--tiles"):
         tile_subset(96, 0)
+
+
+def test_exit_levels_and_the_gates_scores_reach_the_worker(tiny_timed_export):
+    """A gated export: "all" takes the exit graphs by name, and the worker returns the
+    controller's level-gate scores as the runtime reads them."""
+    from granular_mobile.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from granular_mobile.runtime.backends.tflite import TFLiteBackend
+
+    exp, _ = tiny_timed_export
+    man = json.loads((exp / "manifest.json").read_text())
+    every = select_graphs(man, ["onnx", "tflite"], "all")
+    assert [g["graph"] for g in every] == ["controller", "4", "5", "6", "8", "a6k1"] * 2
+    x = np.random.default_rng(0).random((3, 3, man["tile"], man["tile"]), dtype=np.float32)
+    out, _ = run_worker(exp, every, x, "host")
+    for t, be in (("onnx", OnnxRuntimeBackend(exp, 1)), ("tflite", TFLiteBackend(exp, 1))):
+        assert np.array_equal(out[f"{t}_controller_scores"], be.scores(x)), t
+        assert np.array_equal(out[f"{t}_a6k1"], be.sr(x, "a6k1")), t
 
 
 def test_compare_counts_8bit_steps():
@@ -77,6 +94,8 @@ def test_arm64_subset_on_shipped_export(tmp_path):
     assert set(res) == {"onnx", "tflite"}
     for t, e in res.items():
         assert e["controller_agreement_x86"] == 1.0, t
+        if before.get("level_gate"):  # the level each tile gets at the gate's budget, as on x86
+            assert e["gate_agreement_x86"] == 1.0 and e["gate_agreement"] == 1.0, (t, e)
         assert "asimddp" in e["arm_features"]  # the emulated CPU has the dot product kernels' ISA
         v = e["sr"]["4"]
         assert v["psnr_db"] >= 45.0, (t, v)

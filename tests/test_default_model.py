@@ -17,12 +17,16 @@ def test_files_and_configs():
     assert q.cfg.name == "srresnet_gdq" and fp.cfg.name == "srresnet" and q.cfg.scale == fp.cfg.scale == 2
     assert q.cfg.e2b.calibrated and q.cfg.e2b.tile == 96
     for p in DEFAULT_FILES.values():
-        # "a weights file of a few MB": the Granular-DQ file holds two networks (the 8-bit level's own)
-        assert p.stat().st_size < 7e6
+        # "a weights file of a few MB": the Granular-DQ file holds the shared network, the 8-bit
+        # level's own and the exit levels' up to their exits (packing leaves out the rest)
+        assert p.stat().st_size < 9.5e6
+    assert q.cfg.level_gate is not None and q.cfg.level_names[-2:] == ("a6k4", "a6k8")
     man = json.loads((ASSETS / "export" / "manifest.json").read_text())
     assert man["e2b"]["thresholds"] == list(q.cfg.e2b.thresholds)
     # the controller's choices travel in the manifest (the runtimes map the gate's choice by them)
     assert man["e2b"]["gbc_bits"] == list(q.cfg.quant.gbc_bits) and man["e2b"]["e2b_bits"] == list(q.cfg.quant.e2b_bits)
+    assert man["level_gate"]["choices"] == list(q.cfg.level_gate.choices)
+    assert man["level_gate"]["budget"] == q.cfg.level_gate.budget
     assert (ASSETS / "MODEL_CARD.md").is_file()
 
 
@@ -37,6 +41,8 @@ def test_quick_start_run_without_torch(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["backend"] == "onnxruntime" and s["tiles"] == 6 and 4 <= s["fab"] <= 8
+    # the sample's tiles take several levels within the default budget (the first run shows the choice)
+    assert len(s["tiles_per_level"]) >= 2 and s["cost"] <= s["budget"] + 1e-9, s
 
 
 @needs_data
@@ -45,7 +51,7 @@ def test_set5_matches_model_card():
 
     # what `gdq eval` reports by default: the deployed integer numerics
     r = evaluate_dataset(load_model("default"), benchmark_pairs(BENCH, "Set5", 2), "Set5", 2, numerics="int8")
-    card = json.loads((ROOT / "docs" / "eval_default_f4.3.json").read_text())
+    card = json.loads((ROOT / "docs" / "eval_default.json").read_text())
     assert card["numerics"] == "int8"
     want = next(x for x in card["results"] if x["dataset"] == "Set5" and x["model"] == "srresnet_gdq int8")
     assert r.psnr == pytest.approx(want["psnr"], abs=0.01) and r.fab == pytest.approx(want["fab"], abs=1e-3)
@@ -57,7 +63,7 @@ def test_forward_is_the_shipped_graphs_integer_program():
     import torch
 
     from granular_mobile.data.calibration import calibration_tiles
-    from granular_mobile.program import deployed_programs, run_program
+    from granular_mobile.program import deployed_level_programs, deployed_programs, run_program
 
     m = load_model("default")
     x = calibration_tiles(m.cfg.e2b.tile)[[0, 9, 18]]
@@ -65,3 +71,5 @@ def test_forward_is_the_shipped_graphs_integer_program():
     with torch.no_grad():
         for lv, b in enumerate(m.bits):
             assert torch.equal(m(x, lv), run_program(progs[b], x)), b
+        for name, p in deployed_level_programs(m, None).items():  # the exit levels too
+            assert torch.equal(m(x, m.cfg.level_by_name(name)), run_program(p, x)), name

@@ -4,13 +4,11 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import BENCH
 from granular_mobile.export import export
 from granular_mobile.export.exporter import calibration_tiles, parity_ok, sha256
 from granular_mobile.models import create_model
@@ -37,25 +35,6 @@ def tiny(arch: str, seed: int = 0):
                 mod.body[1].act.weight.fill_(-0.04)
         m(calibration_tiles(TILE)[:8], 0)  # initialise quantizers
     return m, fp
-
-
-@pytest.fixture(scope="module")
-def verify_root(tmp_path_factory) -> Path:
-    if (BENCH / "Set5").is_dir():
-        return BENCH
-    import cv2
-
-    from granular_mobile.data.imresize import imresize_uint8
-
-    root = tmp_path_factory.mktemp("vbench")
-    rng = np.random.default_rng(3)
-    for s in ("Set5", "Set14"):
-        for i in range(2):
-            hr = cv2.GaussianBlur((rng.random((160, 160, 3)) * 255).astype(np.uint8), (7, 7), 3)
-            for sub, img in (("HR", hr), ("LR_bicubic/X2", imresize_uint8(hr, 0.5))):
-                (root / s / sub).mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(root / s / sub / f"{i}.png"), img)
-    return root
 
 
 def tiny_int8(arch: str):

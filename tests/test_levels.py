@@ -128,6 +128,33 @@ def test_each_tile_runs_its_budgeted_level(tiny_timed_export, backend):
     check_routing(up, img, sr, rep)
 
 
+def test_verify_compares_every_level_and_the_gates_allocation(tiny_timed_export, verify_root, tmp_path):
+    """`gdq export --verify` on a gated export: every level's graph (exits by name) and the
+    level each tile gets from the exported scores at the gate's budget; a wrong gate fails it."""
+    import shutil
+
+    from granular_mobile.export.exporter import parity_ok
+    from granular_mobile.export.verify import verify_export
+
+    exp, m = tiny_timed_export
+    out = tmp_path / "exp"
+    shutil.copytree(exp, out)
+    man = Manifest.from_json((out / "manifest.json").read_text())
+    res = verify_export(out, man, m, None, verify_root, max_tiles=24)
+    for t in ("onnx", "tflite"):
+        assert set(res[t]["sr"]) == {"4", "5", "6", "8", "a6k1"}, res[t]["sr"]
+        assert res[t]["gate_agreement"] == 1.0 and res[t]["gate_scores_max_abs_diff"] < 1e-3, res[t]
+    assert all(v["psnr_db"] == 999 for v in res["onnx"]["sr"].values()), res["onnx"]["sr"]
+    assert parity_ok(res)
+    wrong = type(m)(m.cfg).eval()  # the same model with the gate's preferences reversed
+    wrong.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        wrong.level_gate.weight.neg_()
+        wrong.level_gate.bias.neg_()
+    bad = verify_export(out, man, wrong, None, verify_root, max_tiles=24)
+    assert bad["onnx"]["gate_agreement"] < 0.9 and not parity_ok(bad)
+
+
 def test_the_budget_knob_is_monotone_and_the_default_is_the_models(tiny_timed_export):
     exp, m = tiny_timed_export
     be = Upscaler.load(str(exp), backend="onnxruntime").backend

@@ -288,6 +288,35 @@ def test_packing_keeps_every_integer(arch, tmp_path):
         assert [n.out_q for n in before[b].nodes] == [n.out_q for n in after[b].nodes]
 
 
+def test_packing_drops_only_the_blocks_an_exit_never_runs(tmp_path):
+    """A packed file leaves out an exit copy's blocks after its exit (a third of a shipped
+    model's file), loads without them and computes every level as before."""
+    import dataclasses
+
+    from granular_mobile.checkpoint import load_model, pack_model
+    from granular_mobile.errors import CheckpointError
+
+    m, x = int8_model("srresnet")
+    me = build_from_config(dataclasses.replace(m.cfg, exits=((6, 1),))).eval()
+    me.load_state_dict(m.state_dict(), strict=False)
+    me.level_nets["6k1"].load_state_dict(me.shared_state())
+    pack_model(me, tmp_path / "p.pt")
+    keys = set(torch.load(tmp_path / "p.pt", map_location="cpu", weights_only=False)["state_dict"])
+    assert not any(k.startswith("level_nets.6k1.body.1.") for k in keys)
+    assert any(k.startswith("level_nets.6k1.body.0.") for k in keys) and any(k.startswith("body.1.") for k in keys)
+    back = load_model(str(tmp_path / "p.pt"))
+    with torch.no_grad():
+        for lv in range(len(me.cfg.levels)):
+            # the random tiny model has float weights off every grid: fp16 moves an output by a code at most
+            assert (back(x, lv) - me(x, lv)).abs().max() <= 1 / 255 + 1e-6, lv
+    # only those blocks may be missing
+    obj = torch.load(tmp_path / "p.pt", map_location="cpu", weights_only=False)
+    del obj["state_dict"]["level_nets.6k1.body.0.conv1.weight"]
+    torch.save(obj, tmp_path / "q.pt")
+    with pytest.raises(CheckpointError, match="missing"):
+        load_model(str(tmp_path / "q.pt"))
+
+
 def test_grid_rounding_has_lsq_gradients():
     """The integer forward's grid node (exact codes) gives the gradients of LSQ's
     round(clamp(x / s)) * s: straight-through inside the range, the step's LSQ gradient."""

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import ROOT
 from granular_mobile.errors import ConfigError, ImageError, ModelNotFoundError
 from granular_mobile.runtime import Upscaler
 
@@ -136,11 +137,30 @@ def test_bitmap_marks_every_tile(tiny_export, tmp_path):
     img = np.full((70, 90, 3), 128, np.uint8)
     _, rep = up(img)
     plan = TilePlan(70, 90, 32, 32 - up.overlap, 1)
-    bm = bitmap(img, plan, rep.tile_bits)
+    bm = bitmap(img, plan, rep.tile_levels)
     assert bm.shape[0] > 70 and bm.shape[1] == 90  # legend below
     # the first tile's corner carries its bit level's tint
     want = (0.55 * 128 + 0.45 * np.array(COLOURS[rep.tile_bits[0]])).astype(np.uint8)
     assert np.abs(bm[2, 2].astype(int) - want).max() <= 1
+    assert np.array_equal(bitmap(img, plan, rep.tile_bits)[:70], bm[:70])  # bits tint as their levels
+
+
+def test_bitmap_tells_exit_levels_from_their_bit_level():
+    """``a6k4`` and ``a6`` run the same bits: the map must still show which tile exited early."""
+    from granular_mobile.runtime.bitmap import level_colour
+
+    assert level_colour("a6") == level_colour(6) != level_colour("a6k4") != level_colour("a6k8") != level_colour("a6")
+    assert level_colour("fp32") == level_colour(32) and level_colour("a6k12") not in (level_colour("a6k8"), level_colour("a6"))
+
+    # the browser demo tints with the same rule
+    if shutil.which("node") is None:
+        pytest.skip("the browser demo's rule needs node (apt-get install nodejs)")
+    names = ["a4", "a5", "a6", "a8", "a6k1", "a6k4", "a6k8", "a6k12", "fp32", "x"]
+    code = ("import { levelColour } from './web_demo/src/colours.js';"
+            f"console.log(JSON.stringify({json.dumps(names)}.map(levelColour)));")
+    r = subprocess.run(["node", "--input-type=module", "-e", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [list(level_colour(n)) for n in names]
 
 
 def test_onnxruntime_backends_share_the_process_thread_pool(tiny_export):

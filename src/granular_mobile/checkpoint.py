@@ -43,6 +43,10 @@ def save_model(model: GDQNet, path: str | os.PathLike[str], meta: dict[str, Any]
                train: dict[str, Any] | None = None, half: bool = False) -> None:
     sd = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
     if half:
+        # a shipped file: without the blocks an exit level's copy never runs (a third of the file
+        # of a model with a 4- and an 8-block exit)
+        unused = unwrap(model).unused_state_prefixes()
+        sd = {k: v for k, v in sd.items() if not k.startswith(unused)}
         # conv/linear weights only: quantizer steps, BN statistics and scalars stay fp32
         sd = {k: (v.half() if v.is_floating_point() and v.dim() >= 2 else v) for k, v in sd.items()}
     obj: dict[str, Any] = {"format": FORMAT, "version": VERSION, "model": to_dict(unwrap(model).cfg),
@@ -81,6 +85,7 @@ def model_from_checkpoint(obj: dict[str, Any], source: str = "checkpoint") -> GD
     model = build_from_config(cfg)
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in obj["state_dict"].items()}
     missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.startswith(model.unused_state_prefixes())]
     if missing or unexpected:
         raise CheckpointError(f"{source}: state dict does not fit {cfg.name}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.eval()

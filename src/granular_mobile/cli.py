@@ -709,11 +709,13 @@ def export_cmd(
     tile: int = typer.Option(DEFAULT_TILE, help="Static LR tile size of every graph."),
     fp_layers: str = typer.Option("int8", help="Head/body-end/upsampler/tail: int8 (full integer, NNAPI) | float."),
     single_file: bool = typer.Option(False, "--single-file", help="TFLite: also one file with one signature per graph "
-                                     "(refused without --target tflite)."),
+                                     "(needs the tflite target: --target tflite or all)."),
     verify: bool = typer.Option(False, "--verify", help="Compare every graph with PyTorch on Set5/Set14 tiles."),
     verify_data: str = typer.Option(BENCH_DEFAULT, help="Benchmark root for --verify."),
 ) -> None:
     """Export the controller and one static integer graph per level (bit levels and exit levels), plus manifest.json.
+
+    Needs the export extra: pip install 'granular-mobile\\[export]'.
 
     Examples:
       gdq export -o export/ --target all --verify
@@ -864,7 +866,7 @@ def run_cmd(
                                 "warning); onnxruntime: one value per process."),
     stats: Path | None = typer.Option(None, help="Write tiles per level and per bit, FAB, timings (the SR time of each "
                                       "level too; and a batch's failures) as JSON."),
-    bitmap: Path | None = typer.Option(None, help="Write the input tinted by each tile's bit level (one input)."),
+    bitmap: Path | None = typer.Option(None, help="Write the input tinted by each tile's level (one input)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs (images, --stats, --bitmap)."),
     large: bool = typer.Option(False, "--large", help=f"Run inputs whose output exceeds {MAX_OUTPUT_MP} megapixels "
                                "(refused by default, with the tile count and the output's memory)."),
@@ -942,7 +944,7 @@ def run_cmd(
                     from .runtime.tiler import TilePlan
 
                     plan = TilePlan(img.shape[0], img.shape[1], up.backend.tile, up.backend.tile - up.overlap, 1, up.merge)
-                    write_rgb(bitmap, make_bitmap(img, plan, rep.tile_bits))
+                    write_rgb(bitmap, make_bitmap(img, plan, rep.tile_levels or rep.tile_bits))
             except GdqError as e:
                 if not multi:
                     raise

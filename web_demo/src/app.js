@@ -7,11 +7,14 @@ import { upscale, UpscaleError, checkOptions } from './pipeline.js';
 import { decodeFile, toImageData } from './decode.js';
 import { encodePng } from './png.js';
 import { axisWeights } from './tiler.js';
+import { levelColour, levelLabel } from './colours.js';
 import { loadOrt, makeGraphs } from './graphs.js';
+
+/** Tile k's level: its name where the report has one (`a6k4`), else its bits (32: fp32). */
+const tileLevel = (report, k) => (report.tile_levels && report.tile_levels[k]) || report.tile_bits[k];
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const COLOURS = { 4: [0, 114, 178], 5: [0, 158, 115], 6: [230, 159, 0], 8: [213, 94, 0], 32: [128, 128, 128] };
 const DISPLAY_MAX = 16e6; // pixels of a display canvas (phone browsers cap a canvas near 16.7 MP)
 
 const gdq = window.gdq = { state: 'loading', stats: null, png: null, error: null };
@@ -250,7 +253,7 @@ function drawBitmap(report) {
   let k = 0;
   for (const [y0, y1] of sy) {
     for (const [x0, x1] of sx) {
-      const c = COLOURS[report.tile_bits[k++]] || [255, 255, 255];
+      const c = levelColour(tileLevel(report, k++));
       ctx.fillStyle = `rgba(${c.join(',')},0.45)`;
       ctx.fillRect(x0, y0, x1 - x0, y1 - y0);
       ctx.strokeStyle = 'rgba(0,0,0,0.5)';
@@ -259,10 +262,13 @@ function drawBitmap(report) {
     }
   }
   const counts = {};
-  for (const b of report.tile_bits) counts[b] = (counts[b] || 0) + 1;
-  $('legend').innerHTML = Object.keys(counts).sort((a, b) => a - b).map((b) => {
-    const c = COLOURS[b] || [255, 255, 255];
-    return `<span><i style="background:rgb(${c.join(',')})"></i>${b === '32' ? 'fp32' : `${b}-bit`} · ${counts[b]} tile${counts[b] > 1 ? 's' : ''}</span>`;
+  for (let i = 0; i < report.tile_bits.length; i++) {
+    const lv = tileLevel(report, i);
+    counts[lv] = (counts[lv] || 0) + 1;
+  }
+  $('legend').innerHTML = Object.keys(counts).sort().map((lv) => {
+    const c = levelColour(lv);
+    return `<span><i style="background:rgb(${c.join(',')})"></i>${levelLabel(lv)} · ${counts[lv]} tile${counts[lv] > 1 ? 's' : ''}</span>`;
   }).join('');
 }
 

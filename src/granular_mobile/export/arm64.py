@@ -103,6 +103,7 @@ def _job(d: Path, export_dir: Path, graphs: list[dict[str, str]], tiles: np.ndar
 
 def _collect(d: Path, graphs: list[dict[str, str]]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     out = {g["out"]: np.load(d / f"{g['out']}.npy") for g in graphs}
+    out.update({f"{g['out']}_scores": np.load(d / f"{g['out']}_scores.npy") for g in graphs if g.get("scores")})
     return out, json.loads((d / "info.json").read_text())
 
 
@@ -166,12 +167,17 @@ def select_graphs(manifest: dict[str, Any], targets: list[str], which: str) -> l
         e = manifest["targets"].get(t)
         if e is None:
             raise ConfigError(f"the export has no '{t}' target (has: {sorted(manifest['targets'])})")
-        avail = {"controller": e["controller"], **e["sr"], **({"fp32": e["fp32"]} if e.get("fp32") else {})}
+        # full-depth levels by their bits (as the parity entries name them), exit levels by name
+        exits = {n: f for n, f in (e.get("levels") or {}).items() if f not in e["sr"].values()}
+        avail = {"controller": e["controller"], **e["sr"], **exits, **({"fp32": e["fp32"]} if e.get("fp32") else {})}
         for n in (names or list(avail)):
             if n not in avail:
                 raise ConfigError(f"graph '{n}' is not in the {t} export; valid: {list(avail)}")
-            out.append({"runtime": t, "file": avail[n], "kind": "controller" if n == "controller" else "sr",
-                        "graph": n, "out": f"{t}_{n}"})
+            g = {"runtime": t, "file": avail[n], "kind": "controller" if n == "controller" else "sr",
+                 "graph": n, "out": f"{t}_{n}"}
+            if n == "controller" and (e.get("controller_outputs") or {}).get("scores"):
+                g["scores"] = e["controller_outputs"]["scores"]  # a level gate's scores
+            out.append(g)
     return out
 
 
@@ -226,7 +232,7 @@ def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graph
     import torch
 
     from ..data.calibration import calibration_tiles
-    from ..program import deployed_programs, run_program
+    from ..program import deployed_level_programs, run_program
 
     export_dir = Path(export_dir)
     man_path = export_dir / "manifest.json"
@@ -253,15 +259,23 @@ def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graph
     refs: dict[str, np.ndarray] = {}
     with torch.no_grad():
         xt = torch.from_numpy(x)
-        levels = [int(g) for g in wanted if g.isdigit()]
+        levels = [g for g in wanted if g not in ("controller", "fp32")]
         if levels:
-            progs = deployed_programs(m, calibration_tiles(manifest["tile"]), manifest.get("fp_layers", "int8"))
-            for b in levels:
-                refs[str(b)] = run_program(progs[b], xt).numpy()
+            progs = deployed_level_programs(m, calibration_tiles(manifest["tile"]), manifest.get("fp_layers", "int8"))
+            for name in levels:
+                refs[name] = run_program(progs[f"a{name}" if name.isdigit() else name], xt).numpy()
         if fpm is not None and "fp32" in wanted:
             refs["fp32"] = fpm(xt).numpy()
         if "controller" in wanted:
             refs["controller"] = np.asarray(m.bits)[m.controller(xt).bit_index.numpy()]
+        gate = manifest.get("level_gate")
+        if gate and "controller" in wanted:  # the levels the gate's scores give, the tiles as one image
+            from ..runtime.budget import allocate
+
+            def levels_of(scores: np.ndarray) -> np.ndarray:
+                return allocate(scores, gate["costs"], gate["budget"])
+
+            refs["gate"] = levels_of(m.level_scores(xt).numpy())
 
     rinfo = root_info(root)
     res: dict[str, Any] = {}
@@ -281,6 +295,11 @@ def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graph
                 e["controller_agreement"] = round(float((a == ref).mean()), 4)
                 e["controller_agreement_x86"] = round(float((a == h).mean()), 4)
                 e["controller_bits"] = a.tolist()
+                if "scores" in g:
+                    sa, sh = arm[g["out"] + "_scores"], host[g["out"] + "_scores"]
+                    e["gate_agreement"] = round(float((levels_of(sa) == refs["gate"]).mean()), 4)
+                    e["gate_agreement_x86"] = round(float((levels_of(sa) == levels_of(sh)).mean()), 4)
+                    e["gate_scores_max_abs_diff_x86"] = round(float(np.abs(sa - sh).max()), 5)
                 continue
             v: dict[str, Any] = dict(compare(a, refs[g["graph"]]))
             v["vs_x86"] = compare(a, h)
@@ -302,7 +321,7 @@ def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graph
 def arm64_ok(res: dict[str, Any], min_psnr: float = 45.0) -> bool:
     """The bar: every integer graph >= ``min_psnr`` to the reference, the controller as on x86."""
     for e in res.values():
-        if e.get("controller_agreement_x86", 1.0) < 1.0:
+        if e.get("controller_agreement_x86", 1.0) < 1.0 or e.get("gate_agreement_x86", 1.0) < 1.0:
             return False
         if any(v["psnr_db"] < min_psnr for k, v in e["sr"].items() if k != "fp32"):
             return False

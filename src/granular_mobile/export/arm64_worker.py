@@ -8,10 +8,11 @@ on the host (x86), where ``export/arm64.py`` starts it in a subprocess for the x
 
 ``JOB_DIR/job.json``: {"tiles": "tiles.npy", "threads": 1,
                        "graphs": [{"runtime": "onnx" | "tflite", "file": "sr_a4.onnx",
-                                   "kind": "controller" | "sr", "out": "onnx_sr_a4"}, ...]}
+                                   "kind": "controller" | "sr", "out": "onnx_sr_a4",
+                                   "scores": output name of a level gate's scores (controller, optional)}, ...]}
 ``tiles.npy``: (N, 3, T, T) float32 on [0, 1] (NCHW; the TFLite graphs get NHWC, batch 1).
 Writes ``<out>.npy`` per graph (SR: (N, 3, sT, sT) float32 NCHW; controller: ``<out>.npy``
-bits (N,) int64 and ``<out>_entropy.npy``), then ``info.json`` (platform, versions, the CPU
+bits (N,) int64, ``<out>_entropy.npy`` and, with "scores", ``<out>_scores.npy``), then ``info.json`` (platform, versions, the CPU
 features the process saw). Timing under emulation means nothing; it is not recorded.
 """
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _arm_features(caps: dict[str, int]) -> list[str]:
     return [k for k, (w, b) in bits.items() if words[w] >> b & 1]
 
 
-def run_onnx(path: Path, tiles: np.ndarray, kind: str, threads: int) -> list[np.ndarray]:
+def run_onnx(path: Path, tiles: np.ndarray, kind: str, threads: int, scores: str | None = None) -> list[np.ndarray]:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -61,11 +62,15 @@ def run_onnx(path: Path, tiles: np.ndarray, kind: str, threads: int) -> list[np.
     s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     outs = [s.run(None, {"lr": np.ascontiguousarray(t[None], np.float32)}) for t in tiles]  # tile by tile, as the runtime
     if kind == "controller":
-        return [np.concatenate([o[2] for o in outs]).astype(np.int64), np.concatenate([o[1] for o in outs])]
+        res = [np.concatenate([o[2] for o in outs]).astype(np.int64), np.concatenate([o[1] for o in outs])]
+        if scores:
+            k = [o.name for o in s.get_outputs()].index(scores)
+            res.append(np.concatenate([o[k] for o in outs]))
+        return res
     return [np.concatenate([o[0] for o in outs])]
 
 
-def run_tflite(path: Path, tiles: np.ndarray, kind: str, threads: int) -> list[np.ndarray]:
+def run_tflite(path: Path, tiles: np.ndarray, kind: str, threads: int, scores: str | None = None) -> list[np.ndarray]:
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path), num_threads=threads)
@@ -80,7 +85,11 @@ def run_tflite(path: Path, tiles: np.ndarray, kind: str, threads: int) -> list[n
     if kind == "controller":  # output names carry a signature prefix: match by dtype / rank
         bits = [int(next(v for v in r if v.dtype.kind in "iu")) for r in res]
         ent = [float(next(v for v in r if v.dtype.kind == "f" and v.ndim == 0)) for r in res]
-        return [np.asarray(bits, np.int64), np.asarray(ent, np.float32)]
+        arrs: list[np.ndarray] = [np.asarray(bits, np.int64), np.asarray(ent, np.float32)]
+        if scores:  # the exact name, as the runtime reads it (tflite backend)
+            k = [o["name"] for o in outs].index(scores)
+            arrs.append(np.stack([r[k] for r in res]))
+        return arrs
     return [np.stack([r[0] for r in res]).transpose(0, 3, 1, 2)]
 
 
@@ -94,10 +103,9 @@ def main(job_dir: str) -> None:
                   "hwcaps": caps, "arm_features": _arm_features(caps), "tiles": int(len(tiles)), "graphs": []}
     for g in job["graphs"]:
         run = run_onnx if g["runtime"] == "onnx" else run_tflite
-        arrs = run(d / g["file"], tiles, g["kind"], threads)
-        np.save(d / f"{g['out']}.npy", arrs[0])
-        if len(arrs) > 1:
-            np.save(d / f"{g['out']}_entropy.npy", arrs[1])
+        arrs = run(d / g["file"], tiles, g["kind"], threads, g.get("scores"))
+        for suffix, a in zip(("", "_entropy", "_scores"), arrs, strict=False):
+            np.save(d / f"{g['out']}{suffix}.npy", a)
         info["graphs"].append(g["out"])
         print(f"done {g['out']}", flush=True)
     for mod in ("onnxruntime", "ai_edge_litert"):

@@ -270,7 +270,7 @@ def export(
 
 def parity_ok(parity: Mapping[str, Any], min_psnr: float = 45.0, min_agree: float = 0.99) -> bool:
     for t in parity.values():
-        if t["controller_agreement"] < min_agree:
+        if t["controller_agreement"] < min_agree or t.get("gate_agreement", 1.0) < min_agree:
             return False
         if any(v["psnr_db"] < min_psnr for v in t["sr"].values()):
             return False

@@ -14,6 +14,7 @@ from ..errors import DataError
 from ..models import GDQNet
 from ..program import Program, run_program
 from ..runtime.backends import open_export
+from ..runtime.budget import allocate
 from ..runtime.manifest import Manifest
 from ..runtime.tiler import TilePlan, extract_tiles
 
@@ -78,9 +79,16 @@ def verify_export(out: Path, manifest: Manifest, model: GDQNet, fp: GDQNet | Non
     keys = {name: str(b) if k == cfg.n_blocks else name
             for name, (b, k) in zip(cfg.level_names, cfg.levels, strict=True)}
     floats = {keys[name]: model(x, i).numpy() for i, name in enumerate(cfg.level_names)}
+    # an int8-numerics model's forward is its integer program, bit for bit (tests/test_numerics.py):
+    # running the program again would only double the time (minutes per level on a 2-core CPU)
+    run_progs = progs is not None and cfg.numerics != "int8"
     refs: dict[str, np.ndarray] = {
         keys[name]: (np.concatenate([run_program(progs[name], x[i:i + 16]).numpy() for i in range(0, len(x), 16)])
-                     if progs is not None else floats[keys[name]]) for name in cfg.level_names}
+                     if run_progs and progs is not None else floats[keys[name]]) for name in cfg.level_names}
+    gate = cfg.level_gate
+    ref_scores = model.level_scores(x).numpy() if gate is not None else None
+    # the level each tile gets at the gate's budget, all tiles as one image
+    ref_levels = allocate(ref_scores, gate.costs, gate.budget) if gate is not None and ref_scores is not None else None
     level_of = {v: k for k, v in keys.items()}
     if fp is not None:
         refs["fp32"] = fp(x).numpy()
@@ -90,6 +98,10 @@ def verify_export(out: Path, manifest: Manifest, model: GDQNet, fp: GDQNet | Non
         bits = np.concatenate([be.controller(tiles[i:i + be.max_batch])[2] for i in range(0, len(tiles), be.max_batch)])
         entry: dict[str, Any] = {"tiles": len(tiles), "controller_agreement": round(float((bits == ref_bits).mean()), 4),
                                  "sr": {}}
+        if gate is not None and ref_scores is not None and ref_levels is not None:
+            scores = np.concatenate([be.scores(tiles[i:i + be.max_batch]) for i in range(0, len(tiles), be.max_batch)])
+            entry["gate_agreement"] = round(float((allocate(scores, gate.costs, gate.budget) == ref_levels).mean()), 4)
+            entry["gate_scores_max_abs_diff"] = round(float(np.abs(scores - ref_scores).max()), 5)
         for b, ref in refs.items():
             out_b = np.concatenate([be.sr(tiles[i:i + be.max_batch], None if b == "fp32" else level_of[b])
                                     for i in range(0, len(tiles), be.max_batch)])
@@ -97,6 +109,7 @@ def verify_export(out: Path, manifest: Manifest, model: GDQNet, fp: GDQNet | Non
             if b in floats:
                 entry["sr"][str(b)]["psnr_vs_float_db"] = _cmp(out_b, floats[b])["psnr_db"]
         res[target] = entry
-        log(f"{target}: controller agrees on {entry['controller_agreement']:.1%} of {len(tiles)} tiles; " +
+        gate_said = f", the level gate on {entry['gate_agreement']:.1%}" if "gate_agreement" in entry else ""
+        log(f"{target}: controller agrees on {entry['controller_agreement']:.1%} of {len(tiles)} tiles{gate_said}; " +
             ", ".join(f"{k}: {v['psnr_db']} dB" for k, v in entry["sr"].items()))
     return res

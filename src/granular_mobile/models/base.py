@@ -116,6 +116,13 @@ class GDQNet(nn.Module):
             return self.level_nets[level_key(bits)]  # type: ignore[return-value]
         return self
 
+    def unused_state_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes no level ever runs: the blocks of an exit level's copy after its
+        exit. A packed file leaves them out (``checkpoint.pack_model``), and loading tolerates
+        their absence (they keep their initial values and are never read)."""
+        return tuple(f"level_nets.{level_key(b, k)}.body.{i}." for b, k in self.cfg.exits
+                     for i in range(k, self.cfg.n_blocks))
+
     def shared_state(self) -> dict[str, torch.Tensor]:
         """The shared network's state (no controller, no level copies): what a level copy loads
         when it is created from it."""

@@ -26,6 +26,10 @@ CASES = [  # (height, width, tile, overlap, scale, merge)
 ]
 
 
+#: level names whose level-map colours the other implementations must reproduce
+COLOUR_NAMES = ["a4", "a5", "a6", "a8", "a6k1", "a6k4", "a6k5", "a6k8", "a6k12", "a4k2", "fp32", "a7", "x"]
+
+
 def synthetic_tile(k: int, size: int, channels: int = 3) -> np.ndarray:
     y, x, c = np.meshgrid(np.arange(size), np.arange(size), np.arange(channels), indexing="ij")
     return (((k * 7 + y * 3 + x * 5 + c) % 256) / np.float32(255)).astype(np.float32)
@@ -45,7 +49,9 @@ def case(h: int, w: int, tile: int, overlap: int, scale: int, merge: str) -> dic
 
 
 def controller_vectors(export_dir: Path) -> dict:
-    """Logits, entropy and bits of the exported ONNX controller on the bundled calibration tiles."""
+    """Logits, entropy and bits of the exported ONNX controller on the bundled calibration tiles;
+    with a level gate, its scores and each tile's level at the gate's budget (the tiles as one
+    image: what the Java core's ``Budget`` must reproduce from the same scores)."""
     from .backends.onnxruntime import OnnxRuntimeBackend
 
     be = OnnxRuntimeBackend(export_dir)
@@ -53,12 +59,20 @@ def controller_vectors(export_dir: Path) -> dict:
     x = tiles[:, :be.tile, :be.tile].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     logits, ent, bits = be.controller(x)
     e2b = be.m.manifest.e2b
-    return {"thresholds": list(e2b.thresholds), "gbc_bits": list(e2b.gbc_bits), "e2b_bits": list(e2b.e2b_bits),
-            "logits": logits.tolist(), "entropy": ent.tolist(), "bits": bits.tolist()}
+    res = {"thresholds": list(e2b.thresholds), "gbc_bits": list(e2b.gbc_bits), "e2b_bits": list(e2b.e2b_bits),
+           "logits": logits.tolist(), "entropy": ent.tolist(), "bits": bits.tolist()}
+    gate = be.level_gate
+    if gate is not None:
+        from .budget import allocate
+
+        scores = be.scores(x)
+        res.update({"gate_choices": list(gate.choices), "gate_costs": list(gate.costs), "gate_budget": gate.budget,
+                    "scores": scores.tolist(), "levels": allocate(scores, gate.costs, gate.budget).tolist()})
+    return res
 
 
 def write(out_dir: str | Path, export_dir: str | Path | None = None) -> Path:
-    """Write tiling.json, and controller.json from an export folder (default: the shipped one)."""
+    """Write tiling.json, colours.json, and controller.json from an export folder (default: the shipped one)."""
     from .backends import DEFAULT_EXPORT
 
     out = Path(out_dir)
@@ -66,6 +80,9 @@ def write(out_dir: str | Path, export_dir: str | Path | None = None) -> Path:
     p = out / "tiling.json"
     p.write_text(json.dumps({"formula": "((k*7 + y*3 + x*5 + c) % 256) / 255 as float32",
                              "cases": [case(*c) for c in CASES]}, indent=1))
+    from .bitmap import level_colour
+
+    (out / "colours.json").write_text(json.dumps({n: list(level_colour(n)) for n in COLOUR_NAMES}, indent=1))
     exp = Path(export_dir) if export_dir else DEFAULT_EXPORT
     if (exp / "manifest.json").is_file():
         (out / "controller.json").write_text(json.dumps(controller_vectors(exp)))

@@ -3,23 +3,14 @@ package org.granularmobile.demo;
 import android.graphics.Bitmap;
 import android.graphics.Canvas;
 import android.graphics.Paint;
+import org.granularmobile.core.LevelColours;
 import org.granularmobile.core.TilePlan;
 
-/** The input tinted by each tile's bit level (same colours as `gdq run --bitmap`). */
+/** The input tinted by each tile's level (the colours of `gdq run --bitmap`, from the core). */
 final class BitMapOverlay {
     private BitMapOverlay() {}
 
-    static int colour(int bits) {
-        switch (bits) {
-            case 4: return 0xff0072b2;
-            case 5: return 0xff009e73;
-            case 6: return 0xffe69f00;
-            case 8: return 0xffd55e00;
-            default: return 0xff808080;
-        }
-    }
-
-    static Bitmap draw(Bitmap src, TilePlan plan, int[] tileBits) {
+    static Bitmap draw(Bitmap src, TilePlan plan, String[] tileLevels) {
         Bitmap out = src.copy(Bitmap.Config.ARGB_8888, true);
         Canvas c = new Canvas(out);
         Paint p = new Paint();
@@ -29,7 +20,7 @@ final class BitMapOverlay {
             int iy = k / plan.xs.length, ix = k % plan.xs.length;
             int y0 = plan.ys[iy] + first(wy[iy]), y1 = plan.ys[iy] + last(wy[iy]);
             int x0 = plan.xs[ix] + first(wx[ix]), x1 = plan.xs[ix] + last(wx[ix]);
-            p.setColor(colour(tileBits[k]));
+            p.setColor(LevelColours.argb(tileLevels[k]));
             p.setAlpha(115);
             c.drawRect(x0, y0, x1, y1, p);
         }

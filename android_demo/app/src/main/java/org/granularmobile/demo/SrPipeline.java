@@ -195,7 +195,7 @@ public final class SrPipeline implements AutoCloseable {
         r.stitchMs = (stNs + System.nanoTime() - a) / 1_000_000;
         r.srMs = srNs / 1_000_000;
         r.fab = BitLevels.fab(r.tileBits);
-        r.bitMap = BitMapOverlay.draw(src, plan, r.tileBits);
+        r.bitMap = BitMapOverlay.draw(src, plan, r.tileLevels);
         r.notice = notice;
         return r;
     }

@@ -29,6 +29,13 @@ public class CoreTest {
         return a;
     }
 
+    static double[] doubles(Object o) {
+        List<?> l = (List<?>) o;
+        double[] a = new double[l.size()];
+        for (int i = 0; i < a.length; i++) a[i] = (Double) l.get(i);
+        return a;
+    }
+
     /** Tile k's synthetic SR content, as granular_mobile.runtime.golden.synthetic_tile writes it. */
     static float[] syntheticTile(int k, int size, int channels) {
         float[] t = new float[size * size * channels];
@@ -104,6 +111,42 @@ public class CoreTest {
             assertEquals("tile " + i, bits[i], BitLevels.finalBits(lf, (float) (double) (Double) ent.get(i), th, gbc, e2b));
         }
         assertEquals(5.25, BitLevels.fab(new int[] {4, 4, 8, 5}), 1e-12);
+    }
+
+    @Test
+    @SuppressWarnings("unchecked")
+    public void gateAllocationMatchesPythonOnTheExportedScores() throws Exception {
+        Map<String, Object> g = (Map<String, Object>) Json.parse(read(GOLDEN.resolve("controller.json")));
+        Manifest m = new Manifest(read(MANIFEST));
+        if (m.gateChoices == null) {
+            assertTrue(!g.containsKey("levels"));
+            return;
+        }
+        List<Object> rows = (List<Object>) g.get("scores");
+        double[][] scores = new double[rows.size()][];
+        for (int i = 0; i < scores.length; i++) {
+            List<Object> r = (List<Object>) rows.get(i);
+            scores[i] = new double[r.size()];
+            for (int j = 0; j < r.size(); j++) scores[i][j] = (Double) r.get(j);
+        }
+        // the golden file's gate is the shipped manifest's (the app reads the manifest)
+        assertArrayEquals(m.gateCosts, doubles(g.get("gate_costs")), 0.0);
+        assertEquals(m.gateBudget, (Double) g.get("gate_budget"), 0.0);
+        int[] want = ints(g.get("levels"));
+        assertArrayEquals(want, Budget.allocate(scores, m.gateCosts, m.gateBudget));
+        java.util.Set<Integer> seen = new java.util.HashSet<>();
+        for (int w : want) seen.add(w);
+        assertTrue("the golden tiles take several levels", seen.size() >= 2);
+    }
+
+    @Test
+    @SuppressWarnings("unchecked")
+    public void levelColoursMatchPython() throws Exception {
+        Map<String, Object> g = (Map<String, Object>) Json.parse(read(GOLDEN.resolve("colours.json")));
+        assertTrue(g.size() >= 10);
+        for (Map.Entry<String, Object> e : g.entrySet())
+            assertArrayEquals(e.getKey(), ints(e.getValue()), LevelColours.rgb(e.getKey()));
+        assertEquals(0xff56b4e9, LevelColours.argb("a6k4"));
     }
 
     @Test
