@@ -53,7 +53,11 @@ def test_exit_levels_and_the_gates_scores_reach_the_worker(tiny_timed_export):
     assert [g["graph"] for g in every] == ["controller", "4", "5", "6", "8", "a6k1"] * 2
     x = np.random.default_rng(0).random((3, 3, man["tile"], man["tile"]), dtype=np.float32)
     out, _ = run_worker(exp, every, x, "host")
-    for t, be in (("onnx", OnnxRuntimeBackend(exp, 1)), ("tflite", TFLiteBackend(exp, 1))):
+    from granular_mobile.runtime.backends import onnxruntime as ortb
+
+    # onnxruntime's pool is one per process: use the size an earlier test gave it, if any
+    ort_threads = ortb._shared_pool if ortb._shared_pool is not None else 1
+    for t, be in (("onnx", OnnxRuntimeBackend(exp, ort_threads)), ("tflite", TFLiteBackend(exp, 1))):
         assert np.array_equal(out[f"{t}_controller_scores"], be.scores(x)), t
         assert np.array_equal(out[f"{t}_a6k1"], be.sr(x, "a6k1")), t
 
@@ -81,6 +85,7 @@ def test_host_worker_is_the_host_runtime(tmp_path):
     assert info["tiles"] == 1 and info["ai_edge_litert"]
 
 
+@pytest.mark.slow
 @needs_arm64
 def test_arm64_subset_on_shipped_export(tmp_path):
     """CI subset: the controller picks the same level on ARM64 as on x86 and sr_a4 is >= 45 dB

@@ -7,8 +7,10 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
 
+@pytest.mark.slow
 def test_bench_tiny(tiny_export, tmp_path):
     exp, ck = tiny_export
     imgs = tmp_path / "imgs"

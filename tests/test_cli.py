@@ -54,12 +54,31 @@ def test_help_and_models():
     (("calibrate", "default", "-o", "x.pt", "--quantiles", "0.3"), "--quantiles '0.3' is not"),
     (("quantize", "-o", "nowhere", "--resume"), "no 'nowhere/last.pt' to resume from"),
 ])
-def test_errors_are_one_line(args, needle):
-    r = gdq(*args)
-    assert r.returncode == 1
-    assert "Traceback" not in r.stderr and needle in r.stderr
+def test_errors_are_one_line(args, needle, capsys, monkeypatch, tmp_path):
+    """In process (``cli.main``, what the `gdq` script runs; a subprocess per case cost 4 s of
+    imports each): one line on stderr and exit code 1, the exception itself with GDQ_DEBUG=1."""
+    from granular_mobile import cli
+    from granular_mobile.errors import GdqError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GDQ_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", ["gdq", *args])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 1, err
+    assert "Traceback" not in err and needle in err
+    assert len([ln for ln in err.splitlines() if ln.strip()]) == 1, err
+    monkeypatch.setenv("GDQ_DEBUG", "1")
+    with pytest.raises(GdqError):
+        cli.main()
+
+
+def test_an_error_is_one_line_from_a_new_process(tmp_path):
+    r = gdq("eval", "--model", tmp_path / "missing.pt")
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "does not exist" in r.stderr
     assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1
-    r = gdq(*args, env={"GDQ_DEBUG": "1"})
+    r = gdq("eval", "--model", tmp_path / "missing.pt", env={"GDQ_DEBUG": "1"})
     assert "Traceback" in r.stderr
 
 
@@ -167,3 +186,45 @@ def test_run_refuses_a_huge_output_unless_large(tiny_export, tmp_path, monkeypat
                                      "--large"])
     assert r.exit_code == 0, r.output
     assert cv2.imread(str(tmp_path / "o.png")).shape == (140, 180, 3)
+
+
+def test_help_prose_is_reflowed_and_examples_kept():
+    """Each command's help paragraph is one line (the terminal wraps it), examples keep theirs."""
+    from granular_mobile.cli import app
+
+    for cmd in app.registered_commands:
+        assert cmd.help, cmd.name
+        paras = cmd.help.split("\n\n")
+        for p in paras:
+            if not p.startswith("Example"):
+                assert "\n" not in p, (cmd.name, p)
+        ex = [p for p in paras if p.startswith("Example")]
+        assert ex and all("\n" in p or p.startswith("Example: ") for p in ex), (cmd.name, ex)
+
+
+@pytest.mark.slow
+def test_export_tflite_through_the_cli_then_run_it(tiny_ckpts, tmp_path):
+    """`gdq export --target tflite` from the command line, then `gdq run` on its graphs: the
+    pixels are the model's (PyTorch with the export's integer numerics, >= 45 dB); a second
+    export adding onnx keeps the tflite target (and its files) in the manifest."""
+    from granular_mobile.checkpoint import load_model
+    from granular_mobile.imageio import read_image
+    from granular_mobile.runtime import Upscaler
+    from granular_mobile.runtime.backends.torch import TorchBackend
+
+    exp, out = tmp_path / "exp", tmp_path / "o.png"
+    r = gdq("export", "-m", tiny_ckpts / "q.pt", "--fp", tiny_ckpts / "fp.pt", "-o", exp, "--target", "tflite", "--tile", "32")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert set(json.loads((exp / "manifest.json").read_text())["targets"]) == {"tflite"}
+    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", exp, "--backend", "tflite", "--bits", "8")
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB).astype(np.float64)
+    up = Upscaler.load(str(exp), backend="tflite", bits=8)
+    ref, _ = Upscaler(TorchBackend.from_models(load_model(str(tiny_ckpts / "q.pt")), tile=32, numerics="int8"), bits=8,
+                      overlap=up.overlap)(read_image(tiny_ckpts / "in.png"))
+    mse = np.mean((got - ref) ** 2)
+    assert mse == 0 or 10 * np.log10(255**2 / mse) >= 45.0, mse
+    r = gdq("export", "-m", tiny_ckpts / "q.pt", "--fp", tiny_ckpts / "fp.pt", "-o", exp, "--target", "onnx", "--tile", "32")
+    assert r.returncode == 0, r.stderr[-2000:]
+    man = json.loads((exp / "manifest.json").read_text())
+    assert set(man["targets"]) == {"onnx", "tflite"} and all((exp / f).is_file() for f in man["files"])

@@ -103,3 +103,31 @@ def test_calibrate_gate_reaches_target_fab(target):
     assert abs(got - after) < 1e-6
     shift = m.encoder.gbc.gate[0].bias.detach() - bias0
     assert torch.allclose(shift, t * torch.tensor([0.0, 1.0, 2.0]), atol=1e-6)
+
+
+def test_e2b_thresholds_are_the_entropy_quantiles():
+    """``calibrate_e2b``'s thresholds against an independent quantile: the sorted tile
+    entropies interpolated linearly at q * (n - 1) (numpy's default; a percentile passed as a
+    quantile, or another interpolation, moves them)."""
+    from granular_mobile.data.dataset import tile_grid
+    from granular_mobile.train.calibration import calibrate_e2b
+
+    rng = np.random.default_rng(5)
+    images = []
+    for i in range(4):  # flat to busy content: entropies spread out
+        y, x = np.mgrid[0:128, 0:160]
+        img = 120 + 60 * np.sin(x / (4 + 10 * i)) * np.cos(y / (5 + 7 * i)) + rng.normal(0, 4 * i, (128, 160))
+        images.append(np.repeat(img[..., None], 3, 2).clip(0, 255).astype(np.uint8))
+    cfg = E2BConfig(quantiles=(0.3, 0.85), tile=16)
+    got, n = calibrate_e2b(images, cfg, scale=2)
+    tiles = torch.from_numpy(tile_grid(images, 16, 2))
+    h = np.sort(tile_entropy(tiles, cfg.bins, cfg.sigma).numpy().astype(np.float64))
+    assert n == len(h) > 20 and h[-1] - h[0] > 0.5
+
+    def quantile(q: float) -> float:
+        k = q * (len(h) - 1)
+        lo = int(math.floor(k))
+        return float(h[lo] + (h[min(lo + 1, len(h) - 1)] - h[lo]) * (k - lo))
+
+    assert got.thresholds == pytest.approx((quantile(0.3), quantile(0.85)), abs=1e-5)
+    assert got.calibrated and got.tile == 16

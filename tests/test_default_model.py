@@ -45,6 +45,7 @@ def test_quick_start_run_without_torch(tmp_path):
     assert len(s["tiles_per_level"]) >= 2 and s["cost"] <= s["budget"] + 1e-9, s
 
 
+@pytest.mark.slow
 @needs_data
 def test_set5_matches_model_card():
     from granular_mobile.eval import benchmark_pairs, evaluate_dataset
@@ -57,6 +58,7 @@ def test_set5_matches_model_card():
     assert r.psnr == pytest.approx(want["psnr"], abs=0.01) and r.fab == pytest.approx(want["fab"], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_forward_is_the_shipped_graphs_integer_program():
     """The shipped model's PyTorch forward is its exported integer program, bit for bit, at every
     level, on bundled calibration tiles (real image content: sums as large as deployment's)."""
@@ -73,3 +75,38 @@ def test_forward_is_the_shipped_graphs_integer_program():
             assert torch.equal(m(x, lv), run_program(progs[b], x)), b
         for name, p in deployed_level_programs(m, None).items():  # the exit levels too
             assert torch.equal(m(x, m.cfg.level_by_name(name)), run_program(p, x)), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnxruntime", "tflite"])
+def test_cli_run_on_the_sample_computes_the_models_pixels(tmp_path, backend):
+    """`gdq run` through the CLI on a real image: its PNG is the library's output for that
+    backend, and the model's own (PyTorch, deployed numerics, same tiling and budget): bit for
+    bit on onnxruntime, >= 45 dB on LiteRT; each tile at the level the model gives it."""
+    import cv2
+    import numpy as np
+
+    from granular_mobile.imageio import read_image
+    from granular_mobile.runtime import Upscaler
+    from granular_mobile.runtime.backends.torch import TorchBackend
+
+    out, stats = tmp_path / "o.png", tmp_path / "s.json"
+    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "run", str(ASSETS / "sample.png"), "-o", str(out),
+                        "--backend", backend, "--stats", str(stats), "--threads", "1"],
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = cv2.cvtColor(cv2.imread(str(out), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
+    img = read_image(ASSETS / "sample.png")
+    up = Upscaler.load("default", backend=backend, threads=1)
+    lib, rep = up(img)
+    np.testing.assert_array_equal(got, lib)
+    m = load_model("default")
+    ref, ref_rep = Upscaler(TorchBackend.from_models(m, tile=up.backend.tile, numerics="int8"), overlap=up.overlap)(img)
+    s = json.loads(stats.read_text())
+    assert s["tiles_per_level"] == rep.tiles_per_level == ref_rep.tiles_per_level
+    assert rep.tile_levels == ref_rep.tile_levels and len(set(rep.tile_levels)) >= 2
+    if backend == "onnxruntime":
+        np.testing.assert_array_equal(got, ref)
+    else:
+        mse = np.mean((got.astype(np.float64) - ref) ** 2)
+        assert mse == 0 or 10 * np.log10(255**2 / mse) >= 45.0

@@ -69,7 +69,9 @@ def with_own_8bit_weights(m):
     return q
 
 
-@pytest.fixture(scope="module", params=["srresnet", "edsr", "srresnet:int8", "srresnet:int8+own8"])
+# the shipped kind (int8 numerics) in the default tier, the other variants in the slow one
+@pytest.fixture(scope="module", params=[pytest.param("srresnet", marks=pytest.mark.slow), pytest.param("edsr", marks=pytest.mark.slow),
+                                        "srresnet:int8", pytest.param("srresnet:int8+own8", marks=pytest.mark.slow)])
 def exported(request, tmp_path_factory, verify_root):
     arch, _, numerics = request.param.partition(":")
     m, fp = tiny_int8(arch) if numerics.startswith("int8") else tiny(arch)

@@ -102,6 +102,7 @@ def test_exporting_one_target_keeps_the_other(tmp_path):
     assert set(export(other, ["onnx"], out, tile=16).targets) == {"onnx"}
 
 
+@pytest.mark.slow
 def test_tflite_export_is_quiet(tiny_export, tmp_path):
     """gdq export --target tflite prints what it wrote, not TensorFlow's internals (~50 C++ INFO /
     WARNING lines, absl deprecations, converter statistics warnings per export before)."""

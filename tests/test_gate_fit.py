@@ -144,6 +144,7 @@ def test_measured_tile_errors_add_up_to_the_image(tiny_data):
     np.testing.assert_allclose(g.feat[0], f[0], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_fit_gate(tiny_data, tmp_path):
     from granular_mobile.checkpoint import load_model, read_checkpoint, save_model
 

@@ -50,7 +50,8 @@ def test_shipped_manifest_loads_and_writes_back_byte_identical():
     text = (DEFAULT_EXPORT / "manifest.json").read_text()
     m = Manifest.from_json(text)
     assert m.to_json() == text
-    assert m.targets["tflite"].controller_outputs == {"logits": "Identity_2", "entropy": "Identity_1", "bits": "Identity"}
+    assert m.targets["tflite"].controller_outputs == {"logits": "Identity_2", "entropy": "Identity_1", "bits": "Identity",
+                                                      "scores": "Identity_3"}
 
 
 def test_manifest_without_controller_outputs_still_loads(tmp_path):

@@ -62,3 +62,30 @@ def test_band_stitcher_equals_whole_image_stitcher(merge, hw):
         rows.append(band.flush(r))
     want = np.clip(np.round(whole.result() * 255.0), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(np.concatenate(rows), want)
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_blend_ramps_are_linear_over_each_overlap(scale):
+    """The blend weights, checked directly: 1 inside a tile, a linear ramp (pixel centres,
+    (j + 0.5) / overlap) up over the overlap with the previous tile and down over the next, the
+    two ramps summing to 1, and a tile's weights ending where the image does."""
+    from granular_mobile.runtime.tiler import axis_weights
+
+    tile, step, length = 32, 24, 80  # positions 0, 24, 48: overlaps of 8 LR pixels
+    pos = axis_positions(length, tile, step)
+    assert pos == [0, 24, 48]
+    w = axis_weights(pos, tile, length, scale, "blend")
+    ov = 8 * scale
+    ramp = (np.arange(ov, dtype=np.float32) + 0.5) / ov
+    np.testing.assert_array_equal(w[0][: tile * scale - ov], 1.0)
+    np.testing.assert_array_equal(w[0][tile * scale - ov:], 1.0 - ramp)
+    np.testing.assert_array_equal(w[1][:ov], ramp)
+    np.testing.assert_array_equal(w[1][ov: tile * scale - ov], 1.0)
+    np.testing.assert_array_equal(w[1][tile * scale - ov:], 1.0 - ramp)
+    np.testing.assert_array_equal(w[2][:ov], ramp)
+    np.testing.assert_array_equal(w[2][ov:], 1.0)
+    np.testing.assert_allclose(w[0][tile * scale - ov:] + w[1][:ov], 1.0, atol=1e-6)
+    # a tile longer than the image: weights only where there are pixels
+    short = axis_weights([0], tile, 20, scale, "blend")[0]
+    np.testing.assert_array_equal(short[: 20 * scale], 1.0)
+    np.testing.assert_array_equal(short[20 * scale:], 0.0)

@@ -160,6 +160,7 @@ def test_qat_rejects_mismatched_init(fp_run, tiny_data, tmp_path):
         train(_cfg(tiny_data, mode="qat", iters=2), tmp_path, ModelConfig(arch="srresnet", **TINY), log=lambda s: None)
 
 
+@pytest.mark.slow
 def test_torchrun_ddp_two_processes(tiny_data, tmp_path):
     """gdq train runs unchanged under torchrun (2 CPU processes, gloo)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -209,6 +210,7 @@ def test_quantize_needs_init_or_resume(tmp_path):
     assert isinstance(r.exception, ConfigError) and "--init" in str(r.exception)
 
 
+@pytest.mark.slow
 def test_qat_int8_numerics_from_a_float_numerics_model(fp_run, tiny_data, tmp_path):
     """A float-numerics Granular-DQ model fine-tuned with the export's rounding points: its
     int8 grids start at the calibrated scales, train, travel in the checkpoint, and resume."""
@@ -393,6 +395,7 @@ def test_level_capacity_probe_trains_what_it_says(fp_run, tiny_data, tmp_path, v
     assert moved - steps == (bn if variant == "bn" else set())
 
 
+@pytest.mark.slow
 def test_own_weights_train_that_levels_copy_only(fp_run, tiny_data, tmp_path):
     """--tune-level 8 --own-weights: level 8 gets a copy of the shared network (ModelConfig.
     level_weights) whose weights and 8-bit steps train; the shared network, the gate and the
@@ -459,6 +462,7 @@ def test_own_weights_train_that_levels_copy_only(fp_run, tiny_data, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_an_exit_level_trains_its_copy_only(fp_run, tiny_data, tiny_bench, tmp_path):
     """--tune-level 6 --blocks 1: a new exit level (6 bits, 1 of 2 blocks) with a network of its
     own; only that copy's used part trains, every other level stays bit for bit, and the CLI

@@ -150,6 +150,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 999.0 if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
+@pytest.mark.slow
 @needs_browser
 @pytest.mark.parametrize("name,bits,precision", [("sample", "auto", "int8"), ("grey", "auto", "int8"),
                                                   ("rgba", "8", "int8"), ("grey", "auto", "fp32")])
@@ -190,6 +191,7 @@ def _bad(tmp: Path) -> dict[str, tuple[Path, str]]:
             "huge": (tmp / "huge.png", "too large for this browser")}
 
 
+@pytest.mark.slow
 @needs_browser
 def test_browser_bad_inputs_get_a_message(tmp_path):
     for name, (path, msg) in _bad(tmp_path).items():
@@ -198,6 +200,7 @@ def test_browser_bad_inputs_get_a_message(tmp_path):
         assert not (tmp_path / "out.png").exists()
 
 
+@pytest.mark.slow
 @needs_browser
 def test_browser_refuses_models_it_does_not_understand(tmp_path):
     m = json.loads((EXPORT / "manifest.json").read_text())
@@ -218,6 +221,7 @@ def test_browser_refuses_models_it_does_not_understand(tmp_path):
     assert h.returncode == 1 and "'sr_a5.onnx' does not match the sha256" in h.stderr, h.stderr[-2000:]
 
 
+@pytest.mark.slow
 @needs_browser
 def test_gdq_web_page_upscales_in_chromium_at_a_phone_viewport(tmp_path):
     """`gdq web` (the CLI, port 0) serves a page that upscales the sample in Chromium at a
@@ -227,8 +231,11 @@ def test_gdq_web_page_upscales_in_chromium_at_a_phone_viewport(tmp_path):
     import signal
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Ctrl+C's signal as a terminal sends it: a shell's background job (pytest started with &,
+    # nohup) passes SIGINT on ignored, and Python then never raises KeyboardInterrupt
     p = subprocess.Popen([sys.executable, "-m", "granular_mobile.cli", "web", "--port", "0"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
+                         stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = p.stdout.readline()
         assert "http://127.0.0.1:" in line, line + p.stderr.read() if p.poll() is not None else line
@@ -248,6 +255,7 @@ def test_gdq_web_page_upscales_in_chromium_at_a_phone_viewport(tmp_path):
         p.wait(timeout=60)
 
 
+@pytest.mark.slow
 @needs_browser
 def test_browser_spends_the_budget_as_python(tiny_timed_export, tmp_path):
     """An export with exit levels and a level gate: the page reads its levels and gate from the

@@ -2,6 +2,7 @@
 set GDQ_DEBUG=1 for the traceback. torch is imported only by the commands that need it."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -871,7 +872,7 @@ def run_cmd(
     large: bool = typer.Option(False, "--large", help=f"Run inputs whose output exceeds {MAX_OUTPUT_MP} megapixels "
                                "(refused by default, with the tile count and the output's memory)."),
 ) -> None:
-    """Upscale images tile by tile with per-tile bit-widths.
+    """Upscale images tile by tile, each tile at the level the controller gives it.
 
     What can fail before the work fails before it, in one line: output paths, extensions and
     permissions, existing files without --force, two inputs writing one output, the model's
@@ -1069,6 +1070,24 @@ _default_showwarning = warnings.showwarning
 def _error(message: str) -> None:
     # a Text, not markup: the message is printed as it is ('granular-mobile[tflite]', 'a[1].png')
     console.print(Text.assemble(("error:", "red"), f" {message}"))
+
+
+def _reflow(doc: str) -> str:
+    """A command's help from its docstring: each prose paragraph on one line (the terminal wraps
+    it; the docstring's own line breaks made ragged help), indented blocks (examples) as they are."""
+    paras = []
+    for para in inspect.cleandoc(doc).split("\n\n"):
+        lines = para.split("\n")
+        if any(line.startswith(" ") for line in lines[1:]):  # "Examples:" and its indented lines
+            paras.append(para)
+        else:
+            paras.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paras)
+
+
+for _cmd in app.registered_commands:
+    if _cmd.help is None and _cmd.callback is not None and _cmd.callback.__doc__:
+        _cmd.help = _reflow(_cmd.callback.__doc__)
 
 
 def main() -> None:

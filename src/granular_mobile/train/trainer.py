@@ -433,6 +433,8 @@ def _init_from_checkpoint(run: _Run, init: str | None) -> None:
             raise CheckpointError(f"--init {init}: its levels with weights of their own {sorted(own_init)} "
                                   f"are not this run's {sorted(own_run)}")
         missing, unexpected = model.load_state_dict(sd, strict=False)
+        # a packed file leaves out the blocks an exit level never runs (checkpoint.pack_model)
+        missing = [k for k in missing if not k.startswith(model.unused_state_prefixes())]
         if new_level is not None:
             missing = [k for k in missing if not k.startswith(f"level_nets.{new_level}.")]
         bad = [k for k in missing if ".grids." not in k and not k.startswith("grids.")]
