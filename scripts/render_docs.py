@@ -100,17 +100,18 @@ def render_parity(data: dict[str, Any], opts: dict[str, str]) -> str:
 def render_arm64(data: dict[str, Any], opts: dict[str, str]) -> str:
     """``manifest.json`` parity.<target>.arm64 (``gdq verify --arch arm64``)."""
     rows = []
-    graphs: list[str] = []
+    graphs = list(dict.fromkeys(g for e in data["parity"].values() for g in (e.get("arm64") or {}).get("sr", {})))
     for t, e in data["parity"].items():
         a = e.get("arm64")
         if a is None:
             continue
-        graphs = graphs or list(a["sr"])
         gate = f", level gate {a['gate_agreement_x86']:.0%}" if "gate_agreement_x86" in a else ""
-        rows.append([f"{t} vs reference (controller as x86 {a.get('controller_agreement_x86', 0):.0%}{gate})",
-                     *(f"{a['sr'][g]['psnr_db']} ({a['sr'][g]['worst_tile_psnr_db']})" for g in graphs)])
+        ctrl = f"controller as x86 {a['controller_agreement_x86']:.0%}" if "controller_agreement_x86" in a else "no controller run"
+        rows.append([f"{t} vs reference ({ctrl}{gate})",
+                     *(f"{a['sr'][g]['psnr_db']} ({a['sr'][g]['worst_tile_psnr_db']})" if g in a["sr"] else "" for g in graphs)])
         rows.append([f"{t} vs x86 (identical 8-bit values)",
-                     *(f"{a['sr'][g]['vs_x86']['psnr_db']} ({a['sr'][g]['vs_x86']['identical']:.1%})" for g in graphs)])
+                     *(f"{a['sr'][g]['vs_x86']['psnr_db']} ({a['sr'][g]['vs_x86']['identical']:.1%})" if g in a["sr"] else ""
+                       for g in graphs)])
     return _table(["ARM64 (QEMU, 1 thread): dB mean (worst tile)", *graphs], rows)
 
 
@@ -178,6 +179,13 @@ def render_text(text: str, root: Path, where: str) -> tuple[str, list[str]]:
             changed.append(f"{where}: {kind} {file}")
         return m["head"] + body + "<!-- /table -->"
 
+    opened, closed = text.count("<!-- table:"), text.count("<!-- /table -->")
+    found = MARK.findall(text)
+    # a marker the pattern does not read, or a missing end, would otherwise swallow the prose up
+    # to the next table's end (or leave a table unchecked)
+    if not opened == closed == len(found) or any("<!-- table:" in m[-1] for m in found):
+        raise SystemExit(f"{where}: {opened} '<!-- table: KIND FILE -->' markers, {closed} '<!-- /table -->', "
+                         f"{len(found)} well-formed pairs: fix the markers")
     return MARK.sub(sub, text), changed
 
 

@@ -51,3 +51,12 @@ def test_linked_documents_exist():
             if link.startswith(("http://", "https://", "mailto:")):
                 continue
             assert (base / link).exists(), f"{doc} links to {link}, which is not in the repository"
+
+
+def test_a_broken_marker_is_refused_not_swallowed(tmp_path):
+    """A table without its end marker would take the prose up to the next table's end."""
+    (tmp_path / "README.md").write_text("x\n<!-- table: eval docs/e.json -->\nold\n\nprose\n"
+                                        "<!-- table: eval docs/e.json -->\n<!-- /table -->\n")
+    r = _check(tmp_path)
+    assert r.returncode != 0 and "fix the markers" in r.stdout + r.stderr
+    assert "prose" in (tmp_path / "README.md").read_text()

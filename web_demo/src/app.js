@@ -10,8 +10,8 @@ import { axisWeights } from './tiler.js';
 import { levelColour, levelLabel } from './colours.js';
 import { loadOrt, makeGraphs } from './graphs.js';
 
-/** Tile k's level: its name where the report has one (`a6k4`), else its bits (32: fp32). */
-const tileLevel = (report, k) => (report.tile_levels && report.tile_levels[k]) || report.tile_bits[k];
+/** Tile k's level name (`a6k4`, `fp32`; the pipeline names every tile's level). */
+const tileLevel = (report, k) => report.tile_levels[k];
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);

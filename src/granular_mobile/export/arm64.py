@@ -223,6 +223,13 @@ def _models(manifest: dict[str, Any], model: str | None, fp: str | None):
     return m, fpm
 
 
+def _levels_of(scores: np.ndarray, gate: dict[str, Any]) -> np.ndarray:
+    """Each tile's choice at the gate's budget, the tiles as one image (the runtime's allocation)."""
+    from ..runtime.budget import allocate
+
+    return allocate(scores, gate["costs"], gate["budget"])
+
+
 def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graphs: str = "subset",
                  tiles: int = SUBSET_TILES, cpu: str = DEFAULT_CPU, model: str | None = None, fp: str | None = None,
                  root: Path | None = None, write: bool = True,
@@ -270,12 +277,7 @@ def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graph
             refs["controller"] = np.asarray(m.bits)[m.controller(xt).bit_index.numpy()]
         gate = manifest.get("level_gate")
         if gate and "controller" in wanted:  # the levels the gate's scores give, the tiles as one image
-            from ..runtime.budget import allocate
-
-            def levels_of(scores: np.ndarray) -> np.ndarray:
-                return allocate(scores, gate["costs"], gate["budget"])
-
-            refs["gate"] = levels_of(m.level_scores(xt).numpy())
+            refs["gate"] = _levels_of(m.level_scores(xt).numpy(), gate)
 
     rinfo = root_info(root)
     res: dict[str, Any] = {}
@@ -295,10 +297,10 @@ def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graph
                 e["controller_agreement"] = round(float((a == ref).mean()), 4)
                 e["controller_agreement_x86"] = round(float((a == h).mean()), 4)
                 e["controller_bits"] = a.tolist()
-                if "scores" in g:
+                if "scores" in g and gate:
                     sa, sh = arm[g["out"] + "_scores"], host[g["out"] + "_scores"]
-                    e["gate_agreement"] = round(float((levels_of(sa) == refs["gate"]).mean()), 4)
-                    e["gate_agreement_x86"] = round(float((levels_of(sa) == levels_of(sh)).mean()), 4)
+                    e["gate_agreement"] = round(float((_levels_of(sa, gate) == refs["gate"]).mean()), 4)
+                    e["gate_agreement_x86"] = round(float((_levels_of(sa, gate) == _levels_of(sh, gate)).mean()), 4)
                     e["gate_scores_max_abs_diff_x86"] = round(float(np.abs(sa - sh).max()), 5)
                 continue
             v: dict[str, Any] = dict(compare(a, refs[g["graph"]]))

@@ -79,12 +79,13 @@ def verify_export(out: Path, manifest: Manifest, model: GDQNet, fp: GDQNet | Non
     keys = {name: str(b) if k == cfg.n_blocks else name
             for name, (b, k) in zip(cfg.level_names, cfg.levels, strict=True)}
     floats = {keys[name]: model(x, i).numpy() for i, name in enumerate(cfg.level_names)}
-    # an int8-numerics model's forward is its integer program, bit for bit (tests/test_numerics.py):
-    # running the program again would only double the time (minutes per level on a 2-core CPU)
-    run_progs = progs is not None and cfg.numerics != "int8"
+    # an int8-numerics model's forward is its integer program, bit for bit (tests/test_numerics.py),
+    # when the export is full-integer (not with --fp-layers float): running the program again
+    # would only double the time there (minutes per level on a 2-core CPU)
+    same = cfg.numerics == "int8" and progs is not None and all(p.fp_layers == "int8" for p in progs.values())
     refs: dict[str, np.ndarray] = {
         keys[name]: (np.concatenate([run_program(progs[name], x[i:i + 16]).numpy() for i in range(0, len(x), 16)])
-                     if run_progs and progs is not None else floats[keys[name]]) for name in cfg.level_names}
+                     if progs is not None and not same else floats[keys[name]]) for name in cfg.level_names}
     gate = cfg.level_gate
     ref_scores = model.level_scores(x).numpy() if gate is not None else None
     # the level each tile gets at the gate's budget, all tiles as one image

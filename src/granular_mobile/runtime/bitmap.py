@@ -1,6 +1,7 @@
 """``gdq run --bitmap``: the input with each tile tinted by its level, and a legend. No torch."""
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Sequence
 
@@ -13,15 +14,16 @@ from .tiler import TilePlan, axis_weights
 COLOURS = {4: (0, 114, 178), 5: (0, 158, 115), 6: (230, 159, 0), 8: (213, 94, 0), 32: (128, 128, 128)}
 #: RGB of an exit level by its depth: up to 4 blocks sky blue, up to 8 yellow, deeper reddish purple
 EXIT_COLOURS = ((4, (86, 180, 233)), (8, (240, 228, 66)), (1 << 30, (204, 121, 167)))
-_LEVEL = re.compile(r"a(\d+)(?:k(\d+))?")
+_LEVEL = re.compile(r"a([0-9]+)(?:k([0-9]+))?")
 
 
 def level_colour(level: str | int) -> tuple[int, int, int]:
     """The tint of a level: ``a6`` / 6 (bits), ``a6k4`` (an exit level, by depth), ``fp32`` / 32.
-    The browser demo (``web_demo/src/app.js``) uses the same rule."""
-    if isinstance(level, int) or level == "fp32":
+    The browser demo (``web_demo/src/colours.js``) and the Android core (``LevelColours``) use
+    the same rule."""
+    if isinstance(level, numbers.Integral) or level == "fp32":
         return COLOURS.get(32 if level == "fp32" else int(level), (255, 255, 255))
-    m = _LEVEL.fullmatch(level)
+    m = _LEVEL.fullmatch(str(level))
     if m is None:
         return (255, 255, 255)
     if m[2] is None:
