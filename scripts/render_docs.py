@@ -127,6 +127,20 @@ def render_bench(data: dict[str, Any], opts: dict[str, str]) -> str:
                     r["peak_rss_mb"]] for r in data["rows"]])
 
 
+def render_costs(data: dict[str, Any], opts: dict[str, str]) -> str:
+    """``gdq bench --costs --json``: each gate choice's cost (SR time per tile relative to the
+    full-depth graphs) and its SR ms per tile, per backend and thread count (option
+    ``choices=a,b,..``: the gate's choices, in the manifest's order)."""
+    sr = {(r["backend"], r["threads"], r["mode"]): 1000 * r["stages_s"]["sr"] / r["tiles"] for r in data["rows"]}
+    choices = opts["choices"].split(",")
+    rows = []
+    for key, t in data["cost_tables"].items():
+        be, _, th = key.partition("@")
+        rows.append([be, th, *(f"{c:.3f} ({sr[(be, int(th), n)]:.0f} ms)" for c, n in zip(t["costs"], choices, strict=True)),
+                     t["runtime"]])
+    return _table(["backend", "threads", *(f"{n}: cost (SR ms / tile)" for n in choices), "runtime"], rows)
+
+
 WEB_MODES = {"fp32": ("full precision (fp32)", "fp32"), "bits8": ("a8 on every tile", "int8_static"),
              "bits6": ("a6 on every tile", None), "bits4": ("a4 on every tile", None),
              "a6k8": ("a6k8 on every tile", None), "a6k4": ("a6k4 on every tile", None),
@@ -158,7 +172,7 @@ def render_web_latency(data: dict[str, Any], opts: dict[str, str]) -> str:
 
 RENDERERS: dict[str, Callable[[dict[str, Any], dict[str, str]], str]] = {
     "eval": render_eval, "whole-image": render_whole_image, "parity": render_parity, "arm64": render_arm64,
-    "files": render_files, "bench": render_bench, "web-latency": render_web_latency,
+    "files": render_files, "bench": render_bench, "web-latency": render_web_latency, "costs": render_costs,
 }
 
 

@@ -174,10 +174,11 @@ def test_run_refuses_a_huge_output_unless_large(tiny_export, tmp_path, monkeypat
     from typer.testing import CliRunner
 
     import granular_mobile.cli as cli
+    import granular_mobile.runtime.batch as batch
 
     exp, _ = tiny_export
     cv2.imwrite(str(tmp_path / "big.png"), (np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8))
-    monkeypatch.setattr(cli, "MAX_OUTPUT_MP", 0.01)  # the 180x140 output stands for a huge one
+    monkeypatch.setattr(batch, "MAX_OUTPUT_MP", 0.01)  # the 180x140 output stands for a huge one
     r = CliRunner().invoke(cli.app, ["run", str(tmp_path / "big.png"), "-o", str(tmp_path / "o.png"), "-m", str(exp)])
     assert r.exit_code != 0 and not (tmp_path / "o.png").exists()
     msg = str(r.exception)

@@ -26,8 +26,16 @@ def toynet():
 
 
 def test_registry_is_the_list():
+    from granular_mobile.models.family import BUILTIN
+
     assert {"srresnet", "edsr", "toynet"} <= set(FAMILIES)
     assert {"toynet", "toynet_gdq"} <= set(list_models())
+    # the package's families: each described once (BUILTIN), registered by the module it names
+    for name, info in BUILTIN.items():
+        assert FAMILIES[name].cls.__module__ == info.module
+        assert list_models()[name] == info.description and list_models()[name + "_gdq"] == info.gdq_description
+    with pytest.raises(ValueError, match="needs a description"):
+        register_family("nodesc")(ToyNet)
 
 
 @pytest.mark.parametrize("numerics", ["float", "int8"])

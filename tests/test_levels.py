@@ -319,3 +319,105 @@ def test_the_time_psnr_plot_draws_every_setting(tmp_path):
     assert x1 < x2 and y1 > y2
     labels = [t.text for t in svg.findall(f"{ns}text")]
     assert "no psnr" not in labels and "static a6k8" in labels
+
+
+# -- measured cost tables ---------------------------------------------------------------------
+def test_a_cost_table_is_picked_by_backend_and_thread_count(tiny_timed_export):
+    import dataclasses
+
+    from granular_mobile.runtime.manifest import MeasuredCosts
+
+    exp, _ = tiny_timed_export
+    man = Manifest.from_json((exp / "manifest.json").read_text())
+    g = dataclasses.replace(man.level_gate, measured={"onnxruntime@1": MeasuredCosts((0.3, 1.0, 1.2), "ort 1", "c1"),
+                                                       "onnxruntime@2": MeasuredCosts((0.5, 1.0, 1.1), "ort 1", "c2")})
+    assert g.costs_for("onnxruntime", 1) == ((0.3, 1.0, 1.2), "onnxruntime@1")
+    assert g.costs_for("onnxruntime", 2) == ((0.5, 1.0, 1.1), "onnxruntime@2")
+    assert g.costs_for("onnxruntime", 8)[1] == "onnxruntime@2"  # the nearest thread count
+    assert g.costs_for("tflite", 2) == (man.level_gate.costs, "default")  # none measured there
+    back = Manifest.from_dict(json.loads(man.replace(level_gate=g).to_json()))
+    assert back.level_gate == g
+    with pytest.raises(ConfigError, match="one positive cost per choice"):
+        dataclasses.replace(g, measured={"onnxruntime@1": MeasuredCosts((0.3, 1.0))})
+    with pytest.raises(ConfigError, match="is not BACKEND@THREADS"):
+        dataclasses.replace(g, measured={"onnxruntime": MeasuredCosts((0.3, 1.0, 1.2))})
+
+
+def test_the_runtime_allocates_with_the_table_of_its_backend_and_threads(tiny_timed_export, tmp_path):
+    """A table measured for the backend and thread count the runtime runs at replaces the
+    gate's costs: the same budget buys other levels, and the report names the table."""
+    import dataclasses
+    import shutil
+
+    from granular_mobile.runtime.backends import onnxruntime as ortb
+    from granular_mobile.runtime.backends import usable_cores
+    from granular_mobile.runtime.budget import allocate
+    from granular_mobile.runtime.manifest import MeasuredCosts, cost_key
+
+    exp, _ = tiny_timed_export
+    img = mixed_image()
+    be0 = Upscaler.load(str(exp), backend="onnxruntime", threads=ortb._shared_pool or 0).backend
+    _, r0 = Upscaler(be0, overlap=8, budget=0.8)(img)
+    assert r0.cost_table == "default"
+    out = tmp_path / "exp"
+    shutil.copytree(exp, out)
+    man = Manifest.from_json((out / "manifest.json").read_text())
+    table = (0.3, 1.0, 1.05)  # the exit much cheaper than the gate's 0.6: more tiles fit at dearer levels
+    key = cost_key("onnxruntime", be0.threads or usable_cores())
+    man.replace(level_gate=dataclasses.replace(man.level_gate, measured={key: MeasuredCosts(table)})).write(out)
+    be = Upscaler.load(str(out), backend="onnxruntime", threads=ortb._shared_pool or 0).backend
+    up = Upscaler(be, overlap=8, budget=0.8)
+    _, rep = up(img)
+    assert rep.cost_table == key and up.costs == table
+    t = be.tile
+    tiles = np.stack([np.pad(img, ((0, t), (0, t), (0, 0)), mode="reflect")[y:y + t, x:x + t]
+                      for y in rep.plan["ys"] for x in rep.plan["xs"]]).astype(np.float32).transpose(0, 3, 1, 2) / 255
+    scores = np.concatenate([be.scores(tiles[i:i + 1]) for i in range(len(tiles))])
+    want = [be.level_gate.choices[c] for c in allocate(scores, table, 0.8)]
+    assert rep.tile_levels == want != r0.tile_levels
+    assert rep.cost == pytest.approx(np.mean([table[be.level_gate.choices.index(lv)] for lv in want]))
+
+
+def test_cost_tables_price_each_choice_against_the_full_depth_graphs(tiny_timed_export):
+    """The reference is the median of the full-depth graphs that run the same kernels (each of
+    them costs 1.0): on onnxruntime a graph with u8u8 convs is left out (priced against it)."""
+    from granular_mobile.bench import cost_tables
+
+    exp, _ = tiny_timed_export
+    man = Manifest.from_json((exp / "manifest.json").read_text())
+    ms = {"a4": 90.0, "a5": 100.0, "a6": 110.0, "a8": 300.0, "a6k1": 40.0}
+    rows = [{"backend": be, "threads": 2, "mode": lv, "tiles": 10, "stages_s": {"sr": v * 10 / 1000}, "runtime": be}
+            for be in ("onnxruntime", "tflite") for lv, v in ms.items()]
+    t = cost_tables({"rows": rows}, man, "cmd")
+    u8 = man.targets["onnx"].u8u8_convs or {}
+    ref_onnx = 100.0 if u8.get(8) else 105.0
+    assert t["onnxruntime@2"].costs == (round(40 / ref_onnx, 4), 1.0, 1.0 if not u8.get(8) else 3.0)
+    assert t["tflite@2"].costs == (round(40 / 105, 4), 1.0, 1.0)  # equal kernels and MACs: their spread is noise
+    assert t["tflite@2"].command == "cmd"
+    with pytest.raises(ConfigError, match=r"did not time \['a6k1'\]"):
+        cost_tables({"rows": [r for r in rows if r["mode"] != "a6k1"]}, man, "cmd")
+
+
+@pytest.mark.slow
+def test_gdq_bench_costs_writes_the_measured_tables(tiny_timed_export, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    exp, _ = tiny_timed_export
+    out = tmp_path / "exp"
+    shutil.copytree(exp, out)
+    j = tmp_path / "b.json"
+    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "bench", "-m", str(out), "--costs", "--backends",
+                        "onnxruntime", "--threads", "1", "--rounds", "1", "--json", str(j)], capture_output=True,
+                       text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(j.read_text())
+    assert {x["mode"] for x in res["rows"]} == {"a4", "a5", "a6", "a8", "a6k1"}  # levels only, no torch
+    g = Manifest.from_json((out / "manifest.json").read_text()).level_gate
+    assert list(g.measured) == ["onnxruntime@1"] and g.measured["onnxruntime@1"].to_dict() == res["cost_tables"]["onnxruntime@1"]
+    assert g.measured["onnxruntime@1"].runtime.startswith("onnxruntime ") and "--costs" in g.measured["onnxruntime@1"].command
+    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "bench", "-m", str(exp.parent.parent / "nope"),
+                        "--costs"], capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr

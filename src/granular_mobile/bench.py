@@ -9,13 +9,17 @@ import resource
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from .runtime.manifest import Manifest, MeasuredCosts, cost_key
+from .runtime.targets import backend_target
 
 MODES = {"fp32": dict(precision="fp32"), "int8_static": dict(bits="8"), "gdq_dynamic": dict(bits="auto")}
 
 
-def mode_options(mode: str) -> dict[str, str]:
+def mode_options(mode: str) -> dict[str, Any]:
     """Upscaler options of a mode: one of MODES, or a level ("a6", "a6k4") run on every tile."""
     return MODES[mode] if mode in MODES else dict(bits=mode)
 
@@ -48,23 +52,27 @@ def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
             for k in stages:
                 stages[k] += rep.timings_s[k]
     total = float(np.sum(times))
-    return {**{k: cfg[k] for k in ("backend", "threads", "mode")}, "seconds": round(total, 3), "tiles": tiles,
+    spec = backend_target(cfg["backend"])
+    runtime = f"{spec.dist} {metadata.version(spec.dist)}" if spec else f"torch {metadata.version('torch')}"
+    return {**{k: cfg[k] for k in ("backend", "threads", "mode")}, "runtime": runtime, "seconds": round(total, 3), "tiles": tiles,
             "ms_per_tile": round(1000 * total / tiles, 2), "s_per_output_mp": round(total / mp, 3),
             "stages_s": {k: round(v, 3) for k, v in stages.items()},
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
 def bench(model: str, backends: list[str], threads: list[int], images: list[Path], repeat: int = 1,
-          torch_model: str | None = "default", log=print, rounds: int = 1, levels: tuple[str, ...] = ()) -> dict[str, Any]:
+          torch_model: str | None = "default", log=print, rounds: int = 1, levels: tuple[str, ...] = (),
+          only_levels: bool = False) -> dict[str, Any]:
     """Every configuration in its own process, ``rounds`` times, the rounds interleaved
     (config order reversed every other round) so that a noisy spell of a shared machine hits
     all configurations alike; a row reports the fastest round (the noise only adds time).
-    ``levels``: level names of the export to time one by one (every tile at that level)."""
+    ``levels``: level names of the export to time one by one (every tile at that level);
+    ``only_levels``: those alone (not fp32, static int8 and dynamic)."""
     if rounds < 1 or repeat < 1:
         from .errors import ConfigError
 
         raise ConfigError(f"--rounds and --repeat must be >= 1 (got {rounds}, {repeat})")
-    modes = [*MODES, *levels]
+    modes = [*levels] if only_levels else [*MODES, *levels]
     configs = [(b, t, m) for b in backends for t in threads for m in modes]
     if torch_model:
         configs += [("torch", t, "fp32") for t in threads]
@@ -121,12 +129,52 @@ def ratios(rows: list[dict[str, Any]], per_round: bool = False) -> dict[str, flo
     return out
 
 
+def cost_tables(res: dict[str, Any], man: Manifest, command: str) -> dict[str, MeasuredCosts]:
+    """The level gate's measured cost table per (backend, threads) of a ``bench(levels=...)``
+    result: each choice's SR time per tile (the runtime's ``sr`` stage: without the
+    controller and the stitching, which every level pays alike) relative to the full-depth
+    graphs'. The full-depth graphs that run the same kernels have equal MACs, so their spread
+    is noise: each costs 1.0, and their median is the reference of the others (an exit; a
+    graph on onnxruntime's slower u8u8 convs), as ``gdq fit-gate --cost`` prices them."""
+    import numpy as np
+
+    from .errors import ConfigError
+
+    gate = man.level_gate
+    if gate is None:
+        raise ConfigError("--costs prices the level gate's choices: this export has no level gate (gdq fit-gate --levels)")
+    lvs = man.level_list()
+    full = max(lv.blocks for lv in lvs)
+    sr_ms: dict[tuple[str, int], dict[str, float]] = {}
+    runtime: dict[tuple[str, int], str] = {}
+    for r in res["rows"]:
+        if r["backend"] == "torch":
+            continue
+        sr_ms.setdefault((r["backend"], r["threads"]), {})[r["mode"]] = 1000 * r["stages_s"]["sr"] / r["tiles"]
+        runtime[(r["backend"], r["threads"])] = r.get("runtime", "")
+    out: dict[str, MeasuredCosts] = {}
+    for (be, th), ms in sr_ms.items():
+        spec = backend_target(be)
+        assert spec is not None
+        u8 = man.targets[spec.name].u8u8_convs or {}
+        plain = [lv.name for lv in lvs if lv.blocks == full and not u8.get(lv.bits)]
+        missing = [n for n in (*plain, *gate.choices) if n not in ms]
+        if missing:
+            raise ConfigError(f"the bench did not time {missing} on {be} at {th} threads")
+        ref = float(np.median([ms[n] for n in plain]))
+        costs = tuple(1.0 if c in plain else round(ms[c] / ref, 4) for c in gate.choices)
+        out[cost_key(be, th)] = MeasuredCosts(costs, runtime[(be, th)], command)
+    return out
+
+
 def markdown(res: dict[str, Any]) -> str:
     lines = ["| backend | threads | mode | ms / tile | s / output MP | peak RSS (MB) |", "|---|---|---|---|---|---|"]
     for r in res["rows"]:
         lines.append(f"| {r['backend']} | {r['threads']} | {r['mode']} | {r['ms_per_tile']} | {r['s_per_output_mp']} "
                      f"| {r['peak_rss_mb']} |")
     med = res.get("ratios_round_median", {})
+    if not res["ratios"]:
+        return "\n".join(lines)
     lines += ["", "| ratio | fastest rounds | median of per-round ratios |", "|---|---|---|"]
     lines += [f"| {k} | {v} | {med.get(k, '')} |" for k, v in res["ratios"].items()]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -14,7 +15,15 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .defaults import DEFAULT_MERGE, DEFAULT_OVERLAP, DEFAULT_STEP, DEFAULT_TILE, bench_root, train_folders
+from .defaults import (
+    DEFAULT_MERGE,
+    DEFAULT_OVERLAP,
+    DEFAULT_STEP,
+    DEFAULT_TILE,
+    MAX_OUTPUT_MP,
+    bench_root,
+    train_folders,
+)
 from .errors import ConfigError, GdqError, GdqWarning, require
 from .progress import console, progress
 from .progress import out as stdout
@@ -29,7 +38,7 @@ def _flags_as_switches() -> None:
     if shown is None or getattr(shown, "_gdq", False):
         return
 
-    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+    def display_type_rich(self, ctx):
         return None if self.is_flag else shown(self, ctx)
 
     display_type_rich._gdq = True  # type: ignore[attr-defined]
@@ -83,33 +92,12 @@ def models_cmd() -> None:
 
     Example: gdq models
     """
-    _need("torch")
-    from .models import list_models
+    from .models.family import list_models
 
     t = Table("name", "description")
     for k, d in list_models().items():
         t.add_row(k, d)
     stdout.print(t)
-
-
-#: gdq run refuses an output above this many megapixels without --large (its RGB bytes alone
-#: are 3 bytes a pixel: 600 MB at 200 MP), saying what it would cost
-MAX_OUTPUT_MP = 200
-
-
-def _check_size(img, up, path: Path, large: bool) -> None:  # type: ignore[no-untyped-def]
-    """One line before any tile runs on an input too large to run unasked: its tiles and memory."""
-    from .errors import ImageError
-    from .runtime.tiler import TilePlan
-
-    h, w = img.shape[:2]
-    s, t = up.backend.scale, up.backend.tile
-    mp = h * w * s * s / 1e6
-    if large or mp <= MAX_OUTPUT_MP:
-        return
-    tiles = len(TilePlan(h, w, t, t - up.overlap, s, up.merge))
-    raise ImageError(f"'{path}' is {w}x{h}: its x{s} output is {w * s}x{h * s} ({mp:.0f} MP, {3 * mp / 1e3:.1f} GB as RGB) "
-                     f"from {tiles} tiles; pass --large to run it, or downscale or crop it")
 
 
 def _int_list(option: str, s: str) -> tuple[int, ...]:
@@ -120,7 +108,7 @@ def _int_list(option: str, s: str) -> tuple[int, ...]:
         raise ConfigError(f"{option} '{s}' is not a comma-separated list of integers (e.g. 4,5,6,8)") from None
 
 
-def _train_config(ctx: typer.Context, out: Path, resume: bool, model_options: tuple[str, ...], **options):  # type: ignore[no-untyped-def]
+def _train_config(ctx: typer.Context, out: Path, resume: bool, model_options: tuple[str, ...], **options):
     """The training options as given; with --resume, those not set on the command line come
     from OUT/last.pt (a bare --resume continues the run as it was started), and the options that
     shape the model (``model_options``) cannot be set at all: the model is the one in last.pt."""
@@ -800,52 +788,6 @@ def verify_cmd(
         raise ConfigError("ARM64 parity below the bar (>= 45 dB per integer graph, the controller as on x86): see the table")
 
 
-def _expand_inputs(inputs: list[str]) -> tuple[list[Path], int]:
-    """The input images, in order, each once; and how many repeats were dropped (an image
-    named twice, e.g. by a folder and a glob)."""
-    import glob
-
-    from .errors import ImageError
-    from .imageio import IMAGE_EXTS, list_images
-
-    files: list[Path] = []
-    for s in inputs:
-        p = Path(s)
-        if p.is_dir():
-            found = list_images(p)
-            if not found:
-                raise ImageError(f"folder '{s}' has no images ({', '.join(IMAGE_EXTS)})")
-            files += found
-        elif p.is_file():
-            files.append(p)
-        elif any(c in s for c in "*?["):
-            found = sorted(Path(g) for g in glob.glob(s) if Path(g).suffix.lower() in IMAGE_EXTS)
-            if not found:
-                raise ImageError(f"input '{s}' does not exist, and as a pattern it matches no image")
-            files += found
-        else:
-            raise ImageError(f"input '{s}' does not exist")
-    seen: set[Path] = set()
-    unique = []
-    for f in files:
-        if f.resolve() not in seen:
-            seen.add(f.resolve())
-            unique.append(f)
-    return unique, len(files) - len(unique)
-
-
-def _check_clashes(writes: list[tuple[str, Path]]) -> None:
-    """Two writers of one path: the later would silently replace the earlier's file."""
-    from .errors import OutputError
-
-    seen: dict[Path, str] = {}
-    for who, p in writes:
-        k = p.resolve()
-        if k in seen:
-            raise OutputError(f"{seen[k]} and {who} would both be '{p}'; rename one, or give them separate outputs")
-        seen[k] = who
-
-
 @app.command("run")
 def run_cmd(
     inputs: list[str] = typer.Argument(..., help="Image files, folders or globs."),
@@ -887,93 +829,35 @@ def run_cmd(
     """
     from rich.markup import escape
 
-    from .errors import OutputError
-    from .imageio import IMAGE_EXTS, check_folder, check_output, read_image, write_bytes_atomic, write_rgb
-    from .runtime import Upscaler
+    from .runtime.batch import Batch
 
-    files, repeats = _expand_inputs(inputs)
-    out_p = Path(out)
-    multi = len(files) > 1 or out_p.is_dir() or out.endswith(("/", os.sep))
-    if len(files) > 1 and out_p.exists() and not out_p.is_dir():
-        raise OutputError(f"{len(files)} inputs need an output folder, and '{out_p}' is a file")
-    if len(files) > 1 and not out_p.exists() and not out.endswith(("/", os.sep)) and out_p.suffix.lower() in IMAGE_EXTS:
-        raise OutputError(f"{len(files)} inputs need an output folder, and '{out_p}' names an image file; "
-                          f"give a folder (end it with / for a folder of that name)")
-    if bitmap and len(files) > 1:
-        raise OutputError("--bitmap takes one input image")
-    # outputs first (no model needed): an error here costs nothing
-    if multi:
-        check_folder(out_p, "output folder")
-    else:
-        check_output(out_p, "output", force)
-    if stats:
-        check_output(stats, "--stats", force, image=False)
-    if bitmap:
-        check_output(bitmap, "--bitmap", force)
-    up = Upscaler.load(model, backend=backend, threads=threads, tile=tile, bits=bits, precision=precision, overlap=overlap,
-                       merge=merge, budget=budget)
-    targets = [out_p / f"{f.stem}_x{up.backend.scale}.png" for f in files] if multi else [out_p]
-    if multi:
-        existing = [t for t in targets if t.exists()]
-        if existing and not force:
-            raise OutputError(f"output '{existing[0]}' exists ({len(existing)} of {len(targets)} do); use --force to overwrite")
-        for t in existing:
-            if t.is_dir():
-                raise OutputError(f"output '{t}' is a folder; move it or choose another output folder")
-    # a batch reads its inputs one by one: an output must not replace an input not read yet
-    _check_clashes(([(f"the input '{f}'", f) for f in files] if multi else [])
-                   + [(f"the output of '{f}'", t) for f, t in zip(files, targets, strict=True)]
-                   + [(o, p) for o, p in (("--stats", stats), ("--bitmap", bitmap)) if p])
+    batch = Batch(inputs, out, force=force, stats=stats, bitmap=bitmap, large=large, model=model, backend=backend,
+                  threads=threads, tile=tile, bits=bits, precision=precision, overlap=overlap, merge=merge, budget=budget)
 
-    reports: list[dict] = []
-    failed: list[dict] = []
+    def done(d: dict) -> None:
+        fab = "" if d["fab"] is None else f", FAB {d['fab']:.2f}, tiles per bit {d['tiles_per_bit']}"
+        if d["budget"] is not None:
+            costs = "" if d["cost_table"] == "default" else f", costs {d['cost_table']}"
+            fab = (f", time {d['cost']:.2f} of the full graph's (budget {d['budget']:g}{costs}), "
+                   f"tiles per level {d['tiles_per_level']}, FAB {d['fab']:.2f}")
+        stdout.print(f"{d['input']} -> {d['output']} ({d['tiles']} tiles{fab})", soft_wrap=True)
 
-    def summary(skipped: int) -> dict:
-        return {"done": len(reports), "failed": len(failed), "skipped": skipped}
+    def line(s: dict[str, int]) -> str:
+        return f"{s['done']} done, {s['failed']} failed, {s['skipped']} skipped"
 
     with progress(transient=True) as pb:
         task = pb.add_task("tiles", total=None)
-        for i, (f, target) in enumerate(zip(files, targets, strict=True)):
-            try:
-                img = read_image(f)
-                _check_size(img, up, f, large)
-                pb.update(task, description=escape(f.name), completed=0, total=None)
-                sr, rep = up(img, progress=lambda d, n: pb.update(task, completed=d, total=n))
-                write_rgb(target, sr)
-                if bitmap:
-                    from .runtime.bitmap import bitmap as make_bitmap
-                    from .runtime.tiler import TilePlan
-
-                    plan = TilePlan(img.shape[0], img.shape[1], up.backend.tile, up.backend.tile - up.overlap, 1, up.merge)
-                    write_rgb(bitmap, make_bitmap(img, plan, rep.tile_levels or rep.tile_bits))
-            except GdqError as e:
-                if not multi:
-                    raise
-                failed.append({"input": str(f), "error": str(e)})
-                pb.console.print(Text.assemble(("failed:", "red"), f" {f}: {e}"))
-                continue
-            except KeyboardInterrupt:
-                if multi:  # what is written is whole (atomic writes); say what is not
-                    s = summary(repeats + len(files) - i)
-                    console.print(f"{s['done']} done, {s['failed']} failed, {s['skipped']} skipped")
-                raise
-            d = rep.to_dict()
-            d.update(input=str(f), output=str(target), model=up.backend.model_id)
-            d.pop("tile_bits")
-            d.pop("tile_levels")
-            reports.append(d)
-            fab = "" if d["fab"] is None else f", FAB {d['fab']:.2f}, tiles per bit {d['tiles_per_bit']}"
-            if d["budget"] is not None:
-                fab = (f", time {d['cost']:.2f} of the full graph's (budget {d['budget']:g}), "
-                       f"tiles per level {d['tiles_per_level']}, FAB {d['fab']:.2f}")
-            stdout.print(f"{d['input']} -> {d['output']} ({d['tiles']} tiles{fab})", soft_wrap=True)
-    s = summary(repeats)
-    if multi:
-        stdout.print(f"{s['done']} done, {s['failed']} failed, {s['skipped']} skipped", soft_wrap=True)
-    if stats:
-        payload = reports[0] if not multi else {"images": reports, "failed": failed, "summary": s}
-        write_bytes_atomic(stats, json.dumps(payload, indent=2).encode())
-    if failed:
+        try:
+            res = batch.run(on_start=lambda f: pb.update(task, description=escape(f.name), completed=0, total=None),
+                            progress=lambda d, n: pb.update(task, completed=d, total=n), on_done=done,
+                            on_failed=lambda f, e: pb.console.print(Text.assemble(("failed:", "red"), f" {f}: {e}")))
+        except KeyboardInterrupt:
+            if batch.multi:  # what is written is whole (atomic writes); say what is not
+                console.print(line(batch.result.summary()))
+            raise
+    if batch.multi:
+        stdout.print(line(res.summary()), soft_wrap=True)
+    if res.failed:
         raise typer.Exit(1)
 
 
@@ -988,6 +872,10 @@ def bench_cmd(
     rounds: int = typer.Option(3, help="Interleaved rounds over all configurations; each row keeps its fastest."),
     levels: bool = typer.Option(False, "--levels", help="Also time each level of the export on every tile "
                                 "(modes a4, a5, ...: what each level costs per tile), with ratios to the lowest."),
+    costs: bool = typer.Option(False, "--costs", help="Time the level gate's choices and the full-depth levels "
+                               "only, and write each choice's cost per backend and thread count into the export's "
+                               "manifest.json (level_gate.measured): `gdq run` then allocates with the costs of the "
+                               "backend and thread count it runs on."),
     json_out: Path | None = typer.Option(None, "--json", help="Write results as JSON."),
 ) -> None:
     """Latency per tile and per output megapixel, and peak RSS: fp32, static int8 and
@@ -997,6 +885,7 @@ def bench_cmd(
       gdq bench
       gdq bench --rounds 1 --backends onnxruntime --threads 2 --images photos/ --json bench.json
       gdq bench --levels --backends onnxruntime,tflite --threads 2 --torch-model ''
+      gdq bench --costs -m exports/mine --threads 1,2 --rounds 3 --repeat 3
     """
     from .bench import bench, markdown
     from .imageio import list_images
@@ -1021,14 +910,42 @@ def bench_cmd(
     if not imgs:
         raise ConfigError(f"no images in '{images}'")
     level_names: tuple[str, ...] = ()
-    if levels:
+    if levels or costs:
         from .runtime.manifest import ExportFolder
 
-        man = ExportFolder(DEFAULT_EXPORT if model == "default" else model).manifest
+        folder = ExportFolder(DEFAULT_EXPORT if model == "default" else model)
+        man = folder.manifest
         level_names = tuple(lv.name for lv in man.level_list())
+        if costs:
+            if man.level_gate is None:
+                raise ConfigError("--costs prices the level gate's choices: this export has no level gate "
+                                  "(gdq fit-gate --levels)")
+            if 0 in counts:
+                raise ConfigError("--costs: give thread counts of 1 or more (a table is looked up by its count)")
+            if not os.access(folder.dir / "manifest.json", os.W_OK):
+                raise ConfigError(f"--costs writes into {folder.dir / 'manifest.json'}, which is not writable here")
+            full = max(lv.blocks for lv in man.level_list())
+            level_names = tuple(lv.name for lv in man.level_list()
+                                if lv.blocks == full or lv.name in man.level_gate.choices)
+            torch_model = ""
     res = bench(model, bes, list(dict.fromkeys(counts)), imgs, repeat, torch_model or None,
-                log=lambda s: console.print(s, highlight=False), rounds=rounds, levels=level_names)
+                log=lambda s: console.print(s, highlight=False), rounds=rounds, levels=level_names, only_levels=costs)
     typer.echo(markdown(res))
+    if costs:
+        from dataclasses import replace
+
+        from .bench import cost_tables
+
+        tables = cost_tables(res, man, "gdq " + shlex.join(sys.argv[1:]))
+        res["cost_tables"] = {k: v.to_dict() for k, v in tables.items()}
+        gate = man.level_gate
+        assert gate is not None  # checked before the bench
+        path = man.replace(level_gate=replace(gate, measured={**gate.measured, **tables})).write(folder.dir)
+        t = Table("costs", *gate.choices)
+        for k, v in sorted(tables.items()):
+            t.add_row(k, *(f"{c:.3f}" for c in v.costs))
+        console.print(t)
+        console.print(f"wrote the cost tables {sorted(tables)} into {path}", highlight=False)
     if json_out:
         json_out.write_text(json.dumps(res, indent=2))
 
@@ -1057,7 +974,7 @@ def web_cmd(
         srv.server_close()
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     if issubclass(category, GdqWarning):
         console.print(Text.assemble(("warning:", "yellow"), f" {message}"))
     else:

@@ -46,3 +46,7 @@ def bench_root() -> str:
 def train_folders() -> tuple[str, ...]:
     """The training image folders: TRAIN_SETS under data_root()."""
     return tuple(str(Path(data_root()) / s) for s in TRAIN_SETS)
+
+#: ``gdq run`` refuses an output above this many megapixels without ``--large`` (its RGB bytes
+#: alone are 3 bytes a pixel: 600 MB at 200 MP), saying what it would cost
+MAX_OUTPUT_MP = 200

@@ -54,6 +54,17 @@ def _cmp(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
             "max_abs": round(float(d.max()), 5), "mean_abs": round(float(d.mean()), 6)}
 
 
+def _batched(fn: Callable[..., Any], tiles: np.ndarray, n: int, *args: Any, out: int | None = None) -> np.ndarray:
+    """``fn(batch, *args)`` (its output ``out``, if it returns several) over ``tiles`` in
+    batches of at most ``n`` (a backend's ``max_batch``), concatenated."""
+    res = [fn(tiles[i:i + n], *args) for i in range(0, len(tiles), n)]
+    return np.concatenate([r if out is None else r[out] for r in res])
+
+
+def _run_program(tiles: np.ndarray, prog: Program) -> np.ndarray:
+    return run_program(prog, torch.from_numpy(tiles)).numpy()
+
+
 @torch.no_grad()
 def verify_export(out: Path, manifest: Manifest, model: GDQNet, fp: GDQNet | None, root: str | Path,
                   progs: dict[str, Program] | None = None, max_tiles: int = 64,
@@ -84,7 +95,7 @@ def verify_export(out: Path, manifest: Manifest, model: GDQNet, fp: GDQNet | Non
     # would only double the time there (minutes per level on a 2-core CPU)
     same = cfg.numerics == "int8" and progs is not None and all(p.fp_layers == "int8" for p in progs.values())
     refs: dict[str, np.ndarray] = {
-        keys[name]: (np.concatenate([run_program(progs[name], x[i:i + 16]).numpy() for i in range(0, len(x), 16)])
+        keys[name]: (_batched(_run_program, tiles, 16, progs[name])
                      if progs is not None and not same else floats[keys[name]]) for name in cfg.level_names}
     gate = cfg.level_gate
     ref_scores = model.level_scores(x).numpy() if gate is not None else None
@@ -96,16 +107,16 @@ def verify_export(out: Path, manifest: Manifest, model: GDQNet, fp: GDQNet | Non
     res: dict[str, Any] = {}
     for target in manifest.targets:
         be = open_export(target, out)
-        bits = np.concatenate([be.controller(tiles[i:i + be.max_batch])[2] for i in range(0, len(tiles), be.max_batch)])
+        bits = _batched(be.controller, tiles, be.max_batch, out=2)
         entry: dict[str, Any] = {"tiles": len(tiles), "controller_agreement": round(float((bits == ref_bits).mean()), 4),
                                  "sr": {}}
         if gate is not None and ref_scores is not None and ref_levels is not None:
-            scores = np.concatenate([be.scores(tiles[i:i + be.max_batch]) for i in range(0, len(tiles), be.max_batch)])
+            scores = _batched(be.scores, tiles, be.max_batch)
             entry["gate_agreement"] = round(float((allocate(scores, gate.costs, gate.budget) == ref_levels).mean()), 4)
             entry["gate_scores_max_abs_diff"] = round(float(np.abs(scores - ref_scores).max()), 5)
         for b, ref in refs.items():
-            out_b = np.concatenate([be.sr(tiles[i:i + be.max_batch], None if b == "fp32" else level_of[b])
-                                    for i in range(0, len(tiles), be.max_batch)])
+            lv = None if b == "fp32" else level_of[b]
+            out_b = _batched(be.sr, tiles, be.max_batch, lv)
             entry["sr"][str(b)] = _cmp(out_b, ref)
             if b in floats:
                 entry["sr"][str(b)]["psnr_vs_float_db"] = _cmp(out_b, floats[b])["psnr_db"]

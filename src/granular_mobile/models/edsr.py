@@ -46,8 +46,7 @@ class ResBlock(nn.Module):
         return b.add(f"{name}_out", x, c2, grid=grid_of(self.grids, "out"))
 
 
-@register_family("edsr", "EDSR-baseline (16 blocks, 64 ch, ReLU, no BN), full precision",
-                 "EDSR-baseline Granular-DQ: 32 block convs at a per-tile bit level {4,5,6,8}, weights int8")
+@register_family("edsr")  # described in family.BUILTIN
 class EDSR(GDQNet):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)

@@ -85,8 +85,7 @@ def lower_upsampler(model: GDQNet, b: ProgramBuilder, r: str, grids: nn.ModuleDi
     return r
 
 
-@register_family("srresnet", "SRResNet (16 blocks, 64 ch, BN, PReLU), full precision",
-                 "SRResNet Granular-DQ: 32 block convs at a per-tile bit level {4,5,6,8}, weights int8")
+@register_family("srresnet")  # described in family.BUILTIN
 class SRResNet(GDQNet):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)

@@ -309,31 +309,83 @@ class LevelInfo:
 
 
 @dataclass(frozen=True)
+class MeasuredCosts:
+    """Each gate choice's time per tile relative to the full-depth graph, measured on one
+    runtime at one thread count (``gdq bench --costs``): an exit level gains less from a
+    second thread than a full-depth graph, so one table does not fit every thread count."""
+
+    costs: tuple[float, ...]
+    #: the runtime and version that ran the graphs, e.g. "onnxruntime 1.32.0"
+    runtime: str = ""
+    #: the command that measured them
+    command: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"costs": list(self.costs), "runtime": self.runtime, "command": self.command}
+
+    @classmethod
+    def _read(cls, r: _Reader) -> MeasuredCosts:
+        return cls(r.floats("costs"), r.get("runtime", str, ""), r.get("command", str, ""))
+
+
+def cost_key(backend: str, threads: int) -> str:
+    """The key of a measured cost table: ``onnxruntime@2``."""
+    return f"{backend}@{threads}"
+
+
+@dataclass(frozen=True)
 class LevelGateInfo:
     """The time-aware controller (``ModelConfig.level_gate``): the controller graph's ``scores``
     output gives each tile's predicted gain at each of ``choices``; the runtime picks per tile
     so that the mean ``costs`` of an image's tiles fit a budget (``runtime/budget.py``),
-    ``budget`` unless the caller gives one."""
+    ``budget`` unless the caller gives one. ``measured``: cost tables per runtime and thread
+    count (``cost_key``), used instead of ``costs`` where one matches (``costs_for``)."""
 
     choices: tuple[str, ...]
     costs: tuple[float, ...]
     budget: float
     cost_source: str = ""
+    measured: Mapping[str, MeasuredCosts] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.choices) < 2 or len(self.costs) != len(self.choices):
             raise ConfigError(f"level_gate: choices {list(self.choices)} and costs {list(self.costs)} must pair up (>= 2)")
+        for key, m in self.measured.items():
+            if len(m.costs) != len(self.choices) or not all(c > 0 for c in m.costs):
+                raise ConfigError(f"level_gate.measured['{key}']: costs {list(m.costs)} must be one positive cost per "
+                                  f"choice {list(self.choices)}")
+            be, _, th = key.partition("@")
+            if not be or not th.isdigit() or int(th) < 1:
+                raise ConfigError(f"level_gate.measured: key '{key}' is not BACKEND@THREADS (e.g. onnxruntime@2)")
+
+    def costs_for(self, backend: str, threads: int) -> tuple[tuple[float, ...], str]:
+        """The costs to allocate with on ``backend`` at ``threads`` threads, and their key: the
+        table measured there, else the same backend's at the nearest thread count (ties: fewer),
+        else ``costs`` (key ``"default"``)."""
+        same = [(int(k.partition("@")[2]), k) for k in self.measured if k.partition("@")[0] == backend]
+        if not same:
+            return self.costs, "default"
+        _, key = min(same, key=lambda tk: (abs(tk[0] - threads), tk[0]))
+        return self.measured[key].costs, key
 
     def to_dict(self) -> dict[str, Any]:
-        return {"choices": list(self.choices), "costs": list(self.costs), "budget": self.budget,
-                "cost_source": self.cost_source}
+        d: dict[str, Any] = {"choices": list(self.choices), "costs": list(self.costs), "budget": self.budget,
+                             "cost_source": self.cost_source}
+        if self.measured:
+            d["measured"] = {k: m.to_dict() for k, m in sorted(self.measured.items())}
+        return d
 
     @classmethod
     def _read(cls, r: _Reader) -> LevelGateInfo:
         choices = r.get("choices", list)
         if not all(isinstance(c, str) for c in choices):
             raise ConfigError(f"{r.source}: 'level_gate.choices' = {choices!r} must be level names")
-        return cls(tuple(choices), r.floats("costs"), float(r.get("budget", (int, float))), r.get("cost_source", str, ""))
+        measured = {}
+        if "measured" in r.data:
+            mr = r.sub("measured")
+            measured = {k: MeasuredCosts._read(mr.sub(k)) for k in mr.data}
+        return cls(tuple(choices), r.floats("costs"), float(r.get("budget", (int, float))), r.get("cost_source", str, ""),
+                   measured)
 
 
 @dataclass(frozen=True)

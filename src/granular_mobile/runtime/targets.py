@@ -21,11 +21,13 @@ class TargetSpec:
     layout: str  #: layout of its graphs' image tensors
     module: str  #: the module the backend imports (checked before a command starts)
     extra: str  #: the pip extra that installs ``module`` ("runtime": a base dependency)
+    dist: str  #: the pip distribution of ``module`` (its version names the runtime in measurements)
 
 
 TARGET_SPECS: dict[str, TargetSpec] = {
-    "onnx": TargetSpec("onnx", "onnxruntime", ".onnx", "NCHW", "onnxruntime", "runtime"),
-    "tflite": TargetSpec("tflite", "tflite", ".tflite", "NHWC", "ai_edge_litert.interpreter", "tflite"),
+    "onnx": TargetSpec("onnx", "onnxruntime", ".onnx", "NCHW", "onnxruntime", "runtime", "onnxruntime"),
+    "tflite": TargetSpec("tflite", "tflite", ".tflite", "NHWC", "ai_edge_litert.interpreter", "tflite",
+                         "ai-edge-litert"),
 }
 
 #: backend name -> the export target whose graphs it runs (the torch backend runs checkpoints)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..defaults import DEFAULT_MERGE, DEFAULT_OVERLAP
 from ..errors import ConfigError, ImageError
-from .backends import Backend, create_backend
+from .backends import Backend, create_backend, usable_cores
 from .budget import allocate, check_budget
 from .tiler import MERGES, BandStitcher, TilePlan, pad_to_tile
 
@@ -38,9 +38,11 @@ class Report:
     #: each tile's level name (``a6``, ``a6k4``; ``fp32``), and the count per level
     tile_levels: list[str] = field(default_factory=list)
     tiles_per_level: dict[str, int] = field(default_factory=dict)
-    #: the level gate's budget and the tiles' mean cost (relative to the full graph), if it ran
+    #: the level gate's budget and the tiles' mean cost (relative to the full graph), if it ran,
+    #: and the cost table allocated with (``onnxruntime@2``: measured there; ``default``)
     budget: float | None = None
     cost: float | None = None
+    cost_table: str = ""
     plan: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -83,15 +85,22 @@ class Upscaler:
             if bits not in backend.bits:
                 raise ConfigError(f"--bits {bits} is not a bit level of this model; valid: {valid}")
         gate = getattr(backend, "level_gate", None)
+        #: the gate's costs on this backend and thread count (the manifest's measured table)
+        self.costs: tuple[float, ...] = ()
+        self.cost_table = ""
+        if gate is not None:
+            self.costs, self.cost_table = gate.costs_for(backend.name, getattr(backend, "threads", 0) or usable_cores())
         if budget is not None:
             if gate is None:
                 raise ConfigError("--budget needs a model with a level gate (gdq fit-gate --levels); this one picks "
                                   "bit levels with GBC + E2B")
             if bits != "auto" or precision == "fp32":
                 raise ConfigError("--budget sets the controller's operating point: drop --bits / --precision fp32")
-            budget = check_budget(budget, gate.costs)
+            budget = check_budget(budget, self.costs)
         elif gate is not None and bits == "auto" and precision == "int8":
-            budget = gate.budget
+            # a measured table may price the cheapest choice above the model's budget (fitted
+            # on another runtime's costs): its cheapest level on every tile is the nearest point
+            budget = max(gate.budget, min(self.costs))
         self.budget = budget
         if not 0 <= overlap < backend.tile // 2:
             raise ConfigError(f"--overlap {overlap} must be in 0..{backend.tile // 2 - 1} for tile {backend.tile}")
@@ -152,8 +161,8 @@ class Upscaler:
             tiles = np.stack([src[y:y + t, x:x + t] for x in plan.xs]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
             for i in range(0, len(tiles), be.max_batch):
                 scores.append(be.scores(tiles[i:i + be.max_batch]))
-        choice = allocate(np.concatenate(scores), gate.costs, self.budget)
-        return [gate.choices[c] for c in choice], float(np.asarray(gate.costs)[choice].mean())
+        choice = allocate(np.concatenate(scores), self.costs, self.budget)
+        return [gate.choices[c] for c in choice], float(np.asarray(self.costs)[choice].mean())
 
     def _rgb(self, rgb: np.ndarray, progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, Report]:
         """Tile row by tile row: controller on the row's tiles, SR grouped by level, band
@@ -163,7 +172,8 @@ class Upscaler:
         t = be.tile
         plan = TilePlan(rgb.shape[0], rgb.shape[1], t, t - self.overlap, be.scale, self.merge)
         rep = Report(backend=be.name, precision=self.precision, bits_mode=str(self.bits), tile=t, overlap=self.overlap,
-                     merge=self.merge, budget=self.budget, plan={"ys": plan.ys, "xs": plan.xs})
+                     merge=self.merge, budget=self.budget, cost_table=self.cost_table if self.budget is not None else "",
+                     plan={"ys": plan.ys, "xs": plan.xs})
         n, ncol = len(plan), len(plan.xs)
         rep.tiles = n
         src = pad_to_tile(rgb, t)

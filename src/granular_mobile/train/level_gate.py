@@ -108,7 +108,10 @@ def measure_pairs(model: GDQNet, pairs: Iterable[tuple[np.ndarray, np.ndarray]],
     s = model.cfg.scale
     be = TorchBackend.from_models(model, tile=tc.tile, numerics="int8")
     static = {c: Upscaler(be, bits=c, overlap=tc.overlap, merge=tc.merge) for c in choices}
-    feats, ses, img, npix = [], [], [], []
+    feats: list[np.ndarray] = []
+    ses: list[np.ndarray] = []
+    img: list[int] = []
+    npix: list[int] = []
     for lr, hr in pairs:
         advance()
         if min(lr.shape[:2]) < tc.tile:
@@ -137,11 +140,11 @@ def level_costs(model: GDQNet, choices: Sequence[str], tile: int, cost_json: str
     cfg = model.cfg
     if cost_json is None:
         full = sum(m for _, m, _ in count_macs(model, tile, tile))
-        costs = []
+        by_macs = []
         for c in choices:
             k = cfg.levels[cfg.level_by_name(c)][1]
-            costs.append(round(sum(m for _, m, _ in count_macs(model, tile, tile, blocks=k)) / full, 4))
-        return tuple(costs), "macs"
+            by_macs.append(round(sum(m for _, m, _ in count_macs(model, tile, tile, blocks=k)) / full, 4))
+        return tuple(by_macs), "macs"
     try:
         d = json.loads(Path(cost_json).read_text())
         lv = d["levels"]

@@ -1,0 +1,63 @@
+"""What `gdq run` does is one library call (``runtime.batch``): a batch's outputs, failures,
+summary and stats file, and its checks before any work."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from granular_mobile.errors import ImageError, OutputError
+from granular_mobile.imageio import read_image
+from granular_mobile.runtime import Batch, Upscaler, upscale_files
+from granular_mobile.runtime.backends import onnxruntime as ortb
+
+
+def _images(folder, n=2):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"im{i}.png"), (rng.random((40 + 8 * i, 52, 3)) * 255).astype(np.uint8))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot a png")
+    return folder
+
+
+def test_upscale_files_is_what_gdq_run_does(tiny_export, tmp_path):
+    exp, _ = tiny_export
+    src = _images(tmp_path / "in")
+    th = ortb._shared_pool or 0  # onnxruntime's pool is the process's: keep the size an earlier test gave it
+    res = upscale_files([src, src / "im0.png"], tmp_path / "out", model=str(exp), threads=th, stats=tmp_path / "s.json")
+    assert res.summary() == {"done": 2, "failed": 1, "skipped": 1}  # im0.png named twice: once
+    assert [f["input"] for f in res.failed] == [str(src / "broken.png")] and res.failed[0]["error"]
+    up = Upscaler.load(str(exp), threads=th)
+    for i in range(2):
+        want, rep = up(read_image(src / f"im{i}.png"))
+        assert np.array_equal(read_image(tmp_path / "out" / f"im{i}_x2.png"), want)
+        assert res.reports[i]["tiles_per_level"] == rep.tiles_per_level and res.reports[i]["output"].endswith(f"im{i}_x2.png")
+    assert json.loads((tmp_path / "s.json").read_text()) == json.loads(json.dumps(res.stats()))
+    assert res.stats()["summary"] == res.summary()
+
+
+def test_one_input_to_one_file_raises_its_error(tiny_export, tmp_path):
+    exp, _ = tiny_export
+    src = _images(tmp_path / "in")
+    with pytest.raises(ImageError):
+        upscale_files([src / "broken.png"], tmp_path / "o.png", model=str(exp), threads=ortb._shared_pool or 0)
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_batch_checks_its_outputs_before_loading_the_model(tmp_path):
+    """The model here does not exist: each output error must come first."""
+    src = _images(tmp_path / "in")
+    (tmp_path / "file.png").write_bytes(b"x")
+    with pytest.raises(OutputError, match="need an output folder"):
+        Batch([src], tmp_path / "file.png", model="nope")
+    with pytest.raises(OutputError, match="names an image file"):
+        Batch([src], tmp_path / "new.png", model="nope")
+    with pytest.raises(OutputError, match="exists"):
+        Batch([src / "im0.png"], tmp_path / "file.png", model="nope")
+    with pytest.raises(OutputError, match="--bitmap takes one input"):
+        Batch([src], tmp_path / "out", bitmap=tmp_path / "b.png", model="nope")
+    with pytest.raises(ImageError, match="does not exist"):
+        Batch([tmp_path / "missing.png"], tmp_path / "o.png", model="nope")
