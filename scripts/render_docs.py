@@ -130,9 +130,9 @@ def render_bench(data: dict[str, Any], opts: dict[str, str]) -> str:
 def render_costs(data: dict[str, Any], opts: dict[str, str]) -> str:
     """``gdq bench --costs --json``: each gate choice's cost (SR time per tile relative to the
     full-depth graphs) and its SR ms per tile, per backend and thread count (option
-    ``choices=a,b,..``: the gate's choices, in the manifest's order)."""
+    ``choices=a,b,..``: the gate's choices, for a JSON that does not name them)."""
     sr = {(r["backend"], r["threads"], r["mode"]): 1000 * r["stages_s"]["sr"] / r["tiles"] for r in data["rows"]}
-    choices = opts["choices"].split(",")
+    choices = data.get("cost_choices") or opts["choices"].split(",")
     rows = []
     for key, t in data["cost_tables"].items():
         be, _, th = key.partition("@")

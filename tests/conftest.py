@@ -104,6 +104,12 @@ def tiny_timed_export(tmp_path_factory):
     """(export folder, model) of a tiny int8 srresnet_gdq x2 (2 blocks, tile 32) with an exit level
     ``a6k1`` (its own copy, its weights moved off the shared ones) and a level gate over
     ``a6k1, a6, a8`` with random weights, so that an image's tiles take several levels: onnx + tflite."""
+    d = tmp_path_factory.mktemp("tiny_timed_export")
+    return make_timed_export(d / "exp")
+
+
+def make_timed_export(out, n_blocks=2, n_feats=16, tile=32, targets=("onnx", "tflite")):
+    """``tiny_timed_export``'s model at another size, exported to ``out``: (out, model)."""
     import dataclasses
 
     import torch
@@ -114,10 +120,10 @@ def tiny_timed_export(tmp_path_factory):
     from granular_mobile.models import build_from_config
 
     torch.manual_seed(0)
-    cfg = ModelConfig(n_blocks=2, n_feats=16, numerics="int8", exits=((6, 1),),
+    cfg = ModelConfig(n_blocks=n_blocks, n_feats=n_feats, numerics="int8", exits=((6, 1),),
                       level_gate=LevelGateConfig(("a6k1", "a6", "a8"), (0.6, 1.0, 1.1), 0.8))
     m = build_from_config(dataclasses.replace(cfg, exits=(), level_gate=None)).eval()
-    x = calibration_tiles(32)[:8]
+    x = calibration_tiles(tile)[:8]
     with torch.no_grad(), m.observing_grids():
         m(x, 0)
     m.init_grids(x)
@@ -129,6 +135,5 @@ def tiny_timed_export(tmp_path_factory):
             p.mul_(1.05)
         me.level_gate.weight.normal_(0, 0.5)
         me.level_gate.bias.normal_(0, 0.5)
-    d = tmp_path_factory.mktemp("tiny_timed_export")
-    export(me, ["onnx", "tflite"], d / "exp", tile=32)
-    return d / "exp", me
+    export(me, list(targets), out, tile=tile)
+    return out, me

@@ -61,3 +61,21 @@ def test_a_batch_checks_its_outputs_before_loading_the_model(tmp_path):
         Batch([src], tmp_path / "out", bitmap=tmp_path / "b.png", model="nope")
     with pytest.raises(ImageError, match="does not exist"):
         Batch([tmp_path / "missing.png"], tmp_path / "o.png", model="nope")
+
+
+def test_an_interrupted_batch_counts_what_it_did_not_reach(tiny_export, tmp_path):
+    exp, _ = tiny_export
+    src = _images(tmp_path / "in")  # broken.png (fails), im0.png, im1.png
+    batch = Batch([src], tmp_path / "out", model=str(exp), threads=ortb._shared_pool or 0)
+    started = []
+
+    def start(f):
+        started.append(f)
+        if len(started) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        batch.run(on_start=start)
+    assert batch.result.summary() == {"done": 1, "failed": 1, "skipped": 1}
+    assert (tmp_path / "out" / "im0_x2.png").is_file() and not (tmp_path / "out" / "im1_x2.png").exists()
+    assert batch.run().summary() == {"done": 2, "failed": 1, "skipped": 0}  # a second run starts afresh

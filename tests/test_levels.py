@@ -335,8 +335,15 @@ def test_a_cost_table_is_picked_by_backend_and_thread_count(tiny_timed_export):
     assert g.costs_for("onnxruntime", 2) == ((0.5, 1.0, 1.1), "onnxruntime@2")
     assert g.costs_for("onnxruntime", 8)[1] == "onnxruntime@2"  # the nearest thread count
     assert g.costs_for("tflite", 2) == (man.level_gate.costs, "default")  # none measured there
+    ties = dataclasses.replace(g, measured={"onnxruntime@1": MeasuredCosts((0.3, 1.0, 1.2)),
+                                            "onnxruntime@3": MeasuredCosts((0.5, 1.0, 1.1))})
+    assert ties.costs_for("onnxruntime", 2)[1] == "onnxruntime@1"  # equally near: the fewer threads
     back = Manifest.from_dict(json.loads(man.replace(level_gate=g).to_json()))
     assert back.level_gate == g
+    with pytest.raises(ConfigError, match="not cheapest first"):
+        dataclasses.replace(g, measured={"onnxruntime@1": MeasuredCosts((0.5, 0.3, 1.0))})
+    with pytest.raises(ConfigError, match="is not BACKEND@THREADS"):
+        dataclasses.replace(g, measured={"onnx@2": MeasuredCosts((0.3, 1.0, 1.2))})  # a target, not a backend
     with pytest.raises(ConfigError, match="one positive cost per choice"):
         dataclasses.replace(g, measured={"onnxruntime@1": MeasuredCosts((0.3, 1.0))})
     with pytest.raises(ConfigError, match="is not BACKEND@THREADS"):
@@ -376,6 +383,12 @@ def test_the_runtime_allocates_with_the_table_of_its_backend_and_threads(tiny_ti
     want = [be.level_gate.choices[c] for c in allocate(scores, table, 0.8)]
     assert rep.tile_levels == want != r0.tile_levels
     assert rep.cost == pytest.approx(np.mean([table[be.level_gate.choices.index(lv)] for lv in want]))
+    # a table whose cheapest choice costs more than the model's budget (0.8): the default budget
+    # is the nearest it can meet, every tile at that choice
+    man.replace(level_gate=dataclasses.replace(man.level_gate, measured={key: MeasuredCosts((0.9, 1.0, 1.05))})).write(out)
+    be = Upscaler.load(str(out), backend="onnxruntime", threads=ortb._shared_pool or 0).backend
+    _, rep = Upscaler(be, overlap=8)(img)
+    assert rep.budget == 0.9 and set(rep.tile_levels) == {"a6k1"}
 
 
 def test_cost_tables_price_each_choice_against_the_full_depth_graphs(tiny_timed_export):
@@ -401,23 +414,30 @@ def test_cost_tables_price_each_choice_against_the_full_depth_graphs(tiny_timed_
 @pytest.mark.slow
 def test_gdq_bench_costs_writes_the_measured_tables(tiny_timed_export, tmp_path):
     import os
-    import shutil
     import subprocess
     import sys
 
+    from conftest import make_timed_export
+
     exp, _ = tiny_timed_export
-    out = tmp_path / "exp"
-    shutil.copytree(exp, out)
+    # 8 blocks of 32 channels: the 1-block exit is cheaper than the full depth by far more than
+    # the noise (the 2-block model's tiles take 2 ms, mostly per-call overhead)
+    out, _ = make_timed_export(tmp_path / "exp", n_blocks=8, n_feats=32, tile=48, targets=("onnx",))
     j = tmp_path / "b.json"
-    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "bench", "-m", str(out), "--costs", "--backends",
-                        "onnxruntime", "--threads", "1", "--rounds", "1", "--json", str(j)], capture_output=True,
-                       text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    # without torch, as on a device with the runtime alone
+    argv = ["gdq", "bench", "-m", str(out), "--costs", "--backends", "onnxruntime", "--threads", "1", "--rounds", "2",
+            "--json", str(j)]
+    code = f"import sys\nsys.modules['torch'] = None\nsys.argv = {argv!r}\nfrom granular_mobile.cli import main\nmain()"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(j.read_text())
     assert {x["mode"] for x in res["rows"]} == {"a4", "a5", "a6", "a8", "a6k1"}  # levels only, no torch
     g = Manifest.from_json((out / "manifest.json").read_text()).level_gate
     assert list(g.measured) == ["onnxruntime@1"] and g.measured["onnxruntime@1"].to_dict() == res["cost_tables"]["onnxruntime@1"]
     assert g.measured["onnxruntime@1"].runtime.startswith("onnxruntime ") and "--costs" in g.measured["onnxruntime@1"].command
-    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "bench", "-m", str(exp.parent.parent / "nope"),
-                        "--costs"], capture_output=True, text=True)
-    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert res["cost_choices"] == ["a6k1", "a6", "a8"]
+    for args, msg in ((["-m", str(exp.parent.parent / "nope")], "has no manifest.json"), ([], "give -m EXPORT"),
+                      (["-m", str(out), "--backends", "torch"], "not torch")):
+        r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "bench", "--costs", *args], capture_output=True,
+                           text=True)
+        assert r.returncode == 1 and "Traceback" not in r.stderr and msg in r.stdout + r.stderr, (args, r.stderr)

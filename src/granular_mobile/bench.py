@@ -163,6 +163,10 @@ def cost_tables(res: dict[str, Any], man: Manifest, command: str) -> dict[str, M
             raise ConfigError(f"the bench did not time {missing} on {be} at {th} threads")
         ref = float(np.median([ms[n] for n in plain]))
         costs = tuple(1.0 if c in plain else round(ms[c] / ref, 4) for c in gate.choices)
+        if any(b < a for a, b in zip(costs, costs[1:], strict=False)):
+            raise ConfigError(f"on {be} at {th} threads the measured costs {dict(zip(gate.choices, costs, strict=True))} "
+                              "are not cheapest first, as the gate's choices are: too noisy a run; measure again "
+                              "with more --rounds / --repeat on a quiet machine")
         out[cost_key(be, th)] = MeasuredCosts(costs, runtime[(be, th)], command)
     return out
 

@@ -105,7 +105,7 @@ class BatchResult:
 
 class Batch:
     """Inputs (files, folders, globs) to ``out`` (a file for one input; a folder, written as
-    ``NAME_x{scale}.png``, for several, an existing folder or a path ending in ``/``), checked
+    ``NAME_x{scale}.png``, for several, an existing folder or a string ending in ``/``), checked
     and with the model loaded; ``run()`` does the work. ``upscaler``: options of
     ``Upscaler.load`` (model, backend, threads, tile, bits, budget, ...)."""
 
@@ -150,7 +150,8 @@ class Batch:
         check_clashes(([(f"the input '{f}'", f) for f in self.files] if self.multi else [])
                       + [(f"the output of '{f}'", t) for f, t in zip(self.files, self.targets, strict=True)]
                       + [(o, p) for o, p in (("--stats", self.stats_path), ("--bitmap", self.bitmap_path)) if p])
-        self.large = large
+        self.large, self.repeats = large, repeats
+        #: what ``run()`` did (so far, if it was interrupted)
         self.result = BatchResult(repeats=repeats, multi=self.multi)
 
     def run(self, on_start: Callable[[Path], None] | None = None,
@@ -161,40 +162,43 @@ class Batch:
         ``--stats``. ``on_start(input)``, ``progress(tiles done, tiles)``, ``on_done(report)``
         and ``on_failed(input, error)`` report as it goes. Interrupted (KeyboardInterrupt),
         ``result`` counts what was not reached, and the interrupt goes on up."""
-        up, res = self.upscaler, self.result
-        for i, (f, target) in enumerate(zip(self.files, self.targets, strict=True)):
-            try:
-                img = read_image(f)
-                check_size(img, up, f, self.large)
-                if on_start:
-                    on_start(f)
-                sr, rep = up(img, progress=progress)
-                write_rgb(target, sr)
-                if self.bitmap_path:
-                    from .bitmap import bitmap
-                    from .tiler import TilePlan
+        up = self.upscaler
+        res = self.result = BatchResult(repeats=self.repeats, multi=self.multi)
+        try:
+            for f, target in zip(self.files, self.targets, strict=True):
+                try:
+                    img = read_image(f)
+                    check_size(img, up, f, self.large)
+                    if on_start:
+                        on_start(f)
+                    sr, rep = up(img, progress=progress)
+                    write_rgb(target, sr)
+                    if self.bitmap_path:
+                        from .bitmap import bitmap
+                        from .tiler import TilePlan
 
-                    plan = TilePlan(img.shape[0], img.shape[1], up.backend.tile, up.backend.tile - up.overlap, 1, up.merge)
-                    write_rgb(self.bitmap_path, bitmap(img, plan, rep.tile_levels or rep.tile_bits))
-            except GdqError as e:
-                if not self.multi:
-                    raise
-                res.failed.append({"input": str(f), "error": str(e)})
-                if on_failed:
-                    on_failed(f, e)
-                continue
-            except KeyboardInterrupt:
-                res.not_reached = len(self.files) - i
-                raise
-            d = rep.to_dict()
-            d.update(input=str(f), output=str(target), model=up.backend.model_id)
-            d.pop("tile_bits")
-            d.pop("tile_levels")
-            res.reports.append(d)
-            if on_done:
-                on_done(d)
-        if self.stats_path:
-            write_bytes_atomic(self.stats_path, json.dumps(res.stats(), indent=2).encode())
+                        plan = TilePlan(img.shape[0], img.shape[1], up.backend.tile, up.backend.tile - up.overlap, 1,
+                                        up.merge)
+                        write_rgb(self.bitmap_path, bitmap(img, plan, rep.tile_levels or rep.tile_bits))
+                except GdqError as e:
+                    if not self.multi:
+                        raise
+                    res.failed.append({"input": str(f), "error": str(e)})
+                    if on_failed:
+                        on_failed(f, e)
+                    continue
+                d = rep.to_dict()
+                d.update(input=str(f), output=str(target), model=up.backend.model_id)
+                d.pop("tile_bits")
+                d.pop("tile_levels")
+                res.reports.append(d)
+                if on_done:
+                    on_done(d)
+            if self.stats_path:
+                write_bytes_atomic(self.stats_path, json.dumps(res.stats(), indent=2).encode())
+        except KeyboardInterrupt:
+            res.not_reached = len(self.files) - len(res.reports) - len(res.failed)
+            raise
         return res
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelNotFoundError
+from .targets import TARGET_OF_BACKEND
 
 #: the version of this schema; the Android core checks it too (Manifest.java)
 SCHEMA_VERSION = 1
@@ -354,9 +356,14 @@ class LevelGateInfo:
             if len(m.costs) != len(self.choices) or not all(c > 0 for c in m.costs):
                 raise ConfigError(f"level_gate.measured['{key}']: costs {list(m.costs)} must be one positive cost per "
                                   f"choice {list(self.choices)}")
+            # the allocation (runtime/budget.py) takes the choices cheapest first
+            if any(b < a for a, b in zip(m.costs, m.costs[1:], strict=False)):
+                raise ConfigError(f"level_gate.measured['{key}']: costs {list(m.costs)} are not cheapest first like the "
+                                  f"choices {list(self.choices)}; re-measure (gdq bench --costs)")
             be, _, th = key.partition("@")
-            if not be or not th.isdigit() or int(th) < 1:
-                raise ConfigError(f"level_gate.measured: key '{key}' is not BACKEND@THREADS (e.g. onnxruntime@2)")
+            if be not in TARGET_OF_BACKEND or not th.isdigit() or int(th) < 1:
+                raise ConfigError(f"level_gate.measured: key '{key}' is not BACKEND@THREADS with a backend from "
+                                  f"{sorted(TARGET_OF_BACKEND)} (e.g. onnxruntime@2)")
 
     def costs_for(self, backend: str, threads: int) -> tuple[tuple[float, ...], str]:
         """The costs to allocate with on ``backend`` at ``threads`` threads, and their key: the
@@ -473,8 +480,11 @@ class Manifest:
         return json.dumps(self.to_dict(), indent=2)
 
     def write(self, folder: str | Path) -> Path:
+        """Write manifest.json (whole or not at all: a reader never sees half a manifest)."""
         p = Path(folder) / "manifest.json"
-        p.write_text(self.to_json())
+        tmp = p.with_name(f".{p.name}.tmp")
+        tmp.write_text(self.to_json())
+        os.replace(tmp, p)
         return p
 
     @classmethod

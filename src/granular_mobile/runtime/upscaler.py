@@ -85,7 +85,9 @@ class Upscaler:
             if bits not in backend.bits:
                 raise ConfigError(f"--bits {bits} is not a bit level of this model; valid: {valid}")
         gate = getattr(backend, "level_gate", None)
-        #: the gate's costs on this backend and thread count (the manifest's measured table)
+        #: the gate's costs on this backend and thread count (the manifest's measured table);
+        #: threads 0 (the backend's default) is taken as every usable core, which is what
+        #: onnxruntime's default is without SMT (LiteRT's default is its own: give --threads)
         self.costs: tuple[float, ...] = ()
         self.cost_table = ""
         if gate is not None:

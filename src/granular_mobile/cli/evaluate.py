@@ -1,0 +1,148 @@
+"""`gdq eval`, `import-reference`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ..defaults import (
+    DEFAULT_STEP,
+    DEFAULT_TILE,
+)
+from ..errors import ConfigError
+from ..progress import console, progress
+from ..progress import out as stdout
+from .app import BENCH_DEFAULT, _need, _split, app
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option("default", "--model", "-m", help="Checkpoint, or 'default' (the shipped model)."),
+    data: str = typer.Option("Set5,Set14,BSD100", "--data", help="Comma-separated benchmark sets."),
+    scale: int | None = typer.Option(None, help="Scale (default: the model's)."),
+    root: str = typer.Option(BENCH_DEFAULT, help="Benchmark root (SET/HR, SET/LR_bicubic/X<s>)."),
+    tile: int = typer.Option(DEFAULT_TILE, help="LR tile size."),
+    step: int = typer.Option(DEFAULT_STEP, help="Step between tiles."),
+    fp: str | None = typer.Option(None, help="Full-precision twin checkpoint ('default' model: found automatically)."),
+    bits: int | None = typer.Option(None, help="Force every tile to this bit-width (static quantization)."),
+    blocks: int = typer.Option(0, help="With --bits: the exit level that runs this many residual blocks (a level of "
+                               "the model, trained with gdq quantize --tune-level B --blocks K). 0: full depth."),
+    budget: float | None = typer.Option(None, help="With a level gate: the tiles' mean time relative to the full graph "
+                                        "(default: the model's)."),
+    bicubic: bool = typer.Option(True, help="Also report bicubic."),
+    numerics: str = typer.Option("int8", help="int8: what a device computes, the integer numerics of `gdq export` "
+                                 "(int8 full-precision layers and tensors; bit-exact with the ONNX graphs) | float: "
+                                 "the PyTorch model's own forward, as trained (the same integer values for a model "
+                                 "trained with --numerics int8; the float numerics for one trained with float)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write results as JSON."),
+) -> None:
+    """PSNR / SSIM (Y, shave = scale), FAB, BitOPs and tiles per bit on benchmark sets.
+
+    Examples:
+      gdq eval --data Set5,Set14,BSD100 --scale 2
+      gdq eval --data Set5 --numerics float  # the PyTorch forward instead of the deployed numerics
+      gdq eval --model runs/gdq_x2/final.pt --fp runs/fp_x2/final.pt --json eval.json
+      gdq eval --model runs/gdq_x2_6k4/final.pt --bits 6 --blocks 4 --data Set14  # an exit level
+    """
+    _need("torch")
+    from ..checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
+    from ..config import TileConfig
+    from ..eval import benchmark_pairs, evaluate_dataset
+    from ..runtime.backends.torch import NUMERICS
+
+    if numerics not in NUMERICS:  # checked before the data is read
+        raise ConfigError(f"--numerics '{numerics}' is unknown; valid: {list(NUMERICS)}")
+    m = load_model(model)
+    s = scale or m.cfg.scale
+    if s != m.cfg.scale:
+        raise ConfigError(f"--scale {s}: the model is x{m.cfg.scale}")
+    models = [("gdq" if m.cfg.quantized else "fp", m)]
+    if m.cfg.quantized:
+        fp_path = fp or (str(DEFAULT_FILES["fp"]) if model == DEFAULT_MODEL else None)
+        if fp_path:
+            models.append(("fp", load_model(fp_path, fp=fp_path == DEFAULT_MODEL)))
+    bit_index = None
+    if bits is not None:
+        if not m.cfg.quantized:
+            raise ConfigError("--bits needs a Granular-DQ model")
+        bit_index = m.cfg.level_index(bits, blocks or None)
+    elif blocks:
+        raise ConfigError("--blocks picks an exit level together with --bits (e.g. --bits 6 --blocks 4)")
+    if budget is not None:
+        if m.cfg.level_gate is None:
+            raise ConfigError("--budget needs a model with a level gate (gdq fit-gate --levels)")
+        if bits is not None:
+            raise ConfigError("--budget sets the controller's operating point: drop --bits")
+    tiles = TileConfig(tile=tile, step=step)
+    sets = {name: benchmark_pairs(root, name, s) for name in _split(data)}
+    results = []
+    total = sum(len(p) for p in sets.values()) * (len(models) + int(bicubic))
+    with progress() as pb:
+        task = pb.add_task("eval", total=total)
+        adv = lambda n: pb.advance(task, n)  # noqa: E731
+        for name, pairs in sets.items():
+            for kind, mm in models:
+                label = (f"{mm.cfg.name}" + (f" (bits={bits}{f', blocks={blocks}' if blocks else ''})"
+                                              if kind == "gdq" and bits else "")
+                         + (f" {numerics}" if kind == "gdq" else ""))
+                results.append(evaluate_dataset(mm, pairs, name, s, tiles, label, bit_index if kind == "gdq" else None, adv,
+                                                numerics=numerics, budget=budget if kind == "gdq" else None))
+            if bicubic:
+                results.append(evaluate_dataset(None, pairs, name, s, tiles, "bicubic", progress=adv))
+    levels = m.bits if m.cfg.quantized else ()
+    t = Table("set", "model", "PSNR", "SSIM", "FAB", "GBitOPs/img", "tiles " + "/".join(map(str, levels)))
+    for r in results:
+        tb = "/".join(str(r.tiles_per_bit.get(b, 0)) for b in levels) if r.tiles_per_bit else ""
+        t.add_row(r.dataset, r.model, f"{r.psnr:.3f}", f"{r.ssim:.4f}", "" if r.fab is None else f"{r.fab:.3f}",
+                  "" if r.bitops_g is None else f"{r.bitops_g:.1f}", tb)
+    stdout.print(t)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"scale": s, "tile": tile, "step": step, "numerics": numerics,
+                                        "results": [r.to_dict() for r in results]}, indent=2))
+        console.print(f"wrote {json_out}")
+
+
+@app.command("import-reference")
+def import_reference_cmd(
+    ckpt: Path = typer.Argument(..., help="Reference-code SRResNet checkpoint (.pt/.pth)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output granular-mobile checkpoint."),
+    data: str | None = typer.Option(None, help=f"Calibrate E2B thresholds on these HR folders (tile {DEFAULT_TILE})."),
+) -> None:
+    """Convert a checkpoint of the Granular-DQ reference implementation (SRResNet).
+
+    Example: gdq import-reference model_best.pt -o srresnet_ref_x4.pt
+    """
+    _need("torch")
+    import dataclasses
+
+    import torch
+
+    from ..checkpoint import save_model
+    from ..config import E2BConfig
+    from ..errors import CheckpointError
+    from ..models import build_from_config
+    from ..reference import convert_reference
+
+    if not ckpt.is_file():
+        raise CheckpointError(f"'{ckpt}' does not exist")
+    try:
+        obj = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"cannot read '{ckpt}': {e}") from e
+    model, notes = convert_reference(obj, e2b_thresholds=(0.0, 0.0) if data else None)
+    if data:
+        from ..data.dataset import load_folder_images
+        from ..train import calibrate_e2b
+
+        e2b, n = calibrate_e2b(load_folder_images(_split(data)), E2BConfig(quantiles=model.cfg.e2b.quantiles), model.cfg.scale)
+        new = build_from_config(dataclasses.replace(model.cfg, e2b=e2b))
+        new.load_state_dict(model.state_dict())
+        model = new
+        notes.append(f"E2B thresholds calibrated on {n} tiles: {e2b.thresholds}")
+    save_model(model, out, meta={"imported_from": str(ckpt)})
+    for n_ in notes:
+        console.print(f"note: {n_}")
+    console.print(f"wrote {out} ({model.cfg.name} x{model.cfg.scale}, rgb_range 255)")
