@@ -541,3 +541,32 @@ def test_x4_starts_from_the_x2_twin(fp_run, tiny_data, tmp_path):
     with pytest.raises(CheckpointError, match="is not the one asked for"):
         train(_cfg(tiny_data, iters=1), tmp_path / "bad", ModelConfig(arch="srresnet", quantized=False, scale=4,
               n_blocks=3, n_feats=16), init=str(fp_final), log=lambda s: None)
+
+
+def test_the_quantized_model_config_follows_what_it_starts_from(tmp_path):
+    """``train.qat.qat_model_config``: what `gdq quantize` trains from its --init and options."""
+    import dataclasses
+
+    from granular_mobile.checkpoint import save_model
+    from granular_mobile.errors import ConfigError
+    from granular_mobile.models import build_from_config, create_model
+    from granular_mobile.train.qat import qat_model_config
+
+    torch.manual_seed(0)
+    save_model(create_model("srresnet", n_blocks=2, n_feats=8), tmp_path / "fp.pt")
+    q = create_model("srresnet_gdq", n_blocks=2, n_feats=8)
+    save_model(build_from_config(dataclasses.replace(q.cfg, numerics="int8")), tmp_path / "q8.pt")
+    fp, q8 = str(tmp_path / "fp.pt"), str(tmp_path / "q8.pt")
+
+    c = qat_model_config(fp, (4, 5, 6, 8), "float")
+    assert c.quantized and c.quant.bits == (4, 5, 6, 8) and c.numerics == "float" and c.n_blocks == 2
+    c = qat_model_config(q8, (4, 5, 6, 8))
+    assert c.quantized and c.numerics == "int8" and c.exits == () and c.level_weights == ()
+    assert qat_model_config(q8, (4, 5, 6, 8), tune_level=6, blocks=1).exits == ((6, 1),)
+    assert qat_model_config(q8, (4, 5, 6, 8), tune_level=8, own_weights=True).level_weights == (8,)
+    for kw, msg in ((dict(init=fp, tune_level=6), "is a full-precision model"),
+                    (dict(init=q8, bits=(4, 6)), r"with bits \[4, 5, 6, 8\], not --bits 4,6"),
+                    (dict(init=q8, numerics="float"), "cannot go back to --numerics float"),
+                    (dict(init=fp, numerics="fp16"), "--numerics 'fp16' is unknown")):
+        with pytest.raises(ConfigError, match=msg):
+            qat_model_config(**{"bits": (4, 5, 6, 8), **kw})

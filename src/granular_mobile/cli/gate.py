@@ -1,7 +1,6 @@
 """`gdq fit-gate`: fit the controller's gate to measured per-tile gains."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from ..defaults import (
     DEFAULT_STEP,
     DEFAULT_TILE,
 )
-from ..errors import ConfigError
 from ..progress import console, progress
 from .app import _TRAIN_HELP_COMMON, _int_list, _need, _split, app
 
@@ -61,121 +59,32 @@ def fit_gate_cmd(
       gdq fit-gate runs/exit_6k8/best.pt --levels a6k4,a6k8,a6,a8 --cost docs/level_cost_onnx.json --budget 0.55 -o timed.pt
     """
     _need("torch")
-    if levels:
-        return _fit_level_gate(model, out, _split(levels), budget, cost, images, _split(data), ridge, tile, step, cache,
-                               json_out)
-    from ..checkpoint import load_model, save_model
-    from ..config import TileConfig, check_target_fab
-    from ..data.dataset import load_folder_images, tile_grid
-    from ..imageio import read_rgb
-    from ..train import calibrate_gate
-    from ..train.gate_fit import FOLDS, GateFitConfig, TileGains, fit_gate, measure_tile_gains
-
-    check_target_fab(target_fab)
-    gb = _int_list("--choices", choices)
-    eb = _int_list("--e2b-bits", e2b_bits) if e2b_bits else None
-    if images < FOLDS:
-        raise ConfigError(f"--images {images}: the fit's {FOLDS}-fold cross-validation needs at least {FOLDS} images")
-    cfg = GateFitConfig(gb, eb, ridge)  # type: ignore[arg-type]
-    tc = TileConfig(tile, step)
-    m = load_model(model)
-    if not m.cfg.quantized:
-        raise ConfigError(f"'{model}' is a full-precision model; only Granular-DQ models have a gate")
-    cfg.quant(m.cfg.quant)  # the choices against the model's bit set, before the measurement
-    check_target_fab(target_fab, (*gb, *(eb or ())))
-    folders = _split(data)
-    if cache is not None and cache.is_file():
-        gains = TileGains.load(cache)
-        if (gains.tiles.tile, gains.tiles.step) != (tc.tile, tc.step):
-            raise ConfigError(f"--cache {cache} was measured with --tile {gains.tiles.tile} --step {gains.tiles.step}, "
-                              f"not --tile {tc.tile} --step {tc.step}; give those or another --cache")
-        console.print(f"tile measurements from {cache}: {len(gains.img)} tiles of {len(set(gains.img.tolist()))} images")
-    else:
-        if cache is not None and not cache.parent.is_dir():
-            raise ConfigError(f"--cache {cache}: the folder {cache.parent} does not exist")
-        pick = _spread_images(folders, images)
-        with progress() as pb:
-            task = pb.add_task("measure tiles", total=len(pick))
-            gains = measure_tile_gains(m, [read_rgb(p) for p in pick], m.bits, tc, advance=lambda: pb.advance(task))
-        if cache is not None:
-            gains.save(cache)
-    new, report = fit_gate(m, gains, cfg, target_fab)
-    tiles = tile_grid(load_folder_images(folders), tile, m.cfg.scale)
-    t, before, after, n = calibrate_gate(new, tiles, target_fab)
-    report["gate_bias_shift"] = {"t": t, "target_fab": target_fab, "fab_before": before, "fab_after": after, "tiles": n}
-    cv, old = report["cv_vs_static_mix_db"], report["trained_gate_vs_static_mix_db"]
-    console.print(f"fitted on {report['tiles']} tiles of {report['images']} images; cross-validated, against the best "
-                  f"static mix: {cv:+.4f} dB at FAB {report['cv_fab']:.2f}" +
-                  (f" (the current gate: {old:+.4f} dB at {report['trained_gate_fab']:.2f})" if old is not None else ""))
-    console.print(f"operating point: FAB {after:.3f} on {n} tiles of {', '.join(folders)} (target {target_fab})")
-    meta = {"gate_fit": report, "calibrated_on": folders}
-    save_model(new, out, meta=meta)
-    console.print(f"-> {out}")
-
-
-def _spread_images(folders: list[str], n: int) -> list[Path]:
-    """``n`` images of the folders, spread evenly over them (all of them if there are fewer)."""
-    from ..errors import DataError
-    from ..imageio import list_images
-
-    files = [p for f in folders for p in list_images(f)]
-    if not files:
-        raise DataError(f"no images in {folders}")
-    stride = len(files) / min(n, len(files))
-    return [files[int(i * stride)] for i in range(min(n, len(files)))]
-
-
-def _fit_level_gate(model: str, out: Path, choices: list[str], budget: float, cost: Path | None, images: int,
-                    folders: list[str], ridge: float, tile: int, step: int, cache: Path | None,
-                    json_out: Path | None) -> None:
-    from ..checkpoint import load_model, save_model
     from ..config import TileConfig
-    from ..imageio import check_output, read_rgb
-    from ..train.gate_fit import FOLDS
-    from ..train.level_gate import LevelGains, fit_level_gate, level_costs, measure_level_gains
+    from ..train.gate_pipeline import fit_bit_gate_to_data, fit_level_gate_to_data
 
-    if images < FOLDS:
-        raise ConfigError(f"--images {images}: the fit's {FOLDS}-fold cross-validation needs at least {FOLDS} images")
-    if json_out:
-        check_output(json_out, "--json", True, image=False)
-    m = load_model(model)
-    if not m.cfg.quantized:
-        raise ConfigError(f"'{model}' is a full-precision model; only Granular-DQ models have a controller")
-    for c in choices:
-        m.cfg.level_by_name(c)
-    costs, source = level_costs(m, choices, tile, cost)
-    order = sorted(range(len(choices)), key=lambda i: costs[i])
-    if order != list(range(len(choices))):
-        raise ConfigError(f"--levels {','.join(choices)}: give them cheapest first (costs {list(costs)})")
-    from ..config import LevelGateConfig
+    with progress() as pb:
+        task = pb.add_task("measure tiles", total=None)
 
-    LevelGateConfig(tuple(choices), costs, budget, source)  # the budget against the costs, before the measurement
-    tc = TileConfig(tile, step)
-    if cache is not None and cache.is_file():
-        gains = LevelGains.load(cache)
-        if (gains.tiles.tile, gains.tiles.step) != (tc.tile, tc.step) or list(gains.choices) != choices:
-            raise ConfigError(f"--cache {cache} measured {list(gains.choices)} at --tile {gains.tiles.tile} --step "
-                              f"{gains.tiles.step}; give those or another --cache")
-        console.print(f"level measurements from {cache}: {len(gains.img)} tiles of {len(set(gains.img.tolist()))} images")
-    else:
-        if cache is not None and not cache.parent.is_dir():
-            raise ConfigError(f"--cache {cache}: the folder {cache.parent} does not exist")
-        pick = _spread_images(folders, images)
-        with progress() as pb:
-            task = pb.add_task("measure tiles", total=len(pick))
-            gains = measure_level_gains(m, [read_rgb(p) for p in pick], choices, tc, advance=lambda: pb.advance(task))
-        if cache is not None:
-            gains.save(cache)
-    new, report = fit_level_gate(m, gains, costs, budget, ridge, source)
-    t = Table("budget", "mean cost", "PSNR (gate, CV)", "best static mix", "oracle")
-    for r in report["cv"]:
-        t.add_row(f"{r['budget']:.2f}", f"{r['cost']:.3f}", f"{r['psnr']:.3f}", f"{r['static_mix_psnr']:.3f}",
-                  f"{r['oracle_psnr']:.3f}")
-    console.print(f"fitted on {report['tiles']} tiles of {report['images']} images; costs {dict(zip(choices, costs, strict=True))} "
-                  f"({source}); {FOLDS}-fold cross-validated over images, mean image PSNR (dB):")
-    console.print(t)
-    save_model(new, out, meta={"level_gate_fit": report, "fitted_on": folders})
-    if json_out:
-        json_out.write_text(json.dumps({"command": "gdq " + " ".join(sys.argv[1:]), **report}, indent=2))
-        console.print(f"wrote {json_out}")
+        def advance(done: int, total: int) -> None:
+            pb.update(task, completed=done, total=total)
+
+        def log(s: str) -> None:
+            pb.console.print(s, highlight=False)
+
+        if levels:
+            report = fit_level_gate_to_data(model, out, _split(levels), budget, _split(data), cost, images, ridge,
+                                            TileConfig(tile, step), cache, json_out, "gdq " + " ".join(sys.argv[1:]),
+                                            advance, log)
+        else:
+            fit_bit_gate_to_data(model, out, _int_list("--choices", choices),
+                                 _int_list("--e2b-bits", e2b_bits) if e2b_bits else None, target_fab, _split(data),
+                                 images, ridge, TileConfig(tile, step), cache, advance, log)
+    if levels:
+        t = Table("budget", "mean cost", "PSNR (gate, CV)", "best static mix", "oracle")
+        for r in report["cv"]:
+            t.add_row(f"{r['budget']:.2f}", f"{r['cost']:.3f}", f"{r['psnr']:.3f}", f"{r['static_mix_psnr']:.3f}",
+                      f"{r['oracle_psnr']:.3f}")
+        console.print(t)
+        if json_out:
+            console.print(f"wrote {json_out}")
     console.print(f"-> {out}")

@@ -189,11 +189,9 @@ def quantize_cmd(
       gdq quantize --init default -o runs/gdq_x2_6k4 --tune-level 6 --blocks 4 --iters 1500 --lr 2e-4 --distill 1 ...
     """
     _need("torch")
-    from ..checkpoint import read_checkpoint, resolve_model_path
-    from ..config import TRAIN_NUMERICS, ModelConfig, QuantConfig, from_dict
+    from ..checkpoint import resolve_model_path
+    from ..train.qat import qat_model_config
 
-    if numerics not in TRAIN_NUMERICS:
-        raise ConfigError(f"--numerics '{numerics}' is unknown; valid: {list(TRAIN_NUMERICS)}")
     if init == "default":
         init = str(resolve_model_path("default"))
 
@@ -207,29 +205,11 @@ def quantize_cmd(
                         threads=threads)
     mc = None
     if not resume:  # (with --resume, OUT/last.pt has the model; --init is not read)
-        import dataclasses
-
         if init is None:
             raise ConfigError("gdq quantize needs --init (a full-precision twin or a Granular-DQ model), or --resume")
-        fp_cfg = from_dict(ModelConfig, read_checkpoint(init)["model"])
-        if tune_level and not fp_cfg.quantized:
-            raise ConfigError(f"--tune-level: --init {init} is a full-precision model; it needs a Granular-DQ model")
-        want = _int_list("--bits", bits)
-        if fp_cfg.quantized and fp_cfg.quant.bits != want:
-            raise ConfigError(f"--init {init} is a Granular-DQ model with bits {list(fp_cfg.quant.bits)}, not --bits {bits}")
-        if fp_cfg.numerics == "int8" and numerics != "int8":
-            raise ConfigError(f"--init {init} was trained with int8 numerics; it cannot go back to --numerics float")
-        if tune_level:  # the --init's model as it is (its numerics too): only that level trains
-            mc = fp_cfg
-            if blocks and (tune_level, blocks) not in fp_cfg.exits:
-                mc = dataclasses.replace(fp_cfg, exits=tuple(sorted({*fp_cfg.exits, (tune_level, blocks)})))
-            elif own_weights and not blocks and tune_level not in fp_cfg.level_weights:
-                mc = dataclasses.replace(fp_cfg, level_weights=tuple(sorted({*fp_cfg.level_weights, tune_level})))
-            cfg.level_index(mc)
-        elif fp_cfg.quantized:
-            mc = dataclasses.replace(fp_cfg, numerics=numerics)
-        else:
-            mc = dataclasses.replace(fp_cfg, quantized=True, quant=QuantConfig(bits=want), numerics=numerics)
+        mc = qat_model_config(init, _int_list("--bits", bits), numerics, tune_level, own_weights, blocks)
+        if tune_level:
+            cfg.level_index(mc)  # the tuned level is one of the model's
     final = _train_common(cfg, out, mc, init, resume)
     console.print(f"wrote {final}")
 
