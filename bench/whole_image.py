@@ -68,8 +68,9 @@ def main() -> None:
     ap.add_argument("--backend", default="onnxruntime")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--setting", action="append", required=True,
-                    help="NAME:key=value,... Upscaler options (overlap, merge, bits, budget) and model=EXPORT "
-                         "(default: --model); the first is the reference")
+                    help="NAME:key=value,... Upscaler options (overlap, merge, bits, budget), model=EXPORT "
+                         "(default: --model) and share=1 (the budget over all the images, Upscaler.share_budget); "
+                         "the first is the reference")
     ap.add_argument("--images", type=Path, default=None, help="folder of images")
     ap.add_argument("--data", default=None, help="instead of --images: a benchmark set's LR images (x2)")
     ap.add_argument("--mosaic", type=float, default=0.0, help="instead of --images: one photo of this many LR megapixels")
@@ -103,9 +104,12 @@ def main() -> None:
     settings = [parse_setting(s) for s in a.setting]
     backends: dict[str, object] = {}
     ups = {}
+    shared_budget = set()
     for name, kw in settings:
         opts = dict(kw)
         model = str(opts.pop("model", a.model))
+        if opts.pop("share", 0):
+            shared_budget.add(name)
         if model not in backends:  # one backend per model, shared by its settings
             backends[model] = Upscaler.load(model, backend=a.backend, threads=a.threads).backend
         ups[name] = Upscaler(backends[model], **opts)  # type: ignore[arg-type]
@@ -128,8 +132,10 @@ def main() -> None:
             per_level: dict[str, int] = {}
             costs = []
             scores = []
+            # share=1: the budget spent over all the images' tiles (the scores first, timed too)
+            given = ups[n].share_budget([ups[n].scores(im) for im in imgs]) if n in shared_budget else None
             for k, im in enumerate(imgs):
-                sr, rep = ups[n](im)
+                sr, rep = ups[n](im, levels=given[k] if given else None)
                 if hrs and r == 0:
                     t1 = time.perf_counter()
                     scores.append(psnr_y(sr, hrs[k], backend.scale))

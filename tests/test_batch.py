@@ -79,3 +79,50 @@ def test_an_interrupted_batch_counts_what_it_did_not_reach(tiny_export, tmp_path
     assert batch.result.summary() == {"done": 1, "failed": 1, "skipped": 1}
     assert (tmp_path / "out" / "im0_x2.png").is_file() and not (tmp_path / "out" / "im1_x2.png").exists()
     assert batch.run().summary() == {"done": 2, "failed": 1, "skipped": 0}  # a second run starts afresh
+
+
+def test_a_shared_budget_is_one_allocation_over_the_batch(tiny_timed_export, tmp_path):
+    """--share-budget: the batch's tiles are allocated together (one price), each image then runs
+    its share; per image, the allocation is that image's alone."""
+    from granular_mobile.runtime.budget import allocate
+    from test_routing import check_routing, mixed_image
+
+    exp, _ = tiny_timed_export
+    up = Upscaler.load(str(exp), threads=ortb._shared_pool or 0, overlap=8, merge="center", budget=0.8)
+    busy = mixed_image()
+    flat = np.full_like(busy, 128)
+    flat[::7] = 140  # a few edges: not constant, but far easier than the busy image
+    scores = [up.scores(busy), up.scores(flat)]
+    shared = up.share_budget(scores)
+    choice = allocate(np.concatenate(scores), up.costs, 0.8)
+    gate = up.backend.level_gate
+    assert shared == [[gate.choices[c] for c in choice[:len(scores[0])]], [gate.choices[c] for c in choice[len(scores[0]):]]]
+    own = [up(busy)[1], up(flat)[1]]
+    assert [o.tile_levels for o in own] != shared  # sharing moved time between the images
+    costs = dict(zip(gate.choices, up.costs, strict=True))
+    mean = np.mean([costs[lv] for lv in shared[0] + shared[1]])
+    assert mean <= 0.8 + 1e-9
+    sr, rep = up(busy, levels=shared[0])
+    assert rep.tile_levels == shared[0] and rep.cost == pytest.approx(np.mean([costs[lv] for lv in shared[0]]))
+    check_routing(up, busy, sr, rep, allocated=False)  # each tile ran its given level
+    with pytest.raises(Exception, match="tile levels for"):
+        up(busy, levels=shared[0][:-1])
+
+    # the batch: the same allocation, and the per-image costs in the reports
+    cv2.imwrite(str(tmp_path / "a_busy.png"), busy[..., ::-1])
+    cv2.imwrite(str(tmp_path / "b_flat.png"), flat[..., ::-1])
+    res = upscale_files([tmp_path / "a_busy.png", tmp_path / "b_flat.png"], tmp_path / "out", model=str(exp),
+                        threads=ortb._shared_pool or 0, overlap=8, merge="center", budget=0.8, share_budget=True)
+    from collections import Counter
+
+    assert [r["tiles_per_level"] for r in res.reports] == [dict(sorted(Counter(s).items())) for s in shared]
+    assert res.mean_cost() == pytest.approx(mean)
+
+
+def test_share_budget_needs_a_level_gate(tiny_export, tmp_path):
+    from granular_mobile.errors import ConfigError
+
+    exp, _ = tiny_export
+    src = _images(tmp_path / "in")
+    with pytest.raises(ConfigError, match="--share-budget"):
+        Batch([src], tmp_path / "out", model=str(exp), threads=ortb._shared_pool or 0, share_budget=True)

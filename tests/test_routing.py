@@ -43,16 +43,18 @@ def own_pixels(plan: TilePlan, i: int) -> np.ndarray:
     return np.outer(axis(plan.ys, plan.height, r), axis(plan.xs, plan.width, c))
 
 
-def check_routing(up: Upscaler, img: np.ndarray, sr: np.ndarray | None = None, rep=None) -> set[int]:
-    """Every tile's own pixels in ``sr`` (default: ``up(img)``) equal its level's graph run on it alone."""
+def check_routing(up: Upscaler, img: np.ndarray, sr: np.ndarray | None = None, rep=None, allocated: bool = True) -> set[int]:
+    """Every tile's own pixels in ``sr`` (default: ``up(img)``) equal its level's graph run on it
+    alone (``allocated``: with a level gate, the report's levels are the image's own allocation;
+    False: they were given, e.g. a shared budget's)."""
     if sr is None:
         sr, rep = up(img)
     be = up.backend
     plan = TilePlan(img.shape[0], img.shape[1], be.tile, be.tile - up.overlap, be.scale, up.merge)
     tiles = extract_tiles(img, plan).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
     s, t = be.scale, be.tile * be.scale
-    if up.budget is not None:  # the level gate: the image's allocation, from every tile's scores
-        want_levels = [be.level_gate.choices[c] for c in allocate(be.scores(tiles), be.level_gate.costs, up.budget)]
+    if up.budget is not None and allocated:  # the level gate: the image's allocation, from every tile's scores
+        want_levels = [be.level_gate.choices[c] for c in allocate(be.scores(tiles), up.costs, up.budget)]
         assert rep.tile_levels == want_levels, "the report's levels are not the budget's allocation"
     for i, ((y, x), b) in enumerate(zip(plan.positions, rep.tile_levels, strict=True)):
         if up.bits == "auto" and up.budget is None:

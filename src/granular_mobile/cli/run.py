@@ -46,6 +46,10 @@ def run_cmd(
                                       "level too; and a batch's failures) as JSON."),
     bitmap: Path | None = typer.Option(None, help="Write the input tinted by each tile's level (one input)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs (images, --stats, --bitmap)."),
+    share_budget: bool = typer.Option(False, "--share-budget", help="With a level gate and several inputs: spend the "
+                                      "budget over all the inputs' tiles together (one price for the batch: an easy "
+                                      "image takes less time, a hard one more; their mean cost within the budget). "
+                                      "Scores every input first."),
     large: bool = typer.Option(False, "--large", help=f"Run inputs whose output exceeds {MAX_OUTPUT_MP} megapixels "
                                "(refused by default, with the tile count and the output's memory)."),
 ) -> None:
@@ -61,12 +65,14 @@ def run_cmd(
       gdq run photo.png -o photo_x2.png
       gdq run photos/ -o out/ --stats stats.json
       gdq run photo.png -o ref.png --precision fp32
+      gdq run photos/ -o out/ --budget 0.5 --share-budget
     """
     from rich.markup import escape
 
     from ..runtime.batch import Batch
 
-    batch = Batch(inputs, out, force=force, stats=stats, bitmap=bitmap, large=large, model=model, backend=backend,
+    batch = Batch(inputs, out, force=force, stats=stats, bitmap=bitmap, large=large, share_budget=share_budget,
+                  model=model, backend=backend,
                   threads=threads, tile=tile, bits=bits, precision=precision, overlap=overlap, merge=merge, budget=budget)
 
     def done(d: dict) -> None:
@@ -91,7 +97,9 @@ def run_cmd(
                 console.print(line(batch.result.summary()))
             raise
     if batch.multi:
-        stdout.print(line(res.summary()), soft_wrap=True)
+        shared = res.mean_cost() if share_budget else None
+        tail = "" if shared is None else f"; the batch's tiles: time {shared:.2f} of the full graph's (budget shared)"
+        stdout.print(line(res.summary()) + tail, soft_wrap=True)
     if res.failed:
         raise typer.Exit(1)
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..defaults import MAX_OUTPUT_MP
-from ..errors import GdqError, ImageError, OutputError
+from ..errors import ConfigError, GdqError, ImageError, OutputError
 from ..imageio import IMAGE_EXTS, check_folder, check_output, list_images, read_image, write_bytes_atomic, write_rgb
 from .upscaler import Upscaler
 
@@ -96,6 +96,11 @@ class BatchResult:
     def summary(self) -> dict[str, int]:
         return {"done": len(self.reports), "failed": len(self.failed), "skipped": self.repeats + self.not_reached}
 
+    def mean_cost(self) -> float | None:
+        """The done inputs' tiles' mean cost (relative to the full graph), with a level gate."""
+        done = [(r["cost"], r["tiles"]) for r in self.reports if r.get("cost") is not None]
+        return sum(c * n for c, n in done) / sum(n for _, n in done) if done else None
+
     def stats(self) -> dict[str, Any]:
         """What ``--stats`` holds: one input's report, or a batch's reports, failures and summary."""
         if not self.multi:
@@ -107,11 +112,13 @@ class Batch:
     """Inputs (files, folders, globs) to ``out`` (a file for one input; a folder, written as
     ``NAME_x{scale}.png``, for several, an existing folder or a string ending in ``/``), checked
     and with the model loaded; ``run()`` does the work. ``upscaler``: options of
-    ``Upscaler.load`` (model, backend, threads, tile, bits, budget, ...)."""
+    ``Upscaler.load`` (model, backend, threads, tile, bits, budget, ...). ``share_budget``:
+    with a level gate, the budget is spent over all the inputs' tiles together
+    (``Upscaler.share_budget``): every input is scored first, then upscaled."""
 
     def __init__(self, inputs: Sequence[str | Path], out: str | Path, *, force: bool = False,
                  stats: str | Path | None = None, bitmap: str | Path | None = None, large: bool = False,
-                 **upscaler: Any) -> None:
+                 share_budget: bool = False, **upscaler: Any) -> None:
         self.files, repeats = expand_inputs(inputs)
         out_s, out_p = str(out), Path(out)
         ends_sep = out_s.endswith(("/", os.sep))
@@ -151,6 +158,10 @@ class Batch:
                       + [(f"the output of '{f}'", t) for f, t in zip(self.files, self.targets, strict=True)]
                       + [(o, p) for o, p in (("--stats", self.stats_path), ("--bitmap", self.bitmap_path)) if p])
         self.large, self.repeats = large, repeats
+        if share_budget and self.upscaler.budget is None:
+            raise ConfigError("--share-budget spends a level gate's budget over the inputs: this model or these "
+                              "options (--bits, --precision fp32) have none")
+        self.share_budget = share_budget
         #: what ``run()`` did (so far, if it was interrupted)
         self.result = BatchResult(repeats=repeats, multi=self.multi)
 
@@ -164,14 +175,35 @@ class Batch:
         ``result`` counts what was not reached, and the interrupt goes on up."""
         up = self.upscaler
         res = self.result = BatchResult(repeats=self.repeats, multi=self.multi)
+        shared: dict[Path, list[str]] = {}
+
+        def failed(f: Path, e: GdqError) -> None:
+            if not self.multi:
+                raise e
+            res.failed.append({"input": str(f), "error": str(e)})
+            if on_failed:
+                on_failed(f, e)
+
         try:
+            if self.share_budget:  # every input's scores first (the controller: ~2 % of the SR time)
+                scores: dict[Path, np.ndarray] = {}
+                for f in self.files:
+                    try:
+                        img = read_image(f)
+                        check_size(img, up, f, self.large)
+                        scores[f] = up.scores(img)
+                    except GdqError as e:
+                        failed(f, e)
+                shared = dict(zip(scores, up.share_budget(list(scores.values())), strict=True))
             for f, target in zip(self.files, self.targets, strict=True):
+                if self.share_budget and f not in shared:
+                    continue  # failed while scoring
                 try:
                     img = read_image(f)
                     check_size(img, up, f, self.large)
                     if on_start:
                         on_start(f)
-                    sr, rep = up(img, progress=progress)
+                    sr, rep = up(img, progress=progress, levels=shared.get(f))
                     write_rgb(target, sr)
                     if self.bitmap_path:
                         from .bitmap import bitmap
@@ -181,11 +213,7 @@ class Batch:
                                         up.merge)
                         write_rgb(self.bitmap_path, bitmap(img, plan, rep.tile_levels or rep.tile_bits))
                 except GdqError as e:
-                    if not self.multi:
-                        raise
-                    res.failed.append({"input": str(f), "error": str(e)})
-                    if on_failed:
-                        on_failed(f, e)
+                    failed(f, e)
                     continue
                 d = rep.to_dict()
                 d.update(input=str(f), output=str(target), model=up.backend.model_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,10 +116,28 @@ class Upscaler:
         another size raises ConfigError."""
         return cls(create_backend(backend, model, threads=threads, tile=tile), **kw)
 
-    def __call__(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, Report]:
+    def __call__(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None,
+                 levels: Sequence[str] | None = None) -> tuple[np.ndarray, Report]:
         """Upscale an 8-bit image: HxW (grey), HxWx2 (grey+alpha), HxWx3 (RGB) or HxWx4 (RGBA).
         Returns (SR uint8 of the same layout, Report). An image whose colour channels are equal
-        everywhere is grey, and comes out grey (R = G = B)."""
+        everywhere is grey, and comes out grey (R = G = B). ``levels``: with a level gate, each
+        tile's level allocated beforehand (``share_budget``) instead of the image's own budget."""
+        img, rgb, grey, alpha = self._prepare(image)
+        sr, rep = self._rgb(rgb, progress, levels)
+        if grey:
+            g = np.round(sr.astype(np.float32).mean(axis=2)).astype(np.uint8)  # R = G = B in, grey out
+            sr = g if img.shape[2] in (1, 2) else np.repeat(g[..., None], 3, axis=2)
+        if alpha is not None:
+            import cv2
+
+            h, w = img.shape[:2]
+            s = self.backend.scale
+            a = cv2.resize(np.ascontiguousarray(alpha), (w * s, h * s), interpolation=cv2.INTER_CUBIC)
+            sr = np.concatenate([sr if sr.ndim == 3 else sr[..., None], a[..., None]], axis=2)
+        return sr, rep
+
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray | None]:
+        """(the image as HxWxC, the RGB the network sees, whether it is grey, its alpha or None)."""
         img = np.asarray(image)
         if img.dtype != np.uint8:
             raise ImageError(f"expected an 8-bit image (uint8), got {img.dtype}; convert it first")
@@ -137,36 +155,55 @@ class Upscaler:
         # channels drift apart by up to 11 levels (colour fringes on a grey image)
         grey = colour.shape[2] == 1 or bool((colour[..., 0] == colour[..., 1]).all() and (colour[..., 1] == colour[..., 2]).all())
         rgb = np.repeat(colour[..., :1], 3, axis=2) if grey else colour
-        sr, rep = self._rgb(rgb, progress)
-        if grey:
-            g = np.round(sr.astype(np.float32).mean(axis=2)).astype(np.uint8)  # R = G = B in, grey out
-            sr = g if colour.shape[2] == 1 else np.repeat(g[..., None], 3, axis=2)
-        if alpha is not None:
-            import cv2
+        return img, rgb, grey, alpha
 
-            s = self.backend.scale
-            a = cv2.resize(np.ascontiguousarray(alpha), (w * s, h * s), interpolation=cv2.INTER_CUBIC)
-            sr = np.concatenate([sr if sr.ndim == 3 else sr[..., None], a[..., None]], axis=2)
-        return sr, rep
+    def scores(self, image: np.ndarray) -> np.ndarray:
+        """The level gate's predicted gain of each choice for each of the image's tiles (tiles in
+        plan order, one row each): what ``share_budget`` allocates with."""
+        if self.budget is None:
+            raise ConfigError("sharing a budget needs the level gate to choose (a model with one, bits auto, int8)")
+        _, rgb, _, _ = self._prepare(image)
+        t = self.backend.tile
+        plan = TilePlan(rgb.shape[0], rgb.shape[1], t, t - self.overlap, self.backend.scale, self.merge)
+        return self._gate_scores(pad_to_tile(rgb, t), plan)
+
+    def share_budget(self, scores: Sequence[np.ndarray]) -> list[list[str]]:
+        """Each image's tile levels with the budget spent over all the images' tiles together
+        (``scores``: each image's ``scores()``): one price for the batch, so an easy image takes
+        less than the budget and a hard one more, their tiles' mean cost within it."""
+        gate = self.backend.level_gate
+        assert gate is not None and self.budget is not None
+        if not scores:
+            return []
+        choice = allocate(np.concatenate(scores), self.costs, self.budget)
+        out, i = [], 0
+        for s in scores:
+            out.append([gate.choices[c] for c in choice[i:i + len(s)]])
+            i += len(s)
+        return out
 
     def _level_of(self, bits: int) -> str:
         """The name of a bit-width's full-depth level (exports before levels name them ``a<bits>``)."""
         return f"a{bits}"
 
-    def _gate_levels(self, src: np.ndarray, plan: TilePlan) -> tuple[list[str], float]:
-        """Every tile's level under the budget (runtime/budget.py), and the tiles' mean cost."""
+    def _gate_scores(self, src: np.ndarray, plan: TilePlan) -> np.ndarray:
         be, t = self.backend, self.backend.tile
-        gate = be.level_gate
-        assert gate is not None and self.budget is not None
         scores = []
         for y in plan.ys:
             tiles = np.stack([src[y:y + t, x:x + t] for x in plan.xs]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
             for i in range(0, len(tiles), be.max_batch):
                 scores.append(be.scores(tiles[i:i + be.max_batch]))
-        choice = allocate(np.concatenate(scores), self.costs, self.budget)
+        return np.concatenate(scores)
+
+    def _gate_levels(self, src: np.ndarray, plan: TilePlan) -> tuple[list[str], float]:
+        """Every tile's level under the budget (runtime/budget.py), and the tiles' mean cost."""
+        gate = self.backend.level_gate
+        assert gate is not None and self.budget is not None
+        choice = allocate(self._gate_scores(src, plan), self.costs, self.budget)
         return [gate.choices[c] for c in choice], float(np.asarray(self.costs)[choice].mean())
 
-    def _rgb(self, rgb: np.ndarray, progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, Report]:
+    def _rgb(self, rgb: np.ndarray, progress: Callable[[int, int], None] | None,
+             levels: Sequence[str] | None = None) -> tuple[np.ndarray, Report]:
         """Tile row by tile row: controller on the row's tiles, SR grouped by level, band
         stitching. Memory is bounded by one tile row, plus the uint8 output. With a level gate
         the controller first scores every tile (the budget is the image's), then SR runs."""
@@ -182,7 +219,17 @@ class Upscaler:
         out = np.empty((plan.height * be.scale, plan.width * be.scale, 3), np.uint8)
         st = BandStitcher(plan)
         all_levels: list[str] = []
-        if self.budget is not None:
+        if levels is not None:
+            gate = be.level_gate
+            if self.budget is None or gate is None:
+                raise ConfigError("levels given per tile need the level gate to choose (a model with one, bits auto)")
+            bad = sorted(set(levels) - set(gate.choices))
+            if len(levels) != n or bad:
+                raise ConfigError(f"{len(levels)} tile levels for {n} tiles" if len(levels) != n else
+                                  f"tile levels {bad} are not the level gate's choices {list(gate.choices)}")
+            gated = list(levels)
+            rep.cost = float(np.mean([self.costs[gate.choices.index(lv)] for lv in gated]))
+        elif self.budget is not None:
             t0 = time.perf_counter()
             gated, rep.cost = self._gate_levels(src, plan)
             rep.timings_s["controller"] += time.perf_counter() - t0
