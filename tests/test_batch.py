@@ -112,11 +112,15 @@ def test_a_shared_budget_is_one_allocation_over_the_batch(tiny_timed_export, tmp
     cv2.imwrite(str(tmp_path / "a_busy.png"), busy[..., ::-1])
     cv2.imwrite(str(tmp_path / "b_flat.png"), flat[..., ::-1])
     res = upscale_files([tmp_path / "a_busy.png", tmp_path / "b_flat.png"], tmp_path / "out", model=str(exp),
-                        threads=ortb._shared_pool or 0, overlap=8, merge="center", budget=0.8, share_budget=True)
+                        threads=ortb._shared_pool or 0, overlap=8, merge="center", budget=0.8, share_budget=True,
+                        stats=tmp_path / "s.json")
     from collections import Counter
 
     assert [r["tiles_per_level"] for r in res.reports] == [dict(sorted(Counter(s).items())) for s in shared]
     assert res.mean_cost() == pytest.approx(mean)
+    assert all(r["timings_s"]["controller"] > 0 for r in res.reports)  # the scoring pass's time, per image
+    summary = json.loads((tmp_path / "s.json").read_text())["summary"]
+    assert summary["budget_shared"] is True and summary["mean_cost"] == pytest.approx(mean)
 
 
 def test_share_budget_needs_a_level_gate(tiny_export, tmp_path):

@@ -344,6 +344,14 @@ def test_a_cost_table_is_picked_by_backend_and_thread_count(tiny_timed_export):
         dataclasses.replace(g, measured={"onnxruntime@1": MeasuredCosts((0.5, 0.3, 1.0))})
     with pytest.raises(ConfigError, match="is not BACKEND@THREADS"):
         dataclasses.replace(g, measured={"onnx@2": MeasuredCosts((0.3, 1.0, 1.2))})  # a target, not a backend
+    # a manifest with a bad table still loads: the table is left out, with a warning
+    from granular_mobile.errors import GdqWarning
+
+    d = json.loads(man.replace(level_gate=g).to_json())
+    d["level_gate"]["measured"]["onnxruntime@1"]["costs"] = [0.5, 0.3, 1.0]
+    with pytest.warns(GdqWarning, match="not cheapest first"):
+        read = Manifest.from_dict(d).level_gate
+    assert list(read.measured) == ["onnxruntime@2"]
     with pytest.raises(ConfigError, match="one positive cost per choice"):
         dataclasses.replace(g, measured={"onnxruntime@1": MeasuredCosts((0.3, 1.0))})
     with pytest.raises(ConfigError, match="is not BACKEND@THREADS"):

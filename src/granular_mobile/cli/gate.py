@@ -62,29 +62,32 @@ def fit_gate_cmd(
     from ..config import TileConfig
     from ..train.gate_pipeline import fit_bit_gate_to_data, fit_level_gate_to_data
 
-    with progress() as pb:
-        task = pb.add_task("measure tiles", total=None)
-
-        def advance(done: int, total: int) -> None:
-            pb.update(task, completed=done, total=total)
-
-        def log(s: str) -> None:
-            pb.console.print(s, highlight=False)
-
-        if levels:
-            report = fit_level_gate_to_data(model, out, _split(levels), budget, _split(data), cost, images, ridge,
-                                            TileConfig(tile, step), cache, json_out, "gdq " + " ".join(sys.argv[1:]),
-                                            advance, log)
-        else:
-            fit_bit_gate_to_data(model, out, _int_list("--choices", choices),
-                                 _int_list("--e2b-bits", e2b_bits) if e2b_bits else None, target_fab, _split(data),
-                                 images, ridge, TileConfig(tile, step), cache, advance, log)
-    if levels:
+    def table(report: dict) -> None:
         t = Table("budget", "mean cost", "PSNR (gate, CV)", "best static mix", "oracle")
         for r in report["cv"]:
             t.add_row(f"{r['budget']:.2f}", f"{r['cost']:.3f}", f"{r['psnr']:.3f}", f"{r['static_mix_psnr']:.3f}",
                       f"{r['oracle_psnr']:.3f}")
         console.print(t)
-        if json_out:
-            console.print(f"wrote {json_out}")
+
+    with progress() as pb:
+        tasks: list = []  # the bar shows while tiles are measured (not with a --cache)
+
+        def advance(done: int, total: int) -> None:
+            if not tasks:
+                tasks.append(pb.add_task("measure tiles", total=total))
+            pb.update(tasks[0], completed=done, total=total)
+
+        def log(s: str) -> None:
+            pb.console.print(s, highlight=False)
+
+        if levels:
+            fit_level_gate_to_data(model, out, _split(levels), budget, _split(data), cost, images, ridge,
+                                   TileConfig(tile, step), cache, json_out, "gdq " + " ".join(sys.argv[1:]),
+                                   advance, log, on_fitted=table)
+        else:
+            fit_bit_gate_to_data(model, out, _int_list("--choices", choices),
+                                 _int_list("--e2b-bits", e2b_bits) if e2b_bits else None, target_fab, _split(data),
+                                 images, ridge, TileConfig(tile, step), cache, advance, log)
+    if levels and json_out:
+        console.print(f"wrote {json_out}")
     console.print(f"-> {out}")

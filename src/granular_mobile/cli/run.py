@@ -140,7 +140,7 @@ def bench_cmd(
     bes = _split(backends)
     if costs:
         torch_model = ""  # the levels alone: no PyTorch baseline (a device's runtime-only install can run it)
-        if model == "default":
+        if model == "default" or Path(model).resolve() == DEFAULT_EXPORT.resolve():
             raise ConfigError("--costs writes the tables into the export's manifest: give -m EXPORT (an export "
                               "folder of yours; the package's own export is not rewritten)")
         if "torch" in bes:
@@ -172,8 +172,8 @@ def bench_cmd(
                                   "(gdq fit-gate --levels)")
             if 0 in counts:
                 raise ConfigError("--costs: give thread counts of 1 or more (a table is looked up by its count)")
-            if not os.access(folder.dir / "manifest.json", os.W_OK):
-                raise ConfigError(f"--costs writes into {folder.dir / 'manifest.json'}, which is not writable here")
+            if not os.access(folder.dir, os.W_OK):  # the manifest is replaced (written beside, then renamed)
+                raise ConfigError(f"--costs writes {folder.dir / 'manifest.json'}, and {folder.dir} is not writable here")
             full = max(lv.blocks for lv in man.level_list())
             level_names = tuple(lv.name for lv in man.level_list()
                                 if lv.blocks == full or lv.name in man.level_gate.choices)

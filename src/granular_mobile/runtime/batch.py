@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,8 @@ class BatchResult:
     multi: bool = False
     #: inputs not reached (an interrupted run)
     not_reached: int = 0
+    #: the budget was spent over the batch (``share_budget``)
+    shared: bool = False
 
     def summary(self) -> dict[str, int]:
         return {"done": len(self.reports), "failed": len(self.failed), "skipped": self.repeats + self.not_reached}
@@ -105,7 +108,10 @@ class BatchResult:
         """What ``--stats`` holds: one input's report, or a batch's reports, failures and summary."""
         if not self.multi:
             return self.reports[0] if self.reports else {}
-        return {"images": self.reports, "failed": self.failed, "summary": self.summary()}
+        summary: dict[str, Any] = dict(self.summary())
+        if self.shared:
+            summary.update(budget_shared=True, mean_cost=self.mean_cost())
+        return {"images": self.reports, "failed": self.failed, "summary": summary}
 
 
 class Batch:
@@ -174,8 +180,9 @@ class Batch:
         and ``on_failed(input, error)`` report as it goes. Interrupted (KeyboardInterrupt),
         ``result`` counts what was not reached, and the interrupt goes on up."""
         up = self.upscaler
-        res = self.result = BatchResult(repeats=self.repeats, multi=self.multi)
+        res = self.result = BatchResult(repeats=self.repeats, multi=self.multi, shared=self.share_budget)
         shared: dict[Path, list[str]] = {}
+        scoring_s: dict[Path, float] = {}
 
         def failed(f: Path, e: GdqError) -> None:
             if not self.multi:
@@ -191,7 +198,9 @@ class Batch:
                     try:
                         img = read_image(f)
                         check_size(img, up, f, self.large)
+                        t0 = time.perf_counter()
                         scores[f] = up.scores(img)
+                        scoring_s[f] = time.perf_counter() - t0
                     except GdqError as e:
                         failed(f, e)
                 shared = dict(zip(scores, up.share_budget(list(scores.values())), strict=True))
@@ -217,6 +226,8 @@ class Batch:
                     continue
                 d = rep.to_dict()
                 d.update(input=str(f), output=str(target), model=up.backend.model_id)
+                if f in scoring_s:  # the controller ran in the scoring pass
+                    d["timings_s"]["controller"] = round(d["timings_s"]["controller"] + scoring_s[f], 4)
                 d.pop("tile_bits")
                 d.pop("tile_levels")
                 res.reports.append(d)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ModelNotFoundError
+from ..errors import ConfigError, GdqWarning, ModelNotFoundError
 from .targets import TARGET_OF_BACKEND
 
 #: the version of this schema; the Android core checks it too (Manifest.java)
@@ -353,17 +354,24 @@ class LevelGateInfo:
         if len(self.choices) < 2 or len(self.costs) != len(self.choices):
             raise ConfigError(f"level_gate: choices {list(self.choices)} and costs {list(self.costs)} must pair up (>= 2)")
         for key, m in self.measured.items():
-            if len(m.costs) != len(self.choices) or not all(c > 0 for c in m.costs):
-                raise ConfigError(f"level_gate.measured['{key}']: costs {list(m.costs)} must be one positive cost per "
-                                  f"choice {list(self.choices)}")
-            # the allocation (runtime/budget.py) takes the choices cheapest first
-            if any(b < a for a, b in zip(m.costs, m.costs[1:], strict=False)):
-                raise ConfigError(f"level_gate.measured['{key}']: costs {list(m.costs)} are not cheapest first like the "
-                                  f"choices {list(self.choices)}; re-measure (gdq bench --costs)")
-            be, _, th = key.partition("@")
-            if be not in TARGET_OF_BACKEND or not th.isdigit() or int(th) < 1:
-                raise ConfigError(f"level_gate.measured: key '{key}' is not BACKEND@THREADS with a backend from "
-                                  f"{sorted(TARGET_OF_BACKEND)} (e.g. onnxruntime@2)")
+            why = self.table_problem(key, m)
+            if why:
+                raise ConfigError(why)
+
+    def table_problem(self, key: str, m: MeasuredCosts) -> str | None:
+        """Why a measured table cannot price these choices (None: it can)."""
+        if len(m.costs) != len(self.choices) or not all(c > 0 for c in m.costs):
+            return (f"level_gate.measured['{key}']: costs {list(m.costs)} must be one positive cost per choice "
+                    f"{list(self.choices)}")
+        # the allocation (runtime/budget.py) takes the choices cheapest first
+        if any(b < a for a, b in zip(m.costs, m.costs[1:], strict=False)):
+            return (f"level_gate.measured['{key}']: costs {list(m.costs)} are not cheapest first like the choices "
+                    f"{list(self.choices)}; re-measure (gdq bench --costs)")
+        be, _, th = key.partition("@")
+        if be not in TARGET_OF_BACKEND or not th.isdigit() or int(th) < 1:
+            return (f"level_gate.measured: key '{key}' is not BACKEND@THREADS with a backend from "
+                    f"{sorted(TARGET_OF_BACKEND)} (e.g. onnxruntime@2)")
+        return None
 
     def costs_for(self, backend: str, threads: int) -> tuple[tuple[float, ...], str]:
         """The costs to allocate with on ``backend`` at ``threads`` threads, and their key: the
@@ -387,12 +395,19 @@ class LevelGateInfo:
         choices = r.get("choices", list)
         if not all(isinstance(c, str) for c in choices):
             raise ConfigError(f"{r.source}: 'level_gate.choices' = {choices!r} must be level names")
+        gate = cls(tuple(choices), r.floats("costs"), float(r.get("budget", (int, float))), r.get("cost_source", str, ""))
+        if "measured" not in r.data:
+            return gate
+        mr = r.sub("measured")
         measured = {}
-        if "measured" in r.data:
-            mr = r.sub("measured")
-            measured = {k: MeasuredCosts._read(mr.sub(k)) for k in mr.data}
-        return cls(tuple(choices), r.floats("costs"), float(r.get("budget", (int, float))), r.get("cost_source", str, ""),
-                   measured)
+        for k in mr.data:
+            m = MeasuredCosts._read(mr.sub(k))
+            why = gate.table_problem(k, m)
+            if why:  # a table is an optional refinement: without it the gate's own costs price the choices
+                warnings.warn(f"{r.source}: {why}; the table is left out", GdqWarning, stacklevel=2)
+            else:
+                measured[k] = m
+        return replace(gate, measured=measured)
 
 
 @dataclass(frozen=True)

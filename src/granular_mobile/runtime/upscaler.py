@@ -172,7 +172,8 @@ class Upscaler:
         (``scores``: each image's ``scores()``): one price for the batch, so an easy image takes
         less than the budget and a hard one more, their tiles' mean cost within it."""
         gate = self.backend.level_gate
-        assert gate is not None and self.budget is not None
+        if gate is None or self.budget is None:
+            raise ConfigError("sharing a budget needs the level gate to choose (a model with one, bits auto, int8)")
         if not scores:
             return []
         choice = allocate(np.concatenate(scores), self.costs, self.budget)

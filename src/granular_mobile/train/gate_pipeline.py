@@ -101,11 +101,13 @@ def fit_level_gate_to_data(model: str, out: str | Path, choices: Sequence[str], 
                            folders: Sequence[str], cost: str | Path | None = None, images: int = 60,
                            ridge: float = 100.0, tiles: TileConfig | None = None, cache: Path | None = None,
                            json_out: Path | None = None, command: str = "", progress: Progress | None = None,
-                           log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+                           log: Callable[[str], None] = lambda s: None,
+                           on_fitted: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The time-aware level gate over ``choices`` (cheapest first) fitted to measured per-tile
     gains, priced by ``cost`` (bench/level_cost.py's JSON; default MACs), default operating
     point ``budget``; writes the model to ``out`` (and the report to ``json_out``), returns the
-    report (``report["cv"]``: per budget, the cross-validated PSNR, the best static mix, the oracle)."""
+    report (``report["cv"]``: per budget, the cross-validated PSNR, the best static mix, the
+    oracle), also given to ``on_fitted`` before the model is written."""
     tc = tiles or TileConfig()
     _check_images(images)
     if json_out:
@@ -134,6 +136,8 @@ def fit_level_gate_to_data(model: str, out: str | Path, choices: Sequence[str], 
     new, report = fit_level_gate(m, gains, costs, budget, ridge, source)
     log(f"fitted on {report['tiles']} tiles of {report['images']} images; costs {dict(zip(choices, costs, strict=True))} "
         f"({source}); {FOLDS}-fold cross-validated over images, mean image PSNR (dB):")
+    if on_fitted:
+        on_fitted(report)
     save_model(new, out, meta={"level_gate_fit": report, "fitted_on": list(folders)})
     if json_out:
         json_out.write_text(json.dumps({"command": command, **report}, indent=2))
