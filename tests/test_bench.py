@@ -45,11 +45,16 @@ def test_round_median_ratio_pairs_rounds():
     assert ratios(rows, per_round=True)["onnxruntime@1: dynamic / static int8"] == 1.0
 
 
-def test_bench_rejects_zero_rounds(tiny_export):
+def test_bench_rejects_zero_rounds(tiny_export, capsys, monkeypatch):
+    from granular_mobile import cli
+
     exp, _ = tiny_export
-    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "bench", "-m", str(exp), "--rounds", "0"],
-                       capture_output=True, text=True)
-    assert r.returncode == 1 and "--rounds" in r.stdout + r.stderr and "Traceback" not in r.stderr
+    monkeypatch.delenv("GDQ_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", ["gdq", "bench", "-m", str(exp), "--rounds", "0"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "--rounds" in err and "Traceback" not in err
 
 
 def test_bench_times_each_level(tiny_export, tmp_path):
