@@ -384,9 +384,10 @@ def test_the_runtime_allocates_with_the_table_of_its_backend_and_threads(tiny_ti
     up = Upscaler(be, overlap=8, budget=0.8)
     _, rep = up(img)
     assert rep.cost_table == key and up.costs == table
-    t = be.tile
-    tiles = np.stack([np.pad(img, ((0, t), (0, t), (0, 0)), mode="reflect")[y:y + t, x:x + t]
-                      for y in rep.plan["ys"] for x in rep.plan["xs"]]).astype(np.float32).transpose(0, 3, 1, 2) / 255
+    from granular_mobile.runtime.tiler import TilePlan, extract_tiles
+
+    plan = TilePlan(img.shape[0], img.shape[1], be.tile, be.tile - up.overlap, be.scale, up.merge)
+    tiles = extract_tiles(img, plan).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
     scores = np.concatenate([be.scores(tiles[i:i + 1]) for i in range(len(tiles))])
     want = [be.level_gate.choices[c] for c in allocate(scores, table, 0.8)]
     assert rep.tile_levels == want != r0.tile_levels

@@ -82,4 +82,9 @@ _TRAIN_HELP_COMMON = dict(
     lr=typer.Option(1e-3, help="Peak learning rate (Adam)."),
     schedule=typer.Option("cosine", help="cosine | step"),
     seed=typer.Option(0, help="Random seed."),
+    val_root=typer.Option(BENCH_DEFAULT, help="Benchmark root for validation."),
+    val_set=typer.Option("Set5", help="Validation set."),
+    threads=typer.Option(0, help="CPU threads (0: torch default)."),
+    resume=typer.Option(False, "--resume", help="Continue from OUT/last.pt with the run's own options "
+                        "(options given here replace them; a larger --iters trains longer)."),
 )

@@ -12,7 +12,7 @@ from ..defaults import (
 from ..errors import ConfigError
 from ..progress import console, progress
 from ..progress import out as stdout
-from .app import _TRAIN_HELP_COMMON, BENCH_DEFAULT, _int_list, _need, _split, app
+from .app import _TRAIN_HELP_COMMON, _int_list, _need, _split, app
 
 
 @app.command("models")
@@ -83,11 +83,10 @@ def train_cmd(
     seed: int = _TRAIN_HELP_COMMON["seed"],
     eval_every: int = typer.Option(500, help="Validate on --val-set every N iterations (0: never)."),
     ckpt_every: int = typer.Option(50, help="Write last.pt every N iterations."),
-    val_root: str = typer.Option(BENCH_DEFAULT, help="Benchmark root for validation."),
-    val_set: str = typer.Option("Set5", help="Validation set."),
-    threads: int = typer.Option(0, help="CPU threads (0: torch default)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt with the run's own options "
-                                "(options given here replace them; a larger --iters trains longer)."),
+    val_root: str = _TRAIN_HELP_COMMON["val_root"],
+    val_set: str = _TRAIN_HELP_COMMON["val_set"],
+    threads: int = _TRAIN_HELP_COMMON["threads"],
+    resume: bool = _TRAIN_HELP_COMMON["resume"],
     init: str | None = typer.Option(None, "--init", help="Start from this full-precision checkpoint's weights "
                                        "(fresh optimizer and schedule; its model must match --model/--scale/..., "
                                        "or be the x2 twin of a --scale 4 model: body, first upsampling stage and tail)."),
@@ -168,11 +167,10 @@ def quantize_cmd(
     seed: int = _TRAIN_HELP_COMMON["seed"],
     eval_every: int = typer.Option(250, help="Validate every N iterations (0: never)."),
     ckpt_every: int = typer.Option(25, help="Write last.pt every N iterations."),
-    val_root: str = typer.Option(BENCH_DEFAULT, help="Benchmark root for validation."),
-    val_set: str = typer.Option("Set5", help="Validation set."),
-    threads: int = typer.Option(0, help="CPU threads (0: torch default)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt with the run's own options "
-                                "(options given here replace them; a larger --iters trains longer)."),
+    val_root: str = _TRAIN_HELP_COMMON["val_root"],
+    val_set: str = _TRAIN_HELP_COMMON["val_set"],
+    threads: int = _TRAIN_HELP_COMMON["threads"],
+    resume: bool = _TRAIN_HELP_COMMON["resume"],
 ) -> None:
     """Quantization-aware fine-tuning of a full-precision model into Granular-DQ.
 
