@@ -40,8 +40,8 @@ def main() -> None:
     from granular_mobile.config import level_name
     from granular_mobile.data.calibration import calibration_tiles
     from granular_mobile.export.onnx import program_to_onnx, save_onnx
+    from granular_mobile.ir import build_program, calibrate_program
     from granular_mobile.models import count_macs
-    from granular_mobile.program import build_program, calibrate_program
 
     model = load_model(a.model).eval()
     nb = model.cfg.n_blocks
@@ -105,9 +105,9 @@ def _runner(backend: str, prog, onnx_path: Path | None, tile: int, threads: int,
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from granular_mobile.export.tflite import _concrete, _convert, _tf_program
+    from granular_mobile.export.tflite import _concrete, _convert, _TFProgram
 
-    data = _convert(tf, [_concrete(tf, _tf_program(tf, prog, quantized=True), tile, "sr")], quantized=True)
+    data = _convert(tf, [_concrete(tf, _TFProgram(tf, prog, quantized=True), tile, "sr")], quantized=True)
     it = Interpreter(model_content=data, num_threads=threads)
     it.allocate_tensors()
     inp = it.get_input_details()[0]["index"]

@@ -113,13 +113,13 @@ gdq fit-gate "$R/exit_6k8/best.pt" --levels a6k4,a6k8,a6,a8 --cost docs/level_co
 gdq pack "$R/timed/model.pt" -o "$A/srresnet_gdq_x2.pt"
 gdq eval --data Set5,Set14,BSD100 --json docs/eval_default.json
 gdq export --target all -o "$A/export" --verify
-bash scripts/arm64_setup.sh && gdq verify --arch arm64 -o "$A/export" --graphs all --tiles 6
+gdq verify --arch arm64 --setup && gdq verify --arch arm64 -o "$A/export" --graphs all --tiles 6
 python -m granular_mobile.runtime.golden android_demo/core/src/test/resources/golden
 python scripts/render_docs.py
 
 # 6. the analyses of the 2026-12-01 model (docs/EXPERIMENTS.md); its bit levels are the shipped ones
 gdq export -m "$R/gdq_1201.pt" --fp "$A/srresnet_x2.pt" -o "$R/export_1201" --target all
-python scripts/fab_curve.py -m "$R/gdq_1201.pt" --data Set14 --targets 4.15,4.3,4.5,5 --json docs/fab_curve_set14.json --svg docs/fab_curve_set14.svg
+python experiments/fab_curve.py -m "$R/gdq_1201.pt" --data Set14 --targets 4.15,4.3,4.5,5 --json docs/fab_curve_set14.json --svg docs/fab_curve_set14.svg
 # the same snapshot at 4.5, for comparison
 gdq calibrate "$T" --target-fab 4.5 -o "$R/gdq_int8_f4.5.pt"
 gdq pack "$R/gdq_int8_f4.5.pt" -o "$R/gdq_int8_f4.5_packed.pt"
@@ -128,15 +128,15 @@ for b in 4 5 6 8; do
   gdq eval -m "$R/gdq_1201.pt" --data BSD100 --bits $b --no-bicubic --json docs/eval_default_bsd100_${b}bit.json
 done
 for t in onnxruntime tflite; do
-  python bench/export_vs_trained.py -m "$R/gdq_1201.pt" --export "$R/export_1201" --data Set14 --backend $t --json docs/export_vs_trained_set14_${t/onnxruntime/onnx}.json
+  python experiments/export_vs_trained.py -m "$R/gdq_1201.pt" --export "$R/export_1201" --data Set14 --backend $t --json docs/export_vs_trained_set14_${t/onnxruntime/onnx}.json
 done
 for d in Set14 BSD100; do  # the 8-bit TFLite graph against the HR images, next to the reference
-  python bench/export_vs_trained.py -m "$R/gdq_1201.pt" --export "$R/export_1201" --data $d --backend tflite --bits 8 --json docs/export_vs_trained_${d,,}_tflite_8bit.json
+  python experiments/export_vs_trained.py -m "$R/gdq_1201.pt" --export "$R/export_1201" --data $d --backend tflite --bits 8 --json docs/export_vs_trained_${d,,}_tflite_8bit.json
 done
-python bench/rounding_cost.py -m "$R/gdq_1201.pt" --data Set5 --bits 4,8 --json docs/rounding_cost_set5.json
+python experiments/rounding_cost.py -m "$R/gdq_1201.pt" --data Set5 --bits 4,8 --json docs/rounding_cost_set5.json
 gdq bench -m "$R/export_1201" --rounds 5 --json docs/bench_default.json
-python scripts/tile_allocation.py -m "$R/gdq_1201.pt" --data Set14 --json docs/tile_allocation_set14.json
+python experiments/tile_allocation.py -m "$R/gdq_1201.pt" --data Set14 --json docs/tile_allocation_set14.json
 # the gate's choices, fitted or trained, cross-validated on 4d's measurements (the gate before the fit)
-python scripts/gate_fit_cv.py -m "$R/tune8w_packed.pt" --cache "$R/gate_tiles_own8.npz" --json docs/gate_fit_cv.json
-python scripts/gate_fit_cv.py -m "$R/tune8w_packed.pt" --cache "$R/gate_tiles_own8.npz" --choices 4,5,6 --json docs/gate_fit_cv_456.json
-python scripts/gate_fit_cv.py -m "$R/tune8w_packed.pt" --cache "$R/gate_tiles_own8.npz" --image-context --json docs/gate_fit_cv_image_context.json
+python experiments/gate_fit_cv.py -m "$R/tune8w_packed.pt" --cache "$R/gate_tiles_own8.npz" --json docs/gate_fit_cv.json
+python experiments/gate_fit_cv.py -m "$R/tune8w_packed.pt" --cache "$R/gate_tiles_own8.npz" --choices 4,5,6 --json docs/gate_fit_cv_456.json
+python experiments/gate_fit_cv.py -m "$R/tune8w_packed.pt" --cache "$R/gate_tiles_own8.npz" --image-context --json docs/gate_fit_cv_image_context.json

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,26 @@ def make_timed_export(out, n_blocks=2, n_feats=16, tile=32, targets=("onnx", "tf
         me.level_gate.bias.normal_(0, 0.5)
     export(me, list(targets), out, tile=tile)
     return out, me
+
+
+@pytest.fixture
+def gdq_here(monkeypatch, capsys):
+    """``gdq`` in this process (``cli.main``, what the script runs: the same exit codes and
+    output; a subprocess costs about 4 s of imports per call)."""
+    from types import SimpleNamespace
+
+    from granular_mobile import cli
+
+    monkeypatch.delenv("GDQ_DEBUG", raising=False)
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["gdq", *map(str, args)])
+        rc = 0
+        try:
+            cli.main()
+        except SystemExit as e:
+            rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
+
+    return run

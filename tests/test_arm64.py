@@ -1,6 +1,6 @@
 """The ARM64 check (``gdq verify --arch arm64``): the shipped graphs on the aarch64 builds of
 onnxruntime and LiteRT under QEMU user-mode emulation. CI sets up the arm64 root
-(``scripts/arm64_setup.sh``, called by ``.ci/run``); elsewhere the emulated test skips and
+(``verify/arm64_setup.sh``, called by ``.ci/run``); elsewhere the emulated test skips and
 says why. The CI subset: the controller and sr_a4 per runtime on 2 tiles (about a minute);
 all graphs: ``gdq verify --arch arm64 -o <export> --graphs all --tiles 6``."""
 import json
@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT
 from granular_mobile.errors import ConfigError
-from granular_mobile.export.arm64 import (
+from granular_mobile.verify.arm64 import (
     SUBSET_GRAPHS,
     arm64_ok,
     arm64_unavailable,
@@ -37,7 +37,7 @@ def test_graph_selection_and_tiles():
         select_graphs(man, ["onnx"], "controller,7")
     x, idx = tile_subset(man["tile"], 6)
     assert x.shape == (6, 3, 96, 96) and x.dtype == np.float32 and idx[0] == 0 and idx[-1] == 23
-    with pytest.raises(ConfigError, match="--tiles"):
+    with pytest.raises(ConfigError, match="``tiles``"):
         tile_subset(96, 0)
 
 
@@ -90,7 +90,7 @@ def test_host_worker_is_the_host_runtime(tmp_path):
 def test_arm64_subset_on_shipped_export(tmp_path):
     """CI subset: the controller picks the same level on ARM64 as on x86 and sr_a4 is >= 45 dB
     to the integer reference on both runtimes; the figures land in the manifest beside x86's."""
-    from granular_mobile.export.arm64 import arm64_parity
+    from granular_mobile.verify.arm64 import arm64_parity
 
     exp = tmp_path / "export"
     shutil.copytree(SHIPPED, exp)
@@ -124,13 +124,13 @@ def test_unavailable_root_and_old_qemu_are_refused(tmp_path):
     x, _ = tile_subset(man["tile"], 1)
     with pytest.raises(ConfigError, match="needs QEMU >= 8"):  # 7.2 miscomputes XNNPack's SVE kernels
         run_worker(SHIPPED, select_graphs(man, ["tflite"], "4"), x, "arm64", cpu="max", root=fake)
-    with pytest.raises(ConfigError, match="unknown --cpu"):
+    with pytest.raises(ConfigError, match="unknown ``cpu``"):
         run_worker(SHIPPED, select_graphs(man, ["tflite"], "4"), x, "arm64", cpu="cortex-x9", root=fake)
 
 
 def test_bad_model_fails_before_the_emulated_run(tmp_path, monkeypatch):
     """-m / --fp load before the emulation starts (minutes per graph): a typo fails at once."""
-    import granular_mobile.export.arm64 as arm64
+    import granular_mobile.verify.arm64 as arm64
     from granular_mobile.errors import GdqError
 
     monkeypatch.setattr(arm64, "arm64_unavailable", lambda root=None: None)
@@ -146,5 +146,38 @@ def test_bad_model_fails_before_the_emulated_run(tmp_path, monkeypatch):
     from granular_mobile.checkpoint import resolve_model_path
 
     # a checkpoint given by path has no twin found for it: the fp32 graph needs --fp, said first
-    with pytest.raises(ConfigError, match="give --fp"):
+    with pytest.raises(ConfigError, match="give ``fp``"):
         arm64.arm64_parity(SHIPPED, ["onnx"], "fp32", 1, model=str(resolve_model_path("default")), write=False)
+
+
+def test_setup_ships_with_the_package_and_builds_with_the_installed_runtimes(tmp_path, monkeypatch):
+    """The setup script is package data beside the module (an installed package has it); out of
+    a checkout it needs the runtimes' versions, which ``setup_root`` takes from the install."""
+    import os
+    import subprocess
+    from importlib import metadata
+    from pathlib import Path
+
+    import granular_mobile.verify.arm64 as arm64
+
+    pytest.importorskip("ai_edge_litert", reason="LiteRT is the [tflite] extra")
+    assert arm64.SETUP_SCRIPT.is_file() and arm64.SETUP_SCRIPT.parent == Path(arm64.__file__).resolve().parent
+    # as installed: no pyproject.toml three folders up, no versions given -> stops before any work
+    lone = tmp_path / "site" / "granular_mobile" / "verify" / "arm64_setup.sh"
+    lone.parent.mkdir(parents=True)
+    shutil.copy(arm64.SETUP_SCRIPT, lone)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GDQ_ARM64_")}
+    r = subprocess.run(["bash", str(lone)], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "GDQ_ARM64_ORT" in r.stderr, (r.returncode, r.stderr)
+    # setup_root runs the script with the installed versions
+    got = tmp_path / "got"
+    fake = tmp_path / "fake_setup.sh"
+    fake.write_text(f'echo "$GDQ_ARM64_ORT $GDQ_ARM64_LITERT" > "{got}"\n')
+    monkeypatch.setattr(arm64, "SETUP_SCRIPT", fake)
+    for var in ("GDQ_ARM64_ORT", "GDQ_ARM64_LITERT"):
+        monkeypatch.delenv(var, raising=False)
+    arm64.setup_root()
+    assert got.read_text().split() == [metadata.version("onnxruntime"), metadata.version("ai-edge-litert")]
+    fake.write_text("exit 3\n")
+    with pytest.raises(ConfigError, match="exit 3"):
+        arm64.setup_root()

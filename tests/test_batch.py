@@ -57,7 +57,7 @@ def test_a_batch_checks_its_outputs_before_loading_the_model(tmp_path):
         Batch([src], tmp_path / "new.png", model="nope")
     with pytest.raises(OutputError, match="exists"):
         Batch([src / "im0.png"], tmp_path / "file.png", model="nope")
-    with pytest.raises(OutputError, match="--bitmap takes one input"):
+    with pytest.raises(OutputError, match="``bitmap_path`` takes one input"):
         Batch([src], tmp_path / "out", bitmap=tmp_path / "b.png", model="nope")
     with pytest.raises(ImageError, match="does not exist"):
         Batch([tmp_path / "missing.png"], tmp_path / "o.png", model="nope")
@@ -128,5 +128,5 @@ def test_share_budget_needs_a_level_gate(tiny_export, tmp_path):
 
     exp, _ = tiny_export
     src = _images(tmp_path / "in")
-    with pytest.raises(ConfigError, match="--share-budget"):
+    with pytest.raises(ConfigError, match="``share_budget``"):
         Batch([src], tmp_path / "out", model=str(exp), threads=ortb._shared_pool or 0, share_budget=True)

@@ -14,7 +14,7 @@ from granular_mobile.export.channel_pairs import (
     pair_sums_fit,
 )
 from granular_mobile.export.exporter import calibration_tiles
-from granular_mobile.program import (
+from granular_mobile.ir import (
     Conv,
     build_program,
     calibrate_program,

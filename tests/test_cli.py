@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from granular_mobile.checkpoint import save_model
+from granular_mobile.cli.app import as_flags
 from granular_mobile.models import create_model
 
 
 def gdq(*args, env=None):
     e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "granular_mobile.cli", *map(str, args)], capture_output=True, text=True, env=e)
-
 
 @pytest.fixture(scope="module")
 def tiny_ckpts(tmp_path_factory):
@@ -75,48 +75,47 @@ def test_errors_are_one_line(args, needle, capsys, monkeypatch, tmp_path):
 
 
 def test_an_error_is_one_line_from_a_new_process(tmp_path):
+    """The `gdq` entry point as a script runs it (GDQ_DEBUG=1's traceback: test_errors_are_one_line)."""
     r = gdq("eval", "--model", tmp_path / "missing.pt")
     assert r.returncode == 1 and "Traceback" not in r.stderr and "does not exist" in r.stderr
     assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1
-    r = gdq("eval", "--model", tmp_path / "missing.pt", env={"GDQ_DEBUG": "1"})
-    assert "Traceback" in r.stderr
 
 
-def test_run_torch_backend(tiny_ckpts, tmp_path):
+def test_run_torch_backend(tiny_ckpts, tmp_path, gdq_here):
     out, stats = tmp_path / "o.png", tmp_path / "s.json"
-    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--stats", stats, "--tile", "32",
+    r = gdq_here("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--stats", stats, "--tile", "32",
             "--backend", "torch")
     assert r.returncode == 0, r.stderr
     assert cv2.imread(str(out)).shape == (140, 220, 3)
     s = json.loads(stats.read_text())
     assert sum(s["tiles_per_bit"].values()) == s["tiles"] and 4 <= s["fab"] <= 8
-    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--backend", "torch")
+    r = gdq_here("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--backend", "torch")
     assert r.returncode == 1 and "--force" in r.stderr
-    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--bits", "8", "--force", "--tile", "32",
+    r = gdq_here("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--bits", "8", "--force", "--tile", "32",
             "--backend", "torch")
     assert r.returncode == 0, r.stderr
-    r = gdq("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--bits", "7", "--force", "--backend", "torch")
+    r = gdq_here("run", tiny_ckpts / "in.png", "-o", out, "-m", tiny_ckpts / "q.pt", "--bits", "7", "--force", "--backend", "torch")
     assert r.returncode == 1 and "valid: auto, 4, 5, 6, 8" in r.stderr
 
 
-def test_run_bad_images(tiny_ckpts, tmp_path):
+def test_run_bad_images(tiny_ckpts, tmp_path, gdq_here):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    r = gdq("run", bad, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt", "--backend", "torch")
+    r = gdq_here("run", bad, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt", "--backend", "torch")
     assert r.returncode == 1 and "cannot decode" in r.stderr and not (tmp_path / "o.png").exists()
     deep = tmp_path / "deep.png"
     cv2.imwrite(str(deep), np.zeros((40, 40, 3), np.uint16))
-    r = gdq("run", deep, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt", "--backend", "torch")
+    r = gdq_here("run", deep, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt", "--backend", "torch")
     assert r.returncode == 1 and "uint16" in r.stderr and "8-bit" in r.stderr
     tiny = tmp_path / "px.png"
     cv2.imwrite(str(tiny), np.zeros((1, 1, 3), np.uint8))
-    r = gdq("run", tiny, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt", "--backend", "torch")
+    r = gdq_here("run", tiny, "-o", tmp_path / "o.png", "-m", tiny_ckpts / "q.pt", "--backend", "torch")
     assert r.returncode == 1 and "too small" in r.stderr and not (tmp_path / "o.png").exists()
 
 
-def test_eval_json(tiny_ckpts, tiny_bench, tmp_path):
+def test_eval_json(tiny_ckpts, tiny_bench, tmp_path, gdq_here):
     j = tmp_path / "e.json"
-    r = gdq("eval", "-m", tiny_ckpts / "q.pt", "--fp", tiny_ckpts / "fp.pt", "--data", "Tiny", "--root", tiny_bench,
+    r = gdq_here("eval", "-m", tiny_ckpts / "q.pt", "--fp", tiny_ckpts / "fp.pt", "--data", "Tiny", "--root", tiny_bench,
             "--tile", "32", "--step", "30", "--numerics", "float", "--json", j)
     assert r.returncode == 0, r.stderr
     res = json.loads(j.read_text())["results"]
@@ -125,7 +124,7 @@ def test_eval_json(tiny_ckpts, tiny_bench, tmp_path):
     assert sum(int(v) for v in res[0]["tiles_per_bit"].values()) > 0
     # the export's integer numerics (the default): same tiles and bits, a different (integer-rounded) result
     j8 = tmp_path / "e8.json"
-    r = gdq("eval", "-m", tiny_ckpts / "q.pt", "--data", "Tiny", "--root", tiny_bench, "--tile", "32", "--step", "30",
+    r = gdq_here("eval", "-m", tiny_ckpts / "q.pt", "--data", "Tiny", "--root", tiny_bench, "--tile", "32", "--step", "30",
             "--no-bicubic", "--json", j8)
     assert r.returncode == 0, r.stderr
     res8 = json.loads(j8.read_text())
@@ -182,7 +181,8 @@ def test_run_refuses_a_huge_output_unless_large(tiny_export, tmp_path, monkeypat
     r = CliRunner().invoke(cli.app, ["run", str(tmp_path / "big.png"), "-o", str(tmp_path / "o.png"), "-m", str(exp)])
     assert r.exit_code != 0 and not (tmp_path / "o.png").exists()
     msg = str(r.exception)
-    assert "is 90x70: its x2 output is 180x140" in msg and "tiles; pass --large" in msg and "\n" not in msg
+    assert "is 90x70: its x2 output is 180x140" in msg and "tiles; pass ``large``" in msg and "\n" not in msg
+    assert "tiles; pass --large to run it" in as_flags(msg)  # as gdq prints it
     r = CliRunner().invoke(cli.app, ["run", str(tmp_path / "big.png"), "-o", str(tmp_path / "o.png"), "-m", str(exp),
                                      "--large"])
     assert r.exit_code == 0, r.output
@@ -229,3 +229,42 @@ def test_export_tflite_through_the_cli_then_run_it(tiny_ckpts, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     man = json.loads((exp / "manifest.json").read_text())
     assert set(man["targets"]) == {"onnx", "tflite"} and all((exp / f).is_file() for f in man["files"])
+
+
+def _library_parameters() -> dict[str, set[str]]:
+    """Each parameter the library's messages name (``name``), with the files that name it."""
+    import io
+    import tokenize
+    from pathlib import Path
+
+    from granular_mobile.errors import PARAMETER
+
+    pkg = Path(__file__).resolve().parents[1] / "src" / "granular_mobile"
+    found: dict[str, set[str]] = {}
+    for f in pkg.rglob("*.py"):
+        if "cli" in f.relative_to(pkg).parts:
+            continue
+        for t in tokenize.generate_tokens(io.StringIO(f.read_text()).readline):
+            if t.type == tokenize.STRING and not t.string.lstrip("rbfRBF").startswith(('"""', "'''")):
+                for m in PARAMETER.finditer(t.string):
+                    found.setdefault(m.group(1), set()).add(f.name)
+    return found
+
+
+def test_every_parameter_a_library_message_names_is_a_flag_of_gdq():
+    """Library messages name parameters (``fp_layers``); gdq prints each as a flag (--fp-layers)
+    that must exist, or a user is told to pass an option no command has."""
+    import typer.main
+
+    import granular_mobile.cli as cli
+
+    flags: set[str] = set()
+    for cmd in typer.main.get_command(cli.app).commands.values():
+        for p in cmd.params:
+            if p.param_type_name == "option":  # (typer vendors its click: no class to import)
+                flags |= {o for o in (*p.opts, *p.secondary_opts) if o.startswith("--")}
+    params = _library_parameters()
+    assert {"budget", "fp_layers", "bitmap_path", "verify_root"} <= set(params)  # the scan found them
+    unknown = {name: sorted(files) for name, files in params.items() if as_flags(f"``{name}``") not in flags}
+    assert not unknown, f"no gdq flag for {unknown}: add it to cli.app.FLAG_OF"
+    assert as_flags("``fp_layers`` 'x' is unknown; drop ``bitmap_path``") == "--fp-layers 'x' is unknown; drop --bitmap"

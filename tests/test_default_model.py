@@ -65,7 +65,7 @@ def test_forward_is_the_shipped_graphs_integer_program():
     import torch
 
     from granular_mobile.data.calibration import calibration_tiles
-    from granular_mobile.program import deployed_level_programs, deployed_programs, run_program
+    from granular_mobile.ir import deployed_level_programs, deployed_programs, run_program
 
     m = load_model("default")
     x = calibration_tiles(m.cfg.e2b.tile)[[0, 9, 18]]

@@ -54,7 +54,7 @@ def test_target_fab_has_one_rule(fab, bits, ok):
 def test_train_config_and_cli_share_the_target_fab_rule():
     from granular_mobile.train import TrainConfig
 
-    with pytest.raises(ConfigError, match=r"--target-fab 9.0 must be within the bit levels' range \[2, 8\]"):
+    with pytest.raises(ConfigError, match=r"``target_fab`` 9.0 must be within the bit levels' range \[2, 8\]"):
         TrainConfig(mode="qat", target_fab=9.0)
 
 
@@ -66,7 +66,7 @@ def test_the_demos_tile_as_the_python_runtime():
     from conftest import ROOT
     from granular_mobile.defaults import DEFAULT_MERGE, DEFAULT_OVERLAP
 
-    for path in (ROOT / "web_demo" / "src" / "pipeline.js",
+    for path in (ROOT / "src" / "granular_mobile" / "web_page" / "src" / "pipeline.js",
                  ROOT / "android_demo" / "app" / "src" / "main" / "java" / "org" / "granularmobile" / "demo" / "SrPipeline.java"):
         text = path.read_text()
         overlap = re.search(r"DEFAULT_OVERLAP = (\d+);", text)

@@ -11,8 +11,8 @@ import torch
 
 from granular_mobile.export import export
 from granular_mobile.export.exporter import calibration_tiles, parity_ok, sha256
+from granular_mobile.ir import build_program, calibrate_program, run_program
 from granular_mobile.models import create_model
-from granular_mobile.program import build_program, calibrate_program, run_program
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 TILE = 32
@@ -259,7 +259,7 @@ def test_export_rejects_bad_options(tmp_path):
     m, _ = tiny("srresnet")
     with pytest.raises(ConfigError, match="valid: \\['onnx', 'tflite'\\]"):
         export(m, ["coreml"], tmp_path, tile=TILE)
-    with pytest.raises(ConfigError, match="fp-layers"):
+    with pytest.raises(ConfigError, match="``fp_layers``"):
         export(m, ["onnx"], tmp_path, tile=TILE, fp_layers="fp16")
     with pytest.raises(ConfigError, match="ONNX only"):  # refused before any file is written
         export(m, ["onnx", "tflite"], tmp_path / "both", tile=TILE, fp_layers="float")

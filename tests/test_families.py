@@ -2,9 +2,6 @@
 unregistered architecture fails with a one-line error."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -12,8 +9,8 @@ import torch
 from granular_mobile.checkpoint import save_model
 from granular_mobile.data.calibration import calibration_tiles
 from granular_mobile.errors import ConfigError
+from granular_mobile.ir import deployed_programs, run_program
 from granular_mobile.models import FAMILIES, build_from_config, create_model, list_models, register_family
-from granular_mobile.program import deployed_programs, run_program
 from toy_family import ToyNet
 
 
@@ -65,7 +62,7 @@ def test_a_new_family_exports_and_runs(tmp_path, numerics):
         assert np.array_equal(got, ref), b
 
 
-def test_unregistered_architecture_fails_in_one_line(tmp_path):
+def test_unregistered_architecture_fails_in_one_line(tmp_path, gdq_here):
     m = create_model("srresnet_gdq", n_blocks=1, n_feats=8)
     ck = tmp_path / "m.pt"
     save_model(m, ck)
@@ -76,8 +73,7 @@ def test_unregistered_architecture_fails_in_one_line(tmp_path):
         from granular_mobile.checkpoint import load_model
 
         load_model(str(ck))
-    r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "export", "-m", str(ck), "-o", str(tmp_path / "e")],
-                       capture_output=True, text=True, timeout=300)
+    r = gdq_here("export", "-m", ck, "-o", tmp_path / "e")
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "vdsr" in r.stderr and "registered" in r.stderr
     assert not (tmp_path / "e" / "manifest.json").exists()

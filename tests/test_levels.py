@@ -34,7 +34,7 @@ def test_allocation_fits_the_budget_and_spends_it_where_predicted():
     # where predicted gains differ, the budget goes to the tiles that gain most
     two = np.array([[0.0, 0.0, 5.0], [0.0, 0.0, 1.0]])
     assert allocate(two, costs, 0.7).tolist() == [2, 0]
-    with pytest.raises(ConfigError, match=r"--budget 0.3 is below the cheapest level's cost 0.4"):
+    with pytest.raises(ConfigError, match=r"``budget`` 0.3 is below the cheapest level's cost 0.4"):
         allocate(scores, costs, 0.3)
 
 
@@ -134,7 +134,7 @@ def test_verify_compares_every_level_and_the_gates_allocation(tiny_timed_export,
     import shutil
 
     from granular_mobile.export.exporter import parity_ok
-    from granular_mobile.export.verify import verify_export
+    from granular_mobile.verify.parity import verify_export
 
     exp, m = tiny_timed_export
     out = tmp_path / "exp"
@@ -193,12 +193,12 @@ def test_budget_errors_are_one_line(tiny_timed_export, tiny_export):
     be = Upscaler.load(str(exp), backend="onnxruntime").backend
     with pytest.raises(ConfigError, match="below the cheapest level's cost 0.6"):
         Upscaler(be, budget=0.5)
-    with pytest.raises(ConfigError, match="drop --bits"):
+    with pytest.raises(ConfigError, match="drop ``bits``"):
         Upscaler(be, bits=6, budget=0.8)
     with pytest.raises(ConfigError, match=r"valid: auto, 4, 5, 6, 8, a6k1"):
         Upscaler(be, bits="a6k9")
     plain = Upscaler.load(str(tiny_export[0]), backend="onnxruntime").backend
-    with pytest.raises(ConfigError, match="--budget needs a model with a level gate"):
+    with pytest.raises(ConfigError, match="``budget`` needs a model with a level gate"):
         Upscaler(plain, budget=0.8)
 
 
@@ -325,7 +325,7 @@ def test_the_time_psnr_plot_draws_every_setting(tmp_path):
 def test_a_cost_table_is_picked_by_backend_and_thread_count(tiny_timed_export):
     import dataclasses
 
-    from granular_mobile.runtime.manifest import MeasuredCosts
+    from granular_mobile.runtime.level_info import MeasuredCosts
 
     exp, _ = tiny_timed_export
     man = Manifest.from_json((exp / "manifest.json").read_text())
@@ -367,7 +367,7 @@ def test_the_runtime_allocates_with_the_table_of_its_backend_and_threads(tiny_ti
     from granular_mobile.runtime.backends import onnxruntime as ortb
     from granular_mobile.runtime.backends import usable_cores
     from granular_mobile.runtime.budget import allocate
-    from granular_mobile.runtime.manifest import MeasuredCosts, cost_key
+    from granular_mobile.runtime.level_info import MeasuredCosts, cost_key
 
     exp, _ = tiny_timed_export
     img = mixed_image()

@@ -54,7 +54,7 @@ def test_imresize_matches_matlab_lr(scale):
 
 
 def test_best_static_mix_is_the_upper_hull():
-    """The controller is compared with the best static mix of levels (scripts/fab_curve.py, gdq
+    """The controller is compared with the best static mix of levels (experiments/fab_curve.py, gdq
     fit-gate): a level below the line of two others (a weak 5-bit level) is no part of it."""
     from granular_mobile.metrics import best_static_mix
 

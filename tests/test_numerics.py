@@ -8,8 +8,8 @@ import torch
 
 from granular_mobile.config import ModelConfig
 from granular_mobile.data.calibration import calibration_tiles
+from granular_mobile.ir import DepthToSpace, build_program, deployed_programs, run_program
 from granular_mobile.models import build_from_config, list_models
-from granular_mobile.program import DepthToSpace, build_program, deployed_programs, run_program
 from granular_mobile.quant import GridQuantizer, fake_quant_fp_weight, fp_layer_int_weight
 
 TILE = 24
@@ -125,7 +125,7 @@ def test_an_exit_level_runs_its_copy_at_its_depth(arch):
     alone and in a batch of mixed levels, and its tiles' gradients reach only the copy."""
     import dataclasses
 
-    from granular_mobile.program import calibrate_program
+    from granular_mobile.ir import calibrate_program
 
     m, x = int8_model(arch)
     me = build_from_config(dataclasses.replace(m.cfg, exits=((6, 1),))).eval()
@@ -221,7 +221,7 @@ def test_fp_layer_integers_are_shared_and_fold_factors_leave_them():
     conv.weight.data.copy_(w)
     bn = torch.nn.BatchNorm2d(8).eval()
     bn.weight.data.uniform_(-2, 2)
-    from granular_mobile.program import ProgramBuilder
+    from granular_mobile.ir import ProgramBuilder
 
     b = ProgramBuilder("int8", 0)
     b.fp_conv("c", "lr", conv, bn=bn)
@@ -237,7 +237,7 @@ def test_float_numerics_model_has_no_grids_and_calibrates():
         m(calibration_tiles(TILE)[:4], 0)
     assert not m.grid_modules()
     with pytest.raises(ValueError, match="no learned grid"):
-        from granular_mobile.program import calibrate_program
+        from granular_mobile.ir import calibrate_program
 
         calibrate_program(build_program(m, 4, "int8"), None)
     progs = deployed_programs(m, calibration_tiles(TILE)[:4])
@@ -341,7 +341,7 @@ def test_grid_rounding_has_lsq_gradients():
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_float_surrogate_is_the_same_numerics(arch):
-    """``exact_integer = False`` (what bench/rounding_cost.py ablates) runs every rounding point
+    """``exact_integer = False`` (what experiments/rounding_cost.py ablates) runs every rounding point
     as float fake quantization: the same points and steps, so it stays close to the exact
     integer values; it is not them (it lacks the int32 bias rounding, and float32 and integer
     arithmetic differ at rounding ties)."""

@@ -1,6 +1,4 @@
 """Import of the reference implementation's SRResNet checkpoint (names from docs/METHOD.md)."""
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -110,12 +108,11 @@ def test_import_matches_reference_forward(level):
     assert torch.allclose(logits, ref_logits, rtol=1e-4, atol=1e-4)
 
 
-def test_import_x4_and_cli(tmp_path):
+def test_import_x4_and_cli(tmp_path, gdq_here):
     sd = reference_state_dict(scale=4, n=16, blocks=2)
     torch.save({"state_dict": sd, "epoch": 3}, tmp_path / "ref.pt")
     out = tmp_path / "ours.pt"
-    res = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "import-reference", str(tmp_path / "ref.pt"),
-                          "-o", str(out)], capture_output=True, text=True)
+    res = gdq_here("import-reference", tmp_path / "ref.pt", "-o", out)
     assert res.returncode == 0, res.stderr
     from granular_mobile.checkpoint import load_model
 
@@ -132,7 +129,7 @@ def test_bad_reference_checkpoints():
         convert_reference({"foo": torch.zeros(1)})
     sd = reference_state_dict(n=8, blocks=1)
     sd["encoder.second_divide_bit.fine_grain_ratito1"] = torch.tensor([0.3])
-    with pytest.raises(CheckpointError, match="--data"):
+    with pytest.raises(CheckpointError, match="``data``"):
         convert_reference(sd)
     sd = reference_state_dict(n=8, blocks=1)
     del sd["body.0.bn1.weight"]

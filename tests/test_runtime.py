@@ -156,7 +156,7 @@ def test_bitmap_tells_exit_levels_from_their_bit_level():
     if shutil.which("node") is None:
         pytest.skip("the browser demo's rule needs node (apt-get install nodejs)")
     names = ["a4", "a5", "a6", "a8", "a6k1", "a6k4", "a6k8", "a6k12", "fp32", "x"]
-    code = ("import { levelColour } from './web_demo/src/colours.js';"
+    code = ("import { levelColour } from './src/granular_mobile/web_page/src/colours.js';"
             f"console.log(JSON.stringify({json.dumps(names)}.map(levelColour)));")
     r = subprocess.run(["node", "--input-type=module", "-e", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr

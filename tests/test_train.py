@@ -156,7 +156,7 @@ def test_qat_rejects_mismatched_init(fp_run, tiny_data, tmp_path):
     mc = ModelConfig(arch="srresnet", quantized=True, n_blocks=3, n_feats=16)
     with pytest.raises(CheckpointError, match="twin"):
         train(_cfg(tiny_data, mode="qat", iters=2), tmp_path, mc, init=str(fp_final), log=lambda s: None)
-    with pytest.raises(ConfigError, match="needs --init"):
+    with pytest.raises(ConfigError, match="needs ``init``"):
         train(_cfg(tiny_data, mode="qat", iters=2), tmp_path, ModelConfig(arch="srresnet", **TINY), log=lambda s: None)
 
 
@@ -217,7 +217,7 @@ def test_qat_int8_numerics_from_a_float_numerics_model(fp_run, tiny_data, tmp_pa
     import dataclasses
 
     from granular_mobile.data.calibration import calibration_tiles
-    from granular_mobile.program import deployed_programs, run_program
+    from granular_mobile.ir import deployed_programs, run_program
 
     _, fp_final, _ = fp_run
     mc = ModelConfig(arch="srresnet", quantized=True, **TINY)
@@ -311,7 +311,7 @@ def test_qat_int8_numerics_from_the_full_precision_twin(fp_run, tiny_data, tmp_p
 def test_tune_level_moves_only_that_levels_steps(fp_run, tiny_data, tmp_path):
     """--tune-level 8: only the 8-bit entries of the per-level steps train; the weights, the
     controller and the 4/5/6-bit levels stay bit for bit (their graphs export unchanged)."""
-    from granular_mobile.program import deployed_programs
+    from granular_mobile.ir import deployed_programs
 
     _, fp_final, _ = fp_run
     mc = ModelConfig(arch="srresnet", quantized=True, numerics="int8", **TINY)
@@ -368,9 +368,9 @@ def test_tune_level_errors(fp_run, tiny_data, tmp_path):
 
 @pytest.mark.parametrize("variant", ["steps", "bn"])
 def test_level_capacity_probe_trains_what_it_says(fp_run, tiny_data, tmp_path, variant):
-    """bench/level_capacity.py: inside ``trainable("bn")``, --tune-level also trains the blocks'
+    """experiments/level_capacity.py: inside ``trainable("bn")``, --tune-level also trains the blocks'
     BatchNorm affine, and nothing else moves; outside, the trainer is as it was."""
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
     try:
         import level_capacity
     finally:
@@ -402,7 +402,7 @@ def test_own_weights_train_that_levels_copy_only(fp_run, tiny_data, tmp_path):
     4/5/6-bit programs stay bit for bit, and the 8-bit program runs the copy."""
     import dataclasses
 
-    from granular_mobile.program import deployed_programs
+    from granular_mobile.ir import deployed_programs
 
     _, fp_final, _ = fp_run
     mc = ModelConfig(arch="srresnet", quantized=True, numerics="int8", **TINY)
@@ -565,8 +565,8 @@ def test_the_quantized_model_config_follows_what_it_starts_from(tmp_path):
     assert qat_model_config(q8, (4, 5, 6, 8), tune_level=6, blocks=1).exits == ((6, 1),)
     assert qat_model_config(q8, (4, 5, 6, 8), tune_level=8, own_weights=True).level_weights == (8,)
     for kw, msg in ((dict(init=fp, tune_level=6), "is a full-precision model"),
-                    (dict(init=q8, bits=(4, 6)), r"with bits \[4, 5, 6, 8\], not --bits 4,6"),
-                    (dict(init=q8, numerics="float"), "cannot go back to --numerics float"),
-                    (dict(init=fp, numerics="fp16"), "--numerics 'fp16' is unknown")):
+                    (dict(init=q8, bits=(4, 6)), r"with bits \[4, 5, 6, 8\], not ``bits`` 4,6"),
+                    (dict(init=q8, numerics="float"), "cannot go back to ``numerics`` float"),
+                    (dict(init=fp, numerics="fp16"), "``numerics`` 'fp16' is unknown")):
         with pytest.raises(ConfigError, match=msg):
             qat_model_config(**{"bits": (4, 5, 6, 8), **kw})

@@ -1,6 +1,7 @@
-"""The browser demo (web_demo/): its Node unit tests, `gdq web`'s server, and the page in
-headless Chromium against the Python onnxruntime backend (same bit level on every tile,
-PSNR >= 50 dB; alpha exact), plus its messages for bad inputs and models.
+"""The browser demo (the page in src/granular_mobile/web_page/, its npm project in web_demo/):
+its Node unit tests, `gdq web`'s server, and the page in headless Chromium against the Python
+onnxruntime backend (same bit level on every tile, PSNR >= 50 dB; alpha exact), plus its
+messages for bad inputs and models.
 
 The browser tests need Debian's chromium and `npm ci --prefix web_demo` (.ci/run installs
 both); without them they skip, with the reason."""
@@ -55,16 +56,16 @@ def test_web_golden_vectors_are_current(tmp_path):
 def test_gdq_web_serves_page_model_and_isolation_headers(tmp_path):
     from granular_mobile.web import server
 
-    root = tmp_path / "web"  # a stand-in web_demo/ (no npm needed)
+    root = tmp_path / "web"  # a stand-in page and onnxruntime-web (no npm needed)
     (root / "src").mkdir(parents=True)
     (root / "index.html").write_text("<html></html>")
     (root / "src" / "app.js").write_text("//")
     (root / "secret.txt").write_text("no")
-    ort = root / "node_modules" / "onnxruntime-web" / "dist"
+    ort = tmp_path / "npm" / "node_modules" / "onnxruntime-web" / "dist"
     ort.mkdir(parents=True)
     (ort / "ort.wasm.min.mjs").write_text("//")
     (ort / "x.wasm").write_bytes(b"\0asm")
-    srv = server(EXPORT, 0, web_root=root)
+    srv = server(EXPORT, 0, page=root, ort=ort)
     assert srv.server_address[0] == "127.0.0.1"
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{srv.server_address[1]}/"
@@ -85,20 +86,27 @@ def test_gdq_web_serves_page_model_and_isolation_headers(tmp_path):
         srv.server_close()
 
 
-def test_gdq_web_refuses_missing_pieces(tmp_path):
+def test_gdq_web_refuses_missing_pieces(tmp_path, monkeypatch):
+    import granular_mobile.web as web
     from granular_mobile.errors import GdqError
     from granular_mobile.web import server
 
-    with pytest.raises(GdqError, match="web_demo"):
-        server(EXPORT, 0, web_root=tmp_path)
+    with pytest.raises(GdqError, match="page is not at"):
+        server(EXPORT, 0, page=tmp_path)
     (tmp_path / "index.html").write_text("")
-    with pytest.raises(GdqError, match="npm ci"):
-        server(EXPORT, 0, web_root=tmp_path)
-    ort = tmp_path / "node_modules" / "onnxruntime-web" / "dist"
+    with pytest.raises(GdqError, match="``ort`` .*no onnxruntime-web there"):
+        server(EXPORT, 0, page=tmp_path, ort=tmp_path / "nothing")
+    # neither a checkout's node_modules nor the cache's: the npm command that installs it
+    monkeypatch.setattr(web, "CHECKOUT_WEB", tmp_path / "no_checkout")
+    monkeypatch.setenv("GDQ_WEB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(GdqError, match=f"npm install --prefix {tmp_path / 'cache'} onnxruntime-web@{web.ORT_WEB_VERSION}"):
+        server(EXPORT, 0, page=tmp_path)
+    ort = tmp_path / "cache" / "node_modules" / "onnxruntime-web" / "dist"  # as that command puts it
     ort.mkdir(parents=True)
     (ort / "ort.wasm.min.mjs").write_text("")
+    assert web.find_ort() == ort
     with pytest.raises(GdqError, match="manifest.json"):
-        server(tmp_path, 0, web_root=tmp_path)
+        server(tmp_path, 0, page=tmp_path)
     # an export without the ONNX graphs the page runs (a --target tflite export)
     man = json.loads((EXPORT / "manifest.json").read_text())
     del man["targets"]["onnx"]
@@ -106,7 +114,22 @@ def test_gdq_web_refuses_missing_pieces(tmp_path):
     tfl.mkdir()
     (tfl / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(GdqError, match="has no onnx export"):
-        server(tfl, 0, web_root=tmp_path)
+        server(tfl, 0, page=tmp_path)
+
+
+def test_the_page_ships_with_the_package_and_pins_the_npm_version():
+    """An installed package serves the page from package data; the onnxruntime-web version its
+    error names is the one the checkout's npm project pins."""
+    import tomllib
+
+    import granular_mobile.web as web
+
+    for f in ("index.html", "style.css", "src/app.js", "src/pipeline.js"):
+        assert (web.PAGE / f).is_file(), f
+    assert web.PAGE.parent == Path(web.__file__).resolve().parent
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["granular_mobile"]
+    assert {"web_page/*", "web_page/src/*"} <= set(data)
+    assert json.loads((WEB / "package.json").read_text())["dependencies"]["onnxruntime-web"] == web.ORT_WEB_VERSION
 
 
 # ---- the page in headless Chromium -------------------------------------------------------

@@ -6,6 +6,8 @@ import { resolve, join, sep, extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const WEB_ROOT = fileURLToPath(new URL('.', import.meta.url));
+// the page ships inside the Python package (gdq web serves it from an install too)
+export const PAGE_ROOT = resolve(WEB_ROOT, '..', 'src', 'granular_mobile', 'web_page');
 export const DEFAULT_MODEL = resolve(WEB_ROOT, '..', 'src', 'granular_mobile', 'assets', 'export');
 const ORT = join(WEB_ROOT, 'node_modules', 'onnxruntime-web', 'dist');
 const PAGE = ['index.html', 'style.css'];
@@ -17,12 +19,12 @@ export const HEADERS = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Ori
 function mapPath(urlPath, modelDir) {
   const parts = decodeURIComponent(new URL(urlPath, 'http://x').pathname).split('/').filter(Boolean);
   if (parts.some((s) => s.startsWith('.'))) return null;
-  if (!parts.length) return join(WEB_ROOT, 'index.html');
+  if (!parts.length) return join(PAGE_ROOT, 'index.html');
   const [head, ...rest] = parts;
   let base;
   if (head === 'ort') base = ORT;
   else if (head === 'model') base = modelDir;
-  else if (head === 'src' || (parts.length === 1 && PAGE.includes(head))) return join(WEB_ROOT, ...parts);
+  else if (head === 'src' || (parts.length === 1 && PAGE.includes(head))) return join(PAGE_ROOT, ...parts);
   else return null;
   const f = resolve(base, ...rest);
   return f.startsWith(resolve(base) + sep) ? f : null;

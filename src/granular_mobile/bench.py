@@ -3,6 +3,7 @@ count and precision, plus PyTorch full precision on the same images. Each config
 in its own process (its own peak RSS, thread pools and warm-up); compare ratios from one run."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -13,7 +14,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .runtime.manifest import Manifest, MeasuredCosts, cost_key
+from .errors import ConfigError
+from .runtime.level_info import MeasuredCosts, cost_key
+from .runtime.manifest import ExportFolder, Manifest
 from .runtime.targets import backend_target
 
 MODES = {"fp32": dict(precision="fp32"), "int8_static": dict(bits="8"), "gdq_dynamic": dict(bits="auto")}
@@ -71,7 +74,7 @@ def bench(model: str, backends: list[str], threads: list[int], images: list[Path
     if rounds < 1 or repeat < 1:
         from .errors import ConfigError
 
-        raise ConfigError(f"--rounds and --repeat must be >= 1 (got {rounds}, {repeat})")
+        raise ConfigError(f"``rounds`` and ``repeat`` must be >= 1 (got {rounds}, {repeat})")
     modes = [*levels] if only_levels else [*MODES, *levels]
     configs = [(b, t, m) for b in backends for t in threads for m in modes]
     if torch_model:
@@ -138,11 +141,9 @@ def cost_tables(res: dict[str, Any], man: Manifest, command: str) -> dict[str, M
     graph on onnxruntime's slower u8u8 convs), as ``gdq fit-gate --cost`` prices them."""
     import numpy as np
 
-    from .errors import ConfigError
-
     gate = man.level_gate
     if gate is None:
-        raise ConfigError("--costs prices the level gate's choices: this export has no level gate (gdq fit-gate --levels)")
+        raise ConfigError("``costs`` prices the level gate's choices: this export has no level gate (gdq fit-gate --levels)")
     lvs = man.level_list()
     full = max(lv.blocks for lv in lvs)
     sr_ms: dict[tuple[str, int], dict[str, float]] = {}
@@ -166,9 +167,55 @@ def cost_tables(res: dict[str, Any], man: Manifest, command: str) -> dict[str, M
         if any(b < a for a, b in zip(costs, costs[1:], strict=False)):
             raise ConfigError(f"on {be} at {th} threads the measured costs {dict(zip(gate.choices, costs, strict=True))} "
                               "are not cheapest first, as the gate's choices are: too noisy a run; measure again "
-                              "with more --rounds / --repeat on a quiet machine")
+                              "with more ``rounds`` / ``repeat`` on a quiet machine")
         out[cost_key(be, th)] = MeasuredCosts(costs, runtime[(be, th)], command)
     return out
+
+
+def cost_export(model: str, backends: list[str], threads: list[int]) -> ExportFolder:
+    """The export whose manifest ``bench --costs`` writes the cost tables into, checked before
+    anything is timed: one of the user's (not the package's), writable, with a level gate; the
+    backends exported runtimes, the thread counts explicit."""
+    from .runtime.backends import DEFAULT_EXPORT
+    from .runtime.targets import TARGET_OF_BACKEND
+
+    if model == "default" or Path(model).resolve() == DEFAULT_EXPORT.resolve():
+        raise ConfigError("``costs`` writes the tables into the export's manifest: give ``model`` (an export "
+                          "folder of yours; the package's own export is not rewritten)")
+    if "torch" in backends:
+        raise ConfigError(f"``costs`` prices exported graphs: give ``backends`` from {sorted(TARGET_OF_BACKEND)} (not torch)")
+    folder = ExportFolder(model)
+    if folder.manifest.level_gate is None:
+        raise ConfigError("``costs`` prices the level gate's choices: this export has no level gate "
+                          "(gdq fit-gate --levels)")
+    if 0 in threads:
+        raise ConfigError("``costs``: give thread counts of 1 or more (a table is looked up by its count)")
+    if not os.access(folder.dir, os.W_OK):  # the manifest is replaced (written beside, then renamed)
+        raise ConfigError(f"``costs`` writes {folder.dir / 'manifest.json'}, and {folder.dir} is not writable here")
+    return folder
+
+
+def cost_levels(man: Manifest) -> tuple[str, ...]:
+    """The levels ``bench --costs`` times: the gate's choices and the full-depth graphs (the
+    reference every cost is relative to)."""
+    gate = man.level_gate
+    full = max(lv.blocks for lv in man.level_list())
+    return tuple(lv.name for lv in man.level_list() if lv.blocks == full or (gate and lv.name in gate.choices))
+
+
+def write_cost_tables(res: dict[str, Any], folder: ExportFolder, command: str) -> tuple[dict[str, MeasuredCosts], Path]:
+    """``cost_tables`` of a ``bench --costs`` result, merged into the export's manifest (a table
+    of the same backend and thread count replaced); also recorded in ``res``. Returns the tables
+    and the manifest's path."""
+    man = folder.manifest
+    gate = man.level_gate
+    if gate is None:
+        raise ConfigError("``costs`` prices the level gate's choices: this export has no level gate (gdq fit-gate --levels)")
+    tables = cost_tables(res, man, command)
+    res["cost_tables"] = {k: v.to_dict() for k, v in tables.items()}
+    res["cost_choices"] = list(gate.choices)
+    path = man.replace(level_gate=dataclasses.replace(gate, measured={**gate.measured, **tables})).write(folder.dir)
+    return tables, path
 
 
 def markdown(res: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -16,6 +16,7 @@ from .config import ModelConfig, from_dict, to_dict
 from .errors import CheckpointError, ConfigError, ModelNotFoundError
 from .imageio import default_mode
 from .models import GDQNet, build_from_config
+from .models.base import as_module
 
 FORMAT = "granular-mobile"
 VERSION = 1
@@ -57,7 +58,8 @@ def save_model(model: GDQNet, path: str | os.PathLike[str], meta: dict[str, Any]
 
 
 def unwrap(model: torch.nn.Module) -> GDQNet:
-    return getattr(model, "module", model)  # type: ignore[return-value]
+    # the caller's GDQNet, or DistributedDataParallel around it (``module``); getattr is untyped
+    return cast(GDQNet, getattr(model, "module", model))
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -126,12 +128,13 @@ def pack_model(model: GDQNet, path: str | os.PathLike[str], meta: dict[str, Any]
     step). Other weights lose fp16 precision; evaluate the packed file, not the training
     checkpoint.
     """
-    from .quant import fake_quant_fp_weight
+    from .quant import QConv2d, fake_quant_fp_weight
 
     m = unwrap(model)
     for mod in m.modules():
         if getattr(mod, "quantized", False):
-            mod.weight.copy_(mod.wq.integer_weight(mod.weight) * mod.wq.alpha)
+            conv = as_module(mod, QConv2d)
+            conv.weight.copy_(conv.wq.integer_weight(conv.weight) * conv.wq.alpha)
         elif m.cfg.int8_tensors and isinstance(mod, torch.nn.Conv2d) and mod.groups == 1:
             mod.weight.copy_(fake_quant_fp_weight(mod.weight.detach()))
     save_model(m, path, meta=meta, half=True)

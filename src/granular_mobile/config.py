@@ -38,7 +38,7 @@ def check_target_fab(target_fab: float, bits: Sequence[int] | None = None) -> No
     before the model is known, within the range of SUPPORTED_BITS."""
     levels = bits or SUPPORTED_BITS
     lo, hi = min(levels), max(levels)
-    _check(lo <= target_fab <= hi, f"--target-fab {target_fab} must be within the bit levels' range [{lo}, {hi}]")
+    _check(lo <= target_fab <= hi, f"``target_fab`` {target_fab} must be within the bit levels' range [{lo}, {hi}]")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

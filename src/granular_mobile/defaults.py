@@ -22,7 +22,7 @@ MERGES: tuple[str, ...] = ("center", "blend")
 #: its overlaps ("center"): 6 LR pixels of overlap against 16 blended before, 1.14x the pixels
 #: of a large photo instead of 1.44x. On Set14 the full-precision graph's tiled output against
 #: the untiled twin: mean 64.9 / worst image 52.3 / worst row or column 40.2 dB, against 62.3 /
-#: 52.4 / 38.0 before (``bench/seams.py``, docs/seams_set14.json; docs/TIME.md).
+#: 52.4 / 38.0 before (``experiments/seams.py``, docs/seams_set14.json; docs/TIME.md).
 DEFAULT_OVERLAP = DEFAULT_TILE - DEFAULT_STEP
 DEFAULT_MERGE = "center"
 

@@ -1,5 +1,13 @@
-"""Typed exceptions. The library raises these; only ``cli.main`` turns them into one line."""
+"""Typed exceptions. The library raises these; only ``cli.main`` turns them into one line.
+
+A message names a parameter as the library takes it, between double backticks (``budget``,
+``fp_layers``); the CLI shows it as its flag (--budget, --fp-layers: ``cli.app.as_flags``)."""
 from __future__ import annotations
+
+import re
+
+#: a parameter named in a message: ``name``
+PARAMETER = re.compile(r"``([a-z][a-z0-9_]*)``")
 
 
 class GdqError(Exception):

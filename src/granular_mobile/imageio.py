@@ -101,7 +101,7 @@ def check_output(path: str | os.PathLike[str], what: str, force: bool, image: bo
     if p.is_dir():
         raise OutputError(f"{what} '{p}' is a folder; give a file path")
     if p.exists() and not force:
-        raise OutputError(f"{what} '{p}' exists; use --force to overwrite")
+        raise OutputError(f"{what} '{p}' exists; use ``force`` to overwrite")
     check_folder(p.parent, f"{what} '{p}'")
     return p
 

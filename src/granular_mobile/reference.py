@@ -39,13 +39,13 @@ def convert_reference(obj: Any, e2b_thresholds: tuple[float, float] | None = Non
     n_feats = int(ref["head.0.weight"].shape[0])
     n_blocks = len({int(m.group(1)) for k in ref if (m := re.match(r"body\.(\d+)\.conv1\.weight$", k))})
     scale = 4 if "tail.0.3.weight" in ref else 2
-    q = tuple(float(ref[f"encoder.second_divide_bit.fine_grain_ratito{i}"].flatten()[0]) for i in (1, 2))
-    q = tuple(round(v, 6) for v in q)
+    q1, q2 = (float(ref[f"encoder.second_divide_bit.fine_grain_ratito{i}"].flatten()[0]) for i in (1, 2))
+    q = (round(q1, 6), round(q2, 6))
     if e2b_thresholds is None:
         if not all(v in REF_TABLE for v in q):
             raise CheckpointError(
                 f"E2B ratios {list(q)} are not in the reference table {sorted(REF_TABLE)}: import with "
-                "--data FOLDER to calibrate the thresholds on your training images")
+                "``data`` FOLDER to calibrate the thresholds on your training images")
         e2b_thresholds = (REF_TABLE[q[0]], REF_TABLE[q[1]])
         notes.append(f"E2B thresholds from the reference table: {e2b_thresholds} (run `gdq calibrate` for your tile size)")
     cfg = ModelConfig(arch="srresnet", scale=scale, n_blocks=n_blocks, n_feats=n_feats, quantized=True, rgb_range=255.0,

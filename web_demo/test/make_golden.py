@@ -1,5 +1,5 @@
-"""Vectors for the Node unit tests of web_demo/src (PNG decoding, the alpha channel's bicubic
-resize), written by OpenCV as the Python runtime reads and resizes:
+"""Vectors for the Node unit tests of the page's modules (src/granular_mobile/web_page/src: PNG
+decoding, the alpha channel's bicubic resize), written by OpenCV as the Python runtime reads and resizes:
 
     python web_demo/test/make_golden.py   # writes web_demo/test/golden/
 

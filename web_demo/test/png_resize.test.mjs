@@ -3,8 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { decodePng, encodePng, orient, pngHeader } from '../src/png.js';
-import { resizeCubicU8 } from '../src/resize.js';
+import { decodePng, encodePng, orient, pngHeader } from '../../src/granular_mobile/web_page/src/png.js';
+import { resizeCubicU8 } from '../../src/granular_mobile/web_page/src/resize.js';
 
 const load = (n) => JSON.parse(readFileSync(new URL(`golden/${n}`, import.meta.url), 'utf8'));
 

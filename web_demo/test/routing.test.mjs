@@ -4,9 +4,9 @@
 // tile is checked where it alone decides the output ("center": every pixel it keeps).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { upscale } from '../src/pipeline.js';
-import { allocate } from '../src/budget.js';
-import { TilePlan, axisWeights, extractTile, roundHalfEven } from '../src/tiler.js';
+import { upscale } from '../../src/granular_mobile/web_page/src/pipeline.js';
+import { allocate } from '../../src/granular_mobile/web_page/src/budget.js';
+import { TilePlan, axisWeights, extractTile, roundHalfEven } from '../../src/granular_mobile/web_page/src/tiler.js';
 
 const T = 16, S = 2;
 const man = { tile: T, scale: S, bits: [4, 5, 6], files: {} };

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { TilePlan, BandStitcher, axisWeights, syntheticTile, roundHalfEven, extractTile } from '../src/tiler.js';
+import { TilePlan, BandStitcher, axisWeights, syntheticTile, roundHalfEven, extractTile } from '../../src/granular_mobile/web_page/src/tiler.js';
 
 const GOLDEN = fileURLToPath(new URL('../../android_demo/core/src/test/resources/golden/tiling.json', import.meta.url));
 const cases = JSON.parse(readFileSync(GOLDEN, 'utf8')).cases;

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ..errors import GdqError, GdqWarning
 from ..progress import console
-from .app import app
+from .app import app, as_flags
 
 #: the command groups in ``gdq -h``'s order: importing one registers its commands on ``app``
 GROUPS = ("train", "gate", "evaluate", "export", "run")
@@ -25,7 +25,7 @@ for _group in GROUPS:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     if issubclass(category, GdqWarning):
-        console.print(Text.assemble(("warning:", "yellow"), f" {message}"))
+        console.print(Text.assemble(("warning:", "yellow"), f" {as_flags(str(message))}"))
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 
@@ -35,7 +35,7 @@ _default_showwarning = warnings.showwarning
 
 def _error(message: str) -> None:
     # a Text, not markup: the message is printed as it is ('granular-mobile[tflite]', 'a[1].png')
-    console.print(Text.assemble(("error:", "red"), f" {message}"))
+    console.print(Text.assemble(("error:", "red"), f" {as_flags(message)}"))
 
 
 def _reflow(doc: str) -> str:

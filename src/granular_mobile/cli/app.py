@@ -6,7 +6,7 @@ import typer
 
 from .. import __version__
 from ..defaults import bench_root, train_folders
-from ..errors import ConfigError, require
+from ..errors import PARAMETER, ConfigError, require
 
 
 def _flags_as_switches() -> None:
@@ -37,6 +37,16 @@ app = typer.Typer(
 )
 
 # read when the command line is built (its help shows them): $GDQ_DATA_ROOT / $GDQ_BENCH_ROOT (defaults.py)
+#: a library parameter whose flag is not --name-with-dashes
+FLAG_OF = {"fp_model": "--fp", "bitmap_path": "--bitmap", "stats_path": "--stats", "verify_root": "--verify-data",
+           "cost_json": "--cost", "json_out": "--json", "targets": "--target", "choices": "--levels"}
+
+
+def as_flags(message: str) -> str:
+    """A library message with each parameter it names (``fp_layers``) as its flag (--fp-layers)."""
+    return PARAMETER.sub(lambda m: FLAG_OF.get(m.group(1), "--" + m.group(1).replace("_", "-")), message)
+
+
 DATA_DEFAULT = ",".join(train_folders())
 BENCH_DEFAULT = bench_root()
 

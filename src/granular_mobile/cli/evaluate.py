@@ -11,7 +11,6 @@ from ..defaults import (
     DEFAULT_STEP,
     DEFAULT_TILE,
 )
-from ..errors import ConfigError
 from ..progress import console, progress
 from ..progress import out as stdout
 from .app import BENCH_DEFAULT, _need, _split, app
@@ -47,51 +46,15 @@ def eval_cmd(
       gdq eval --model runs/gdq_x2_6k4/final.pt --bits 6 --blocks 4 --data Set14  # an exit level
     """
     _need("torch")
-    from ..checkpoint import DEFAULT_FILES, DEFAULT_MODEL, load_model
     from ..config import TileConfig
-    from ..eval import benchmark_pairs, evaluate_dataset
-    from ..runtime.backends.torch import NUMERICS
+    from ..eval.benchmarks import evaluate_benchmarks
 
-    if numerics not in NUMERICS:  # checked before the data is read
-        raise ConfigError(f"--numerics '{numerics}' is unknown; valid: {list(NUMERICS)}")
-    m = load_model(model)
-    s = scale or m.cfg.scale
-    if s != m.cfg.scale:
-        raise ConfigError(f"--scale {s}: the model is x{m.cfg.scale}")
-    models = [("gdq" if m.cfg.quantized else "fp", m)]
-    if m.cfg.quantized:
-        fp_path = fp or (str(DEFAULT_FILES["fp"]) if model == DEFAULT_MODEL else None)
-        if fp_path:
-            models.append(("fp", load_model(fp_path, fp=fp_path == DEFAULT_MODEL)))
-    bit_index = None
-    if bits is not None:
-        if not m.cfg.quantized:
-            raise ConfigError("--bits needs a Granular-DQ model")
-        bit_index = m.cfg.level_index(bits, blocks or None)
-    elif blocks:
-        raise ConfigError("--blocks picks an exit level together with --bits (e.g. --bits 6 --blocks 4)")
-    if budget is not None:
-        if m.cfg.level_gate is None:
-            raise ConfigError("--budget needs a model with a level gate (gdq fit-gate --levels)")
-        if bits is not None:
-            raise ConfigError("--budget sets the controller's operating point: drop --bits")
-    tiles = TileConfig(tile=tile, step=step)
-    sets = {name: benchmark_pairs(root, name, s) for name in _split(data)}
-    results = []
-    total = sum(len(p) for p in sets.values()) * (len(models) + int(bicubic))
     with progress() as pb:
-        task = pb.add_task("eval", total=total)
-        adv = lambda n: pb.advance(task, n)  # noqa: E731
-        for name, pairs in sets.items():
-            for kind, mm in models:
-                label = (f"{mm.cfg.name}" + (f" (bits={bits}{f', blocks={blocks}' if blocks else ''})"
-                                              if kind == "gdq" and bits else "")
-                         + (f" {numerics}" if kind == "gdq" else ""))
-                results.append(evaluate_dataset(mm, pairs, name, s, tiles, label, bit_index if kind == "gdq" else None, adv,
-                                                numerics=numerics, budget=budget if kind == "gdq" else None))
-            if bicubic:
-                results.append(evaluate_dataset(None, pairs, name, s, tiles, "bicubic", progress=adv))
-    levels = m.bits if m.cfg.quantized else ()
+        task = pb.add_task("eval", total=None)
+        ev = evaluate_benchmarks(model, _split(data), root, scale, TileConfig(tile=tile, step=step), fp, bits, blocks,
+                                 budget, numerics, bicubic, on_total=lambda n: pb.update(task, total=n),
+                                 advance=lambda n: pb.advance(task, n))
+    results, s, levels = ev.results, ev.scale, ev.levels
     t = Table("set", "model", "PSNR", "SSIM", "FAB", "GBitOPs/img", "tiles " + "/".join(map(str, levels)))
     for r in results:
         tb = "/".join(str(r.tiles_per_bit.get(b, 0)) for b in levels) if r.tiles_per_bit else ""

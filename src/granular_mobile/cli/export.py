@@ -69,8 +69,10 @@ def export_cmd(
 
 @app.command("verify")
 def verify_cmd(
-    out: Path = typer.Option(..., "-o", "--out", help="Export folder (its manifest.json gets the figures)."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Export folder (its manifest.json gets the figures)."),
     arch: str = typer.Option("arm64", help="arm64: the aarch64 runtimes under QEMU user-mode emulation."),
+    setup: bool = typer.Option(False, "--setup", help="First build the arm64 root (once; Debian packages and the "
+                               "aarch64 wheels of the runtimes installed here; root or sudo, about 400 MB)."),
     graphs: str = typer.Option("subset", help="all | subset (controller + sr_a4) | a list like controller,4,8,fp32."),
     tiles: int = typer.Option(2, help="Bundled calibration tiles to run (1-24, spread evenly)."),
     target: str = typer.Option("all", help="onnx | tflite | all"),
@@ -82,18 +84,25 @@ def verify_cmd(
     """Run the exported graphs with the aarch64 builds of onnxruntime and LiteRT (the kernels a
     phone runs) and compare them with the integer reference and with this machine's runtimes.
 
-    Needs the arm64 root of `bash scripts/arm64_setup.sh`. Emulation is slow (tens of seconds
-    per graph and tile); only numerics are reported.
+    Needs the arm64 root that `--setup` builds. Emulation is slow (tens of seconds per graph and
+    tile); only numerics are reported.
 
     Examples:
+      gdq verify --arch arm64 --setup
       gdq verify --arch arm64 -o src/granular_mobile/assets/export --graphs all --tiles 6
       gdq verify --arch arm64 -o export/ --graphs controller,8 --target tflite --no-write
     """
     _need("export")
     if arch != "arm64":
         raise ConfigError(f"--arch '{arch}' is unknown; valid: ['arm64']")
-    from ..export.arm64 import arm64_ok, arm64_parity
+    from ..verify.arm64 import arm64_ok, arm64_parity, setup_root
 
+    if setup:
+        setup_root(log=lambda s: console.print(s, highlight=False))
+        if out is None:
+            return
+    if out is None:
+        raise ConfigError("gdq verify needs -o EXPORT (the export folder to check), or --setup alone")
     targets = None if target == "all" else _split(target)
     res = arm64_parity(out, targets, graphs, tiles, cpu, model, fp, write=write,
                        log=lambda s: console.print(s, highlight=False))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from ..defaults import (
 from ..errors import ConfigError, require
 from ..progress import console, progress
 from ..progress import out as stdout
-from .app import _split, app
+from .app import _split, app, as_flags
 
 
 @app.command("run")
@@ -91,7 +90,7 @@ def run_cmd(
         try:
             res = batch.run(on_start=lambda f: pb.update(task, description=escape(f.name), completed=0, total=None),
                             progress=lambda d, n: pb.update(task, completed=d, total=n), on_done=done,
-                            on_failed=lambda f, e: pb.console.print(Text.assemble(("failed:", "red"), f" {f}: {e}")))
+                            on_failed=lambda f, e: pb.console.print(Text.assemble(("failed:", "red"), f" {f}: {as_flags(str(e))}")))
         except KeyboardInterrupt:
             if batch.multi:  # what is written is whole (atomic writes); say what is not
                 console.print(line(batch.result.summary()))
@@ -130,21 +129,16 @@ def bench_cmd(
       gdq bench --levels --backends onnxruntime,tflite --threads 2 --torch-model ''
       gdq bench --costs -m exports/mine --threads 1,2 --rounds 3 --repeat 3
     """
-    from ..bench import bench, markdown
+    from ..bench import bench, cost_export, cost_levels, markdown, write_cost_tables
     from ..imageio import list_images
     from ..runtime.backends import DEFAULT_EXPORT, check_threads
-    from ..runtime.targets import TARGET_OF_BACKEND, backend_target
+    from ..runtime.targets import backend_target
 
     # each configuration runs in a worker process: a missing dependency would surface there,
     # after the configurations before it have run
     bes = _split(backends)
     if costs:
         torch_model = ""  # the levels alone: no PyTorch baseline (a device's runtime-only install can run it)
-        if model == "default" or Path(model).resolve() == DEFAULT_EXPORT.resolve():
-            raise ConfigError("--costs writes the tables into the export's manifest: give -m EXPORT (an export "
-                              "folder of yours; the package's own export is not rewritten)")
-        if "torch" in bes:
-            raise ConfigError(f"--costs prices exported graphs: give --backends from {sorted(TARGET_OF_BACKEND)} (not torch)")
     if torch_model or "torch" in bes:
         require("torch", "torch")
     for be in bes:
@@ -160,38 +154,20 @@ def bench_cmd(
     if not imgs:
         raise ConfigError(f"no images in '{images}'")
     level_names: tuple[str, ...] = ()
-    if levels or costs:
+    if costs:
+        folder = cost_export(model, bes, counts)
+        level_names = cost_levels(folder.manifest)
+    elif levels:
         from ..runtime.manifest import ExportFolder
 
-        folder = ExportFolder(DEFAULT_EXPORT if model == "default" else model)
-        man = folder.manifest
-        level_names = tuple(lv.name for lv in man.level_list())
-        if costs:
-            if man.level_gate is None:
-                raise ConfigError("--costs prices the level gate's choices: this export has no level gate "
-                                  "(gdq fit-gate --levels)")
-            if 0 in counts:
-                raise ConfigError("--costs: give thread counts of 1 or more (a table is looked up by its count)")
-            if not os.access(folder.dir, os.W_OK):  # the manifest is replaced (written beside, then renamed)
-                raise ConfigError(f"--costs writes {folder.dir / 'manifest.json'}, and {folder.dir} is not writable here")
-            full = max(lv.blocks for lv in man.level_list())
-            level_names = tuple(lv.name for lv in man.level_list()
-                                if lv.blocks == full or lv.name in man.level_gate.choices)
+        level_names = tuple(lv.name for lv in ExportFolder(DEFAULT_EXPORT if model == "default" else model)
+                            .manifest.level_list())
     res = bench(model, bes, list(dict.fromkeys(counts)), imgs, repeat, torch_model or None,
                 log=lambda s: console.print(s, highlight=False), rounds=rounds, levels=level_names, only_levels=costs)
     typer.echo(markdown(res))
     if costs:
-        from dataclasses import replace
-
-        from ..bench import cost_tables
-
-        tables = cost_tables(res, man, "gdq " + shlex.join(sys.argv[1:]))
-        gate = man.level_gate
-        assert gate is not None  # checked before the bench
-        res["cost_tables"] = {k: v.to_dict() for k, v in tables.items()}
-        res["cost_choices"] = list(gate.choices)
-        path = man.replace(level_gate=replace(gate, measured={**gate.measured, **tables})).write(folder.dir)
-        t = Table("costs", *gate.choices)
+        tables, path = write_cost_tables(res, folder, "gdq " + shlex.join(sys.argv[1:]))
+        t = Table("costs", *res["cost_choices"])
         for k, v in sorted(tables.items()):
             t.add_row(k, *(f"{c:.3f}" for c in v.costs))
         console.print(t)
@@ -204,9 +180,13 @@ def bench_cmd(
 def web_cmd(
     model: str = typer.Option("default", "--model", "-m", help="Export folder (manifest.json + ONNX graphs), or 'default'."),
     port: int = typer.Option(8000, help="Port on 127.0.0.1 (0: any free port)."),
+    ort: Path | None = typer.Option(None, help="onnxruntime-web's dist folder (default: a checkout's web_demo/"
+                                    "node_modules, else the one `npm install --prefix ~/.cache/granular-mobile/web "
+                                    "onnxruntime-web@VERSION` puts in the cache)."),
 ) -> None:
-    """Serve the browser demo (web_demo/) and an export on localhost, cross-origin isolated
-    (COOP/COEP: multithreaded WebAssembly). Open the printed URL; Ctrl+C stops it.
+    """Serve the browser demo and an export on localhost, cross-origin isolated (COOP/COEP:
+    multithreaded WebAssembly). Open the printed URL; Ctrl+C stops it. The page ships with the
+    package; onnxruntime-web comes from npm (the error says the command).
 
     Examples:
       gdq web
@@ -215,7 +195,7 @@ def web_cmd(
     from ..runtime.backends import DEFAULT_EXPORT
     from ..web import server
 
-    srv = server(DEFAULT_EXPORT if model == "default" else Path(model), port)
+    srv = server(DEFAULT_EXPORT if model == "default" else Path(model), port, ort=ort)
     stdout.print(f"serving the browser demo on http://127.0.0.1:{srv.server_address[1]}/ (Ctrl+C stops)", soft_wrap=True)
     sys.stdout.flush()
     try:

@@ -30,12 +30,18 @@ def models_cmd() -> None:
 
 
 
-def _train_config(ctx: typer.Context, out: Path, resume: bool, model_options: tuple[str, ...], **options):
-    """The training options as given; with --resume, those not set on the command line come
-    from OUT/last.pt (a bare --resume continues the run as it was started), and the options that
-    shape the model (``model_options``) cannot be set at all: the model is the one in last.pt."""
+def _train_config(ctx: typer.Context, out: Path, resume: bool, model_options: tuple[str, ...], **parsed):
+    """The training options as given (the command's options named like ``TrainConfig``'s fields,
+    ``parsed`` replacing those the command converts); with --resume, those not set on the command
+    line come from OUT/last.pt (a bare --resume continues the run as it was started), and the
+    options that shape the model (``model_options``) cannot be set at all: the model is the one
+    in last.pt."""
+    import dataclasses
+
     from ..train import TrainConfig, resumed_config
 
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    options = {k: v for k, v in ctx.params.items() if k in fields} | parsed
     if not resume:
         return TrainConfig(**options)
 
@@ -113,10 +119,7 @@ def train_cmd(
     if init is not None and resume:
         raise ConfigError("--init and --resume exclude each other: --resume continues OUT/last.pt")
     cfg = _train_config(ctx, out, resume, ("model", "scale", "n_blocks", "n_feats"), mode="fp",
-                        data=tuple(_split(data)), patch=patch, batch=batch, iters=iters, lr=lr, warmup=warmup,
-                        schedule=schedule, milestones=_int_list("--milestones", milestones), grad_clip=grad_clip,
-                        seed=seed, eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root, val_set=val_set,
-                        threads=threads)
+                        data=tuple(_split(data)), milestones=_int_list("--milestones", milestones))
     mc = ModelConfig(arch=model, scale=scale, n_blocks=n_blocks, n_feats=n_feats, quantized=False)
     final = _train_common(cfg, out, mc, init, resume)
     console.print(f"wrote {final}")
@@ -178,7 +181,6 @@ def quantize_cmd(
 
     Examples:
       gdq quantize --init runs/fp_x2/final.pt -o runs/gdq_x2
-      gdq quantize --init runs/fp_x2/final.pt -o runs/gdq_x2_f4 --target-fab 4.0
       gdq quantize --init runs/gdq_x2/final.pt -o runs/gdq_x2_more --iters 3000 --lr 5e-5
       gdq quantize --init default -o runs/gdq_x2_int8 --distill 1 --distill-from default
       gdq quantize -o runs/gdq_x2_int8 --resume   (continues with the run's own options)
@@ -194,13 +196,7 @@ def quantize_cmd(
         init = str(resolve_model_path("default"))
 
     cfg = _train_config(ctx, out, resume, ("init", "bits", "numerics"), mode="qat", data=tuple(_split(data)),
-                        patch=patch, batch=batch, iters=iters, lr=lr, warmup=warmup, schedule=schedule, seed=seed,
-                        target_fab=target_fab, fab_lambda=fab_lambda, fab_two_sided=fab_two_sided,
-                        gate_warmup=gate_warmup, distill=distill, distill_from=distill_from,
-                        step_lr_mult=step_lr_mult, random_levels=random_levels, gate_lr_mult=gate_lr_mult,
-                        tune_level=tune_level, own_weights=own_weights or blocks > 0, blocks=blocks,
-                        eval_every=eval_every, ckpt_every=ckpt_every, val_root=val_root, val_set=val_set,
-                        threads=threads)
+                        own_weights=own_weights or blocks > 0)
     mc = None
     if not resume:  # (with --resume, OUT/last.pt has the model; --init is not read)
         if init is None:

@@ -29,6 +29,9 @@ def tile_entropy(x: torch.Tensor, bins: int = 32, sigma: float = 0.0255) -> torc
 class E2B(nn.Module):
     """Maps (gate choice, entropy) -> index into the model's bit set."""
 
+    gbc_to_bit: torch.Tensor
+    e2b_to_bit: torch.Tensor
+
     def __init__(self, quant: QuantConfig, cfg: E2BConfig) -> None:
         super().__init__()
         self.quant = quant

@@ -29,11 +29,12 @@ class GBC(nn.Module):
         if groupnorm:
             self.norms = nn.ModuleList(nn.GroupNorm(_groups(channels), channels) for _ in range(3))
         # the reference names it gate.0 (an nn.Sequential); keep that name for import
-        self.gate = nn.Sequential(nn.Linear(3 * channels, n_choices))
+        linear = nn.Linear(3 * channels, n_choices)
+        self.gate = nn.Sequential(linear)
         with torch.no_grad():
             # start neutral: equal logits, so the bit-budget term and L1 decide
-            self.gate[0].weight.mul_(0.1)
-            self.gate[0].bias.zero_()
+            linear.weight.mul_(0.1)
+            linear.bias.zero_()
 
     def features(self, z1: torch.Tensor) -> torch.Tensor:
         zs = [z1]

@@ -16,7 +16,7 @@ def benchmark_pairs(root: str | os.PathLike[str], name: str, scale: int) -> list
     hr_dir, lr_dir = d / "HR", d / "LR_bicubic" / f"X{scale}"
     if not hr_dir.is_dir() or not lr_dir.is_dir():
         raise DataError(f"'{d}' needs HR/ and LR_bicubic/X{scale}/ (Set5, Set14, BSD100 in that layout; "
-                        f"point --root or GDQ_BENCH_ROOT at their parent folder)")
+                        f"point ``root`` or GDQ_BENCH_ROOT at their parent folder)")
     out = []
     for hp in list_images(hr_dir):
         lp = lr_dir / hp.name

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,10 +43,10 @@ class CropSampler:
         self.p = areas / areas.sum()
         self.rng = np.random.default_rng(seed)
 
-    def state(self) -> dict:
+    def state(self) -> Mapping[str, Any]:
         return self.rng.bit_generator.state
 
-    def set_state(self, st: dict) -> None:
+    def set_state(self, st: Mapping[str, Any]) -> None:
         self.rng.bit_generator.state = st
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,20 +22,12 @@ for that conv.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from ..program import (
-    Add,
-    Affine,
-    Conv,
-    DepthToSpace,
-    PRelu,
-    Program,
-    QParams,
-    Relu,
-    node_inputs,
-)
+from ..ir import Add, Affine, Conv, DepthToSpace, Node, PRelu, Program, QParams, Relu, handler, node_inputs
 
 INT16_MAX = 32767
 
@@ -161,6 +153,30 @@ def _pairing(bad: np.ndarray) -> list[int] | None:
     return order
 
 
+def _tie(n: PRelu | Relu | Affine, union: Callable[[str, str], None], pinned: set[str]) -> None:
+    union(n.inp, n.out)  # elementwise per channel: the output's channels are the input's
+
+
+def _tie_conv(n: Conv, union: Callable[[str, str], None], pinned: set[str]) -> None:
+    if n.groups > 1:  # depthwise: one filter per channel
+        union(n.inp, n.out)
+
+
+def _tie_add(n: Add, union: Callable[[str, str], None], pinned: set[str]) -> None:
+    union(n.a, n.out)
+    union(n.b, n.out)
+
+
+def _pin(n: DepthToSpace, union: Callable[[str, str], None], pinned: set[str]) -> None:
+    pinned.update((n.inp, n.out))  # the channel order is the pixel layout
+
+
+#: node kind -> how it ties the channel order of its tensors
+TIES: dict[type, Callable[[Any, Callable[[str, str], None], set[str]], None]] = {
+    Conv: _tie_conv, PRelu: _tie, Relu: _tie, Affine: _tie, Add: _tie_add, DepthToSpace: _pin,
+}
+
+
 def _channel_groups(prog: Program) -> tuple[dict[str, str], set[str]]:
     """Union of tensors whose channels must move together, and the roots that cannot move."""
     parent: dict[str, str] = {}
@@ -177,16 +193,42 @@ def _channel_groups(prog: Program) -> tuple[dict[str, str], set[str]]:
 
     pinned = {prog.input, prog.output}
     for n in prog.nodes:
-        if isinstance(n, (PRelu, Relu, Affine)) or (isinstance(n, Conv) and n.groups > 1):
-            union(n.inp, n.out)
-        elif isinstance(n, Add):
-            union(n.a, n.out)
-            union(n.b, n.out)
-        elif isinstance(n, DepthToSpace):
-            pinned |= {n.inp, n.out}
+        handler(TIES, n, "the channel reordering")(n, union, pinned)
         for t in (*node_inputs(n), n.out):
             find(t)
     return {t: find(t) for t in parent}, {find(t) for t in pinned}
+
+
+Perm = np.ndarray | None
+
+
+def _permute_conv(n: Conv, p_in: Perm, p_out: Perm) -> None:
+    if n.groups > 1:  # depthwise: one filter per channel, channels tied in to out
+        p_in = None
+    if p_out is not None:
+        n.weight = n.weight[p_out]
+        n.w_scale = None if n.w_scale is None else np.asarray(n.w_scale)[p_out]
+        n.bias = None if n.bias is None else np.asarray(n.bias)[p_out]
+        if n.groups > 1:
+            n.groups = len(p_out)
+    if p_in is not None:
+        n.weight = n.weight[:, p_in]
+
+
+def _permute_affine(n: Affine, p_in: Perm, p_out: Perm) -> None:
+    if p_out is not None:
+        n.scale, n.shift = np.asarray(n.scale)[p_out], np.asarray(n.shift)[p_out]
+
+
+def _no_parameters(n: Node, p_in: Perm, p_out: Perm) -> None:
+    """Nothing per channel to move (a PReLU's slope is one number)."""
+
+
+#: node kind -> how its per-channel parameters follow a new channel order (input, output)
+PERMUTE: dict[type, Callable[[Any, Perm, Perm], None]] = {
+    Conv: _permute_conv, Affine: _permute_affine, PRelu: _no_parameters, Relu: _no_parameters,
+    Add: _no_parameters, DepthToSpace: _no_parameters,
+}
 
 
 def order_for_u8s8(prog: Program) -> tuple[Program, list[str]]:
@@ -216,21 +258,8 @@ def order_for_u8s8(prog: Program) -> tuple[Program, list[str]]:
             perms[g] = np.asarray(order)
     out = copy.deepcopy(prog)
     for n in out.nodes:
-        p_out = perms.get(group_of[n.out])
-        if isinstance(n, Conv):
-            p_in = perms.get(group_of[n.inp])
-            if n.groups > 1:  # depthwise: one filter per channel, channels tied in to out
-                p_in = None
-            if p_out is not None:
-                n.weight = n.weight[p_out]
-                n.w_scale = None if n.w_scale is None else np.asarray(n.w_scale)[p_out]
-                n.bias = None if n.bias is None else np.asarray(n.bias)[p_out]
-                if n.groups > 1:
-                    n.groups = len(p_out)
-            if p_in is not None:
-                n.weight = n.weight[:, p_in]
-        elif isinstance(n, Affine) and p_out is not None:
-            n.scale, n.shift = np.asarray(n.scale)[p_out], np.asarray(n.shift)[p_out]
+        p_in = perms.get(group_of[node_inputs(n)[0]])
+        handler(PERMUTE, n, "the channel reordering")(n, p_in, perms.get(group_of[n.out]))
     still = [n.name for n in out.nodes if isinstance(n, Conv) and n.integer and n.groups == 1
              and not pair_sums_fit(n.weight, activation_max(n.in_q))]
     return out, still

@@ -16,20 +16,11 @@ from ..config import level_name, to_dict
 from ..data.calibration import calibration_tiles
 from ..defaults import DEFAULT_TILE, bench_root
 from ..errors import ConfigError, DataError, GdqError
+from ..ir import FP_LAYER_MODES, Program, build_program, calibrate_program, deployed_level_programs
 from ..models import GDQNet
 from ..models.base import count_macs
-from ..program import FP_LAYER_MODES, Program, build_program, calibrate_program, deployed_level_programs
-from ..runtime.manifest import (
-    GRAPH_IO,
-    E2BInfo,
-    FileEntry,
-    LevelGateInfo,
-    LevelInfo,
-    Manifest,
-    ModelInfo,
-    TargetEntry,
-    sha256,
-)
+from ..runtime.level_info import LevelGateInfo, LevelInfo
+from ..runtime.manifest import GRAPH_IO, E2BInfo, FileEntry, Manifest, ModelInfo, TargetEntry, sha256
 from ..runtime.targets import GRAPH_SUFFIXES, TARGET_SPECS, TargetSpec, target_spec
 from .controller import ControllerSpec, controller_spec
 
@@ -57,8 +48,8 @@ class Target:
         return self.spec.layout
 
 
-#: every export option: its command-line flag and the value that means "not given"
-OPTIONS: dict[str, tuple[str, Any]] = {"single_file": ("--single-file", False)}
+#: every export option: how messages name it and the value that means "not given"
+OPTIONS: dict[str, tuple[str, Any]] = {"single_file": ("``single_file``", False)}
 
 
 def _write_onnx(out: Path, progs: dict[str, Program], fp: Program | None, ctrl: ControllerSpec, tile: int) -> dict[str, Any]:
@@ -150,7 +141,7 @@ def check_targets(targets: Sequence[str], options: Mapping[str, Any] | None = No
             continue
         takers = [n for n, t in TARGETS.items() if opt in t.options]
         raise ConfigError(f"{flag} is an option of the {' and '.join(takers)} target, not of {', '.join(targets)}: "
-                          f"add --target {takers[0]}, or drop {flag}")
+                          f"add ``targets`` {takers[0]}, or drop {flag}")
     return list(targets)
 
 
@@ -180,6 +171,41 @@ def _entry(tgt: Target, files: dict[str, Any], seconds: float, bit_levels: Mappi
         u8u8_convs={b: tuple(files["u8u8_convs"][lv]) for lv, b in bit_levels.items()} if "u8u8_convs" in files else None)
 
 
+def _check_options(targets: Sequence[str], options: dict[str, Any], fp_layers: str, tile: int) -> list[str]:
+    """The targets, checked with the options, before any file is written."""
+    targets = check_targets(targets, options)
+    if fp_layers not in FP_LAYER_MODES:
+        raise ConfigError(f"``fp_layers`` '{fp_layers}' is unknown; valid: {list(FP_LAYER_MODES)}")
+    if fp_layers != "int8" and "tflite" in targets:
+        raise ConfigError(f"``fp_layers`` {fp_layers} is ONNX only (TFLite export is full integer); use ``targets`` onnx")
+    if tile < 16 or tile % 4:
+        raise ConfigError(f"``tile`` {tile} must be a multiple of 4, >= 16")
+    return targets
+
+
+def _check_verify_data(root: Path, scale: int) -> None:
+    """--verify compares on the tiles of ``VERIFY_SETS``: they must be there."""
+    from ..verify.parity import VERIFY_SETS
+
+    for s in VERIFY_SETS:
+        if not (root / s / "HR").is_dir() or not (root / s / "LR_bicubic" / f"X{scale}").is_dir():
+            raise DataError(f"``verify`` needs {' and '.join(VERIFY_SETS)} under '{root}' (SET/HR/ and "
+                            f"SET/LR_bicubic/X{scale}/); point ``verify_root`` or GDQ_BENCH_ROOT at their parent folder")
+
+
+def _load_twin(model: str | GDQNet, fp_model: str | GDQNet | None, scale: int) -> GDQNet | None:
+    """The full-precision twin to export beside the model (the shipped one's with the default model)."""
+    if fp_model is None and model == DEFAULT_MODEL and DEFAULT_FILES["fp"].is_file():
+        fp_model = DEFAULT_MODEL + ":fp"
+    if fp_model is None:
+        return None
+    fpm = load_model(DEFAULT_MODEL, fp=True) if fp_model == DEFAULT_MODEL + ":fp" else (
+        load_model(fp_model) if isinstance(fp_model, str) else fp_model)
+    if fpm.cfg.quantized or fpm.cfg.scale != scale:
+        raise ConfigError("``fp_model`` must be the full-precision twin (same scale) of the model")
+    return fpm
+
+
 def export(
     model: str | GDQNet = DEFAULT_MODEL,
     targets: Sequence[str] = ("onnx",),
@@ -198,35 +224,16 @@ def export(
     ``single_file``: TFLite, also one file with one signature per graph (refused without a
     target that takes it)."""
     options = {"single_file": single_file}
-    targets = check_targets(targets, options)
-    if fp_layers not in FP_LAYER_MODES:
-        raise ConfigError(f"--fp-layers '{fp_layers}' is unknown; valid: {list(FP_LAYER_MODES)}")
-    if fp_layers != "int8" and "tflite" in targets:  # before any file is written
-        raise ConfigError(f"--fp-layers {fp_layers} is ONNX only (TFLite export is full integer); use --target onnx")
-    if tile < 16 or tile % 4:
-        raise ConfigError(f"--tile {tile} must be a multiple of 4, >= 16")
+    targets = _check_options(targets, options, fp_layers, tile)
     t0 = time.time()
     name = model if isinstance(model, str) else "<in-memory>"
     m = load_model(model) if isinstance(model, str) else model
     m.eval()
     if not m.cfg.quantized:
         raise ConfigError("export needs a Granular-DQ model (a *_gdq checkpoint); its full-precision twin goes in --fp")
-    if verify:  # before any file is written: --verify compares on Set5 / Set14 tiles
-        from .verify import VERIFY_SETS
-
-        root = Path(bench_root() if verify_root is None else verify_root)
-        for s in VERIFY_SETS:
-            if not (root / s / "HR").is_dir() or not (root / s / "LR_bicubic" / f"X{m.cfg.scale}").is_dir():
-                raise DataError(f"--verify needs {' and '.join(VERIFY_SETS)} under '{root}' (SET/HR/ and "
-                                f"SET/LR_bicubic/X{m.cfg.scale}/); point --verify-data or GDQ_BENCH_ROOT at their parent folder")
-    if fp_model is None and model == DEFAULT_MODEL and DEFAULT_FILES["fp"].is_file():
-        fp_model = DEFAULT_MODEL + ":fp"
-    fpm = None
-    if fp_model is not None:
-        fpm = load_model(DEFAULT_MODEL, fp=True) if fp_model == DEFAULT_MODEL + ":fp" else (
-            load_model(fp_model) if isinstance(fp_model, str) else fp_model)
-        if fpm.cfg.quantized or fpm.cfg.scale != m.cfg.scale:
-            raise ConfigError("--fp must be the full-precision twin (same scale) of the model")
+    if verify:  # before any file is written
+        _check_verify_data(Path(bench_root() if verify_root is None else verify_root), m.cfg.scale)
+    fpm = _load_twin(model, fp_model, m.cfg.scale)
     if m.cfg.e2b.tile != tile:
         log(f"warning: E2B thresholds were calibrated at tile {m.cfg.e2b.tile}, exporting at {tile} "
             f"(run `gdq calibrate --tile {tile}` for matching thresholds)")
@@ -256,7 +263,7 @@ def export(
         io=GRAPH_IO, targets=entries, versions=_versions(), levels=level_infos(m, tile), level_gate=gate_info(m),
         files={p.name: FileEntry(sha256(p), p.stat().st_size) for p in sorted(out.iterdir()) if p.suffix in GRAPH_SUFFIXES})
     if verify:
-        from .verify import verify_export
+        from ..verify.parity import verify_export
 
         parity = verify_export(out, manifest, m, fpm, bench_root() if verify_root is None else verify_root,
                                progs=progs, log=log)

@@ -10,12 +10,14 @@ QLinearLeakyRelu / QLinearAdd / int8 DepthToSpace and the graph stays integer be
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import require
-from ..program import Add, Affine, Conv, DepthToSpace, PRelu, Program, QParams, Relu, acc_scale, int32_bias
+from ..ir import Add, Affine, Conv, DepthToSpace, Node, PRelu, Program, QParams, Relu, acc_scale, handler, int32_bias
 from .channel_pairs import order_for_u8s8, pair_sums_fit
 
 OPSET = 21
@@ -148,40 +150,56 @@ class _Emitter:
                                         g.const(n.name + "_sa", np.array([1], np.int64))], n.out)
         return self.quant(y, n.out_q, n.out, n.name + "_y") if n.out_q else y
 
-    def node(self, n) -> None:
+    def _out(self, n: Node, y: str) -> str:
+        """Write ``y`` onto ``n``'s output grid (a Q -> DQ pair named ``n.out``), if it has one."""
+        return self.quant(y, n.out_q, n.out, n.out) if n.out_q is not None else y
+
+    @staticmethod
+    def _name(n: Node) -> str | None:
+        """The name of the op's own output: ``n.out``, unless a Q -> DQ pair follows it."""
+        return None if n.out_q is not None else n.out
+
+    def prelu(self, n: PRelu) -> str:
         g = self.g
-        if isinstance(n, Conv):
-            self.conv(n)
-            return
-        out = None if n.out_q is not None else n.out
-        if isinstance(n, PRelu):
-            # one slope: LeakyRelu, which onnxruntime runs as QLinearLeakyRelu between QDQ pairs
-            y = (g.node("LeakyRelu", [n.inp], out, alpha=float(n.slope)) if n.out_q is not None
-                 else g.node("PRelu", [n.inp, g.const("slope", np.array([n.slope], np.float32))], out))
-        elif isinstance(n, Relu):
-            y = g.node("Relu", [n.inp], out)
-        elif isinstance(n, Affine):
-            m = g.node("Mul", [n.inp, g.const("bn_s", n.scale.astype(np.float32).reshape(1, -1, 1, 1))])
-            y = g.node("Add", [m, g.const("bn_t", n.shift.astype(np.float32).reshape(1, -1, 1, 1))], out)
-        elif isinstance(n, Add):
-            a = n.a
-            if n.a_mul != 1.0:
-                if n.a in self.qt and n.a_mul > 0:
-                    # the shortcut factor rides on the dequantization scale: exact, and the Add
-                    # keeps DQ inputs so onnxruntime fuses it into QLinearAdd
-                    xq, s, z, q = self.qt[n.a]
-                    a = g.node("DequantizeLinear", [xq, g.const("res_s", np.float32(q.scale * n.a_mul)), z])
-                else:
-                    a = g.node("Mul", [n.a, g.const("res_s", np.array([n.a_mul], np.float32))])
-            y = g.node("Add", [a, n.b], out)
-        elif isinstance(n, DepthToSpace):
-            # a permutation keeps the grid; the Q/DQ pair after it (exact) lets onnxruntime run
-            # it on the integer tensor and fuse what follows
-            y = g.node("DepthToSpace", [n.inp], out, blocksize=n.block, mode="CRD")
-        else:  # pragma: no cover
-            raise TypeError(n)
-        if n.out_q is not None:
-            self.quant(y, n.out_q, n.out, n.out)
+        # one slope: LeakyRelu, which onnxruntime runs as QLinearLeakyRelu between QDQ pairs
+        y = (g.node("LeakyRelu", [n.inp], self._name(n), alpha=float(n.slope)) if n.out_q is not None
+             else g.node("PRelu", [n.inp, g.const("slope", np.array([n.slope], np.float32))], self._name(n)))
+        return self._out(n, y)
+
+    def relu(self, n: Relu) -> str:
+        return self._out(n, self.g.node("Relu", [n.inp], self._name(n)))
+
+    def affine(self, n: Affine) -> str:
+        g = self.g
+        m = g.node("Mul", [n.inp, g.const("bn_s", n.scale.astype(np.float32).reshape(1, -1, 1, 1))])
+        return self._out(n, g.node("Add", [m, g.const("bn_t", n.shift.astype(np.float32).reshape(1, -1, 1, 1))],
+                                   self._name(n)))
+
+    def add(self, n: Add) -> str:
+        g = self.g
+        a = n.a
+        if n.a_mul != 1.0:
+            if n.a in self.qt and n.a_mul > 0:
+                # the shortcut factor rides on the dequantization scale: exact, and the Add
+                # keeps DQ inputs so onnxruntime fuses it into QLinearAdd
+                xq, s, z, q = self.qt[n.a]
+                a = g.node("DequantizeLinear", [xq, g.const("res_s", np.float32(q.scale * n.a_mul)), z])
+            else:
+                a = g.node("Mul", [n.a, g.const("res_s", np.array([n.a_mul], np.float32))])
+        return self._out(n, g.node("Add", [a, n.b], self._name(n)))
+
+    def depth_to_space(self, n: DepthToSpace) -> str:
+        # a permutation keeps the grid; the Q/DQ pair after it (exact) lets onnxruntime run
+        # it on the integer tensor and fuse what follows
+        return self._out(n, self.g.node("DepthToSpace", [n.inp], self._name(n), blocksize=n.block, mode="CRD"))
+
+    #: node kind -> the method that emits it (and its output's Q -> DQ pair)
+    EMIT: dict[type, Callable[[Any, Any], str]] = {
+        Conv: conv, PRelu: prelu, Relu: relu, Affine: affine, Add: add, DepthToSpace: depth_to_space,
+    }
+
+    def node(self, n: Node) -> str:
+        return handler(self.EMIT, n, "the ONNX emitter")(self, n)
 
 
 def program_to_onnx(prog: Program, tile: int, batch: int | str = "N", name: str = "sr",

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError, ExportError, require
-from ..program import Add, Affine, Conv, DepthToSpace, PRelu, Program, Relu
+from ..ir import Add, Affine, Conv, DepthToSpace, Node, PRelu, Program, QParams, Relu, handler
 from ..runtime.manifest import CONTROLLER_OUTPUTS, SCORES
 from .controller import GREY, ControllerSpec
 
@@ -39,8 +40,8 @@ def _crd_to_dcr(c_out: int, r: int) -> np.ndarray:
     return np.array([ci * r * r + k for k in range(r * r) for ci in range(c)])
 
 
-def _tf_program(tf, prog: Program, quantized: bool):
-    """Python callable building the TF ops of ``prog`` on an NHWC [0, 1] input.
+class _TFProgram:
+    """The TF ops of a program on an NHWC [0, 1] input: call it inside a ``tf.function``.
 
     Every integer tensor gets one fake-quant with the program's scale (``out_q``). The
     converter keeps only the first of two consecutive fake-quants on a tensor (measured: a
@@ -49,12 +50,17 @@ def _tf_program(tf, prog: Program, quantized: bool):
     residual stream into conv1) is requantized by a 1x1 depthwise identity (weight 1, exact
     in int8) whose output carries the k-bit step.
     """
-    d2s_before = {n.inp: n.block for n in prog.nodes if isinstance(n, DepthToSpace)}
 
-    def fq(x, lo: float, hi: float, narrow: bool = False):
-        return tf.quantization.fake_quant_with_min_max_args(x, min=lo, max=hi, num_bits=8, narrow_range=narrow)
+    def __init__(self, tf: Any, prog: Program, quantized: bool) -> None:
+        self.tf, self.prog, self.quantized = tf, prog, quantized
+        self.d2s_before = {n.inp: n.block for n in prog.nodes if isinstance(n, DepthToSpace)}
+        self.env: dict[str, Any] = {}
+        self.grid: dict[str, QParams] = {}  # tensor -> the grid it is on
 
-    def to_grid(x, q):
+    def fq(self, x: Any, lo: float, hi: float, narrow: bool = False) -> Any:
+        return self.tf.quantization.fake_quant_with_min_max_args(x, min=lo, max=hi, num_bits=8, narrow_range=narrow)
+
+    def to_grid(self, x: Any, q: QParams) -> Any:
         """Fake-quant x to q's 8-bit type; a k-bit range [lo, hi] adds one integer clamp.
 
         The int8 tensor of a k-bit grid gets the zero point that puts lo at -128, so int8
@@ -62,22 +68,30 @@ def _tf_program(tf, prog: Program, quantized: bool):
         MINIMUM/MAXIMUM outside XNNPack, and a MAXIMUM per k-bit tensor cost the 4-bit graph
         ~12 % against the 8-bit one (one-off probe, 1 thread; the integers are identical)."""
         if not q.kbit:
-            return fq(x, *_type_range(q))
+            return self.fq(x, *_type_range(q))
         lo, hi = q.lo * q.scale, (q.lo + 255) * q.scale
         # MINIMUM needs one scale on operands and output: the bound gets it too
-        bound = fq(tf.constant(q.hi * q.scale, tf.float32), lo, hi)
-        return fq(tf.minimum(fq(x, lo, hi), bound), lo, hi)
+        bound = self.fq(self.tf.constant(q.hi * q.scale, self.tf.float32), lo, hi)
+        return self.fq(self.tf.minimum(self.fq(x, lo, hi), bound), lo, hi)
 
-    def scale_dw(x, w: float):
+    def scale_dw(self, x: Any, w: float) -> Any:
         """x * w as a 1x1 depthwise conv: the weight is the integer 127 with scale |w| / 127 per
         tensor, and the conv requantizes in float32 with one rounding, as the reference does."""
-        k = fq(tf.fill((1, 1, x.shape[-1], 1), np.float32(w)), -abs(w), abs(w), narrow=True)
+        tf = self.tf
+        k = self.fq(tf.fill((1, 1, x.shape[-1], 1), np.float32(w)), -abs(w), abs(w), narrow=True)
         return tf.nn.depthwise_conv2d(x, k, strides=[1, 1, 1, 1], padding="VALID")
 
-    def requant(x, q):
-        return to_grid(scale_dw(x, 1.0), q)
+    def requant(self, x: Any, q: QParams) -> Any:
+        return self.to_grid(self.scale_dw(x, 1.0), q)
 
-    def prelu(x, q_in, slope: float, q_out):
+    def _out(self, n: Node, y: Any) -> None:
+        """``n``'s output, onto its grid in an integer graph."""
+        if self.quantized and n.out_q is not None:
+            y = self.to_grid(y, n.out_q)
+            self.grid[n.out] = n.out_q
+        self.env[n.out] = y
+
+    def _prelu_int(self, x: Any, q_in: QParams, slope: float, q_out: QParams) -> Any:
         """PReLU of an integer tensor onto q_out as max(x, slope * x) (min for slope > 1); a
         negative slope too (for x < 0, slope * x > 0 > x), which trained models do have.
 
@@ -92,11 +106,13 @@ def _tf_program(tf, prog: Program, quantized: bool):
         """
         lo, hi = _type_range(q_out)
         same = q_in.scale == q_out.scale and q_in.signed == q_out.signed
-        pos = x if same else fq(scale_dw(x, 1.0), lo, hi)
-        neg = fq(scale_dw(x, slope), lo, hi)
-        return tf.maximum(pos, neg) if slope <= 1.0 else tf.minimum(pos, neg)
+        pos = x if same else self.fq(self.scale_dw(x, 1.0), lo, hi)
+        neg = self.fq(self.scale_dw(x, slope), lo, hi)
+        return self.tf.maximum(pos, neg) if slope <= 1.0 else self.tf.minimum(pos, neg)
 
-    def conv(n: Conv, x, on_grid: bool):
+    def conv(self, n: Conv) -> None:
+        tf = self.tf
+        x = self.env[n.inp]
         w = n.weight.astype(np.float64)
         if n.w_scale is not None:
             w = w * n.w_scale[:, None, None, None]
@@ -106,69 +122,72 @@ def _tf_program(tf, prog: Program, quantized: bool):
             w = np.diag(w.reshape(-1)).reshape(w.shape[0], w.shape[0], 1, 1)
         b = None if n.bias is None else np.asarray(n.bias, np.float64)
         scale = n.w_scale
-        if n.out in d2s_before:
-            perm = _crd_to_dcr(w.shape[0], d2s_before[n.out])
+        if n.out in self.d2s_before:
+            perm = _crd_to_dcr(w.shape[0], self.d2s_before[n.out])
             w, b = w[perm], None if b is None else b[perm]
             scale = None if scale is None else scale[perm]
         wt = tf.constant(w.transpose(2, 3, 1, 0).astype(np.float32))  # OIHW -> HWIO
-        if quantized and n.in_q is not None:
-            if not on_grid:
-                x = requant(x, n.in_q)
+        if self.quantized and n.in_q is not None:
+            if self.grid.get(n.inp) is not n.in_q:
+                x = self.requant(x, n.in_q)
             assert scale is not None  # an integer conv has per-channel weight scales
             s = tf.constant((127.0 * np.maximum(scale, 1e-12)).astype(np.float32))
             wt = tf.quantization.fake_quant_with_min_max_vars_per_channel(wt, min=-s, max=s, num_bits=8, narrow_range=True)
         y = tf.nn.conv2d(x, wt, strides=1, padding="SAME" if n.pad else "VALID")
         if b is not None:
             y = tf.nn.bias_add(y, tf.constant(b.astype(np.float32)))
-        return y
+        self._out(n, y)
 
-    def run(x):
-        env = {prog.input: fq(x, 0.0, 1.0) if quantized else x}
-        grid: dict[str, object] = {}  # tensor -> the QParams it is on
+    def prelu(self, n: PRelu) -> None:
+        qi = self.grid.get(n.inp)
+        if self.quantized and qi is not None and n.out_q is not None:
+            y = self._prelu_int(self.env[n.inp], qi, n.slope, n.out_q)
+        else:
+            y = self.tf.nn.leaky_relu(self.env[n.inp], alpha=n.slope)
+        self._out(n, y)
+
+    def relu(self, n: Relu) -> None:
+        qi = self.grid.get(n.inp)
+        if self.quantized and qi is not None and n.out_q is not None and qi.scale != n.out_q.scale:
+            # a fused RELU on a depthwise requantization: one float32 rounding, where the
+            # int8 RELU kernel rescales in fixed point (measured 54 dB at 4 bits on a tiny EDSR)
+            y = self.tf.nn.relu(self.scale_dw(self.env[n.inp], 1.0))
+        else:
+            y = self.tf.nn.relu(self.env[n.inp])
+        self._out(n, y)
+
+    def affine(self, n: Affine) -> None:
+        self._out(n, self.env[n.inp] * n.scale.astype(np.float32) + n.shift.astype(np.float32))
+
+    def add(self, n: Add) -> None:
+        a = self.env[n.a]
+        if n.a_mul != 1.0:
+            a = a * np.float32(n.a_mul)
+            qa = self.grid.get(n.a)
+            if self.quantized and qa is not None:  # exact: the same integers on a scaled grid
+                a = self.fq(a, -128.0 * qa.scale * abs(n.a_mul), 127.0 * qa.scale * abs(n.a_mul))
+        self._out(n, a + self.env[n.b])
+
+    def depth_to_space(self, n: DepthToSpace) -> None:
+        # a permutation: the input's integers on the input's grid, no fake-quant of its own
+        self.env[n.out] = self.tf.nn.depth_to_space(self.env[n.inp], n.block)
+        if n.out_q is not None:
+            self.grid[n.out] = n.out_q
+
+    #: node kind -> the method that builds its ops
+    EMIT: dict[type, Callable[[Any, Any], None]] = {
+        Conv: conv, PRelu: prelu, Relu: relu, Affine: affine, Add: add, DepthToSpace: depth_to_space,
+    }
+
+    def __call__(self, x: Any) -> Any:
+        prog = self.prog
+        self.env, self.grid = {prog.input: self.fq(x, 0.0, 1.0) if self.quantized else x}, {}
         head = next(c for c in prog.convs if c.inp == prog.input)
-        if quantized and head.in_q is not None:
-            grid[prog.input] = head.in_q  # uint8, scale 1/255: what fq(x, 0, 1) gives
+        if self.quantized and head.in_q is not None:
+            self.grid[prog.input] = head.in_q  # uint8, scale 1/255: what fq(x, 0, 1) gives
         for n in prog.nodes:
-            if isinstance(n, Conv):
-                y = conv(n, env[n.inp], grid.get(n.inp) is n.in_q)
-            elif isinstance(n, PRelu):
-                qi = grid.get(n.inp)
-                if quantized and qi is not None and n.out_q is not None:
-                    y = prelu(env[n.inp], qi, n.slope, n.out_q)
-                else:
-                    y = tf.nn.leaky_relu(env[n.inp], alpha=n.slope)
-            elif isinstance(n, Relu):
-                qi = grid.get(n.inp)
-                if quantized and qi is not None and n.out_q is not None and qi.scale != n.out_q.scale:
-                    # a fused RELU on a depthwise requantization: one float32 rounding, where the
-                    # int8 RELU kernel rescales in fixed point (measured 54 dB at 4 bits on a tiny EDSR)
-                    y = tf.nn.relu(scale_dw(env[n.inp], 1.0))
-                else:
-                    y = tf.nn.relu(env[n.inp])
-            elif isinstance(n, Affine):
-                y = env[n.inp] * n.scale.astype(np.float32) + n.shift.astype(np.float32)
-            elif isinstance(n, Add):
-                a = env[n.a]
-                if n.a_mul != 1.0:
-                    a = a * np.float32(n.a_mul)
-                    qa = grid.get(n.a)
-                    if quantized and qa is not None:  # exact: the same integers on a scaled grid
-                        a = fq(a, -128.0 * qa.scale * abs(n.a_mul), 127.0 * qa.scale * abs(n.a_mul))
-                y = a + env[n.b]
-            elif isinstance(n, DepthToSpace):
-                env[n.out] = tf.nn.depth_to_space(env[n.inp], n.block)
-                if n.out_q is not None:
-                    grid[n.out] = n.out_q
-                continue
-            else:  # pragma: no cover
-                raise TypeError(n)
-            if quantized and n.out_q is not None:
-                y = to_grid(y, n.out_q)
-                grid[n.out] = n.out_q
-            env[n.out] = y
-        return env[prog.output]
-
-    return run
+            handler(self.EMIT, n, "the TFLite emitter")(self, n)
+        return self.env[prog.output]
 
 
 def _type_range(q) -> tuple[float, float]:
@@ -285,7 +304,7 @@ def write_tflite(out: Path, progs: dict[str, Program], fp: Program | None, ctrl:
     tf = _tensorflow()
     for prog in progs.values():
         if prog.fp_layers != "int8":
-            raise ConfigError("the TFLite export is full-integer: it needs --fp-layers int8 (float layers inside an int8 "
+            raise ConfigError("the TFLite export is full-integer: it needs ``fp_layers`` int8 (float layers inside an int8 "
                               "TFLite graph would run through float fallbacks, and NNAPI needs full integer)")
     files: dict[str, Any] = {"sr": {}, "batch": 1}
     ctrl_fn = _concrete(tf, _tf_controller(tf, ctrl), tile, None)
@@ -296,14 +315,14 @@ def write_tflite(out: Path, progs: dict[str, Program], fp: Program | None, ctrl:
     files["controller_outputs"] = _output_names(ctrl_fn, data)
     sr_fns = {}
     for lv, prog in progs.items():
-        fn = _concrete(tf, _tf_program(tf, prog, quantized=True), tile, "sr")
+        fn = _concrete(tf, _TFProgram(tf, prog, quantized=True), tile, "sr")
         sr_fns[lv] = fn
         p = out / f"sr_{lv}.tflite"
         p.write_bytes(_convert(tf, [fn], quantized=True))
         files["sr"][lv] = p
     if fp is not None:
         p = out / "sr_fp32.tflite"
-        p.write_bytes(_convert(tf, [_concrete(tf, _tf_program(tf, fp, quantized=False), tile, "sr")], quantized=False))
+        p.write_bytes(_convert(tf, [_concrete(tf, _TFProgram(tf, fp, quantized=False), tile, "sr")], quantized=False))
         files["fp32"] = p
     if single_file:
         # one file, one signature per integer graph; identical weights (the int8 integers of the

@@ -21,7 +21,7 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 import torch.nn as nn
@@ -33,12 +33,22 @@ from ..quant import GridQuantizer
 from .integer_forward import IntegerForward
 
 if TYPE_CHECKING:
-    from ..program import ProgramBuilder
+    from ..ir import ProgramBuilder
+
+
+_ModuleT = TypeVar("_ModuleT", bound=nn.Module)
+
+
+def as_module(m: nn.Module | torch.Tensor, kind: type[_ModuleT]) -> _ModuleT:
+    """``m`` as the ``kind`` it was built as: torch types a container's items as ``nn.Module``
+    and a submodule attribute as ``Tensor | Module``."""
+    assert isinstance(m, kind), f"expected a {kind.__name__}, got {type(m).__name__}"
+    return m
 
 
 def grid_of(grids: nn.ModuleDict, name: str) -> GridQuantizer | None:
     """The learned int8 grid ``name`` (None in float numerics)."""
-    return grids[name] if name in grids else None  # type: ignore[return-value]
+    return as_module(grids[name], GridQuantizer) if name in grids else None
 
 
 @dataclass
@@ -63,7 +73,7 @@ class GDQNet(nn.Module):
         self.cfg = cfg
         self.tau = 1.0
         #: the integer forward computes exact integer values (False: its float surrogate alone,
-        #: every rounding point as LSQ fake quantization; bench/rounding_cost.py ablates that)
+        #: every rounding point as LSQ fake quantization; experiments/rounding_cost.py ablates that)
         self.exact_integer = True
         #: training: the share of tiles run at a uniformly random bit level instead of the gate's
         #: choice (set by the trainer); every level's quantizers keep training while the gate
@@ -111,9 +121,9 @@ class GDQNet(nn.Module):
             return self
         bits, blocks = self.cfg.levels[level]
         if blocks != self.cfg.n_blocks:
-            return self.level_nets[level_key(bits, blocks)]  # type: ignore[return-value]
+            return as_module(self.level_nets[level_key(bits, blocks)], GDQNet)
         if bits in self.cfg.level_weights:
-            return self.level_nets[level_key(bits)]  # type: ignore[return-value]
+            return as_module(self.level_nets[level_key(bits)], GDQNet)
         return self
 
     def unused_state_prefixes(self) -> tuple[str, ...]:
@@ -205,7 +215,7 @@ class GDQNet(nn.Module):
             raise RuntimeError("a full-precision model has no controller")
         if z1 is None:
             z1 = self.head_conv(x * self.cfg.rgb_range)
-        logits = self.encoder.gbc(z1)
+        logits = as_module(self.encoder.gbc, GBC)(z1)
         h = self.e2b.entropy(x)
         if self.training:
             y = F.gumbel_softmax(logits, tau=self.tau, hard=True)
@@ -219,7 +229,7 @@ class GDQNet(nn.Module):
         """The level gate's input per tile of x ([0, 1] RGB): the GBC features and the entropy, (N, 3C + 1)."""
         if z1 is None:
             z1 = self.head_conv(x * self.cfg.rgb_range)
-        return torch.cat([self.encoder.gbc.features(z1), self.e2b.entropy(x)[:, None]], 1)
+        return torch.cat([as_module(self.encoder.gbc, GBC).features(z1), self.e2b.entropy(x)[:, None]], 1)
 
     def level_scores(self, x: torch.Tensor, z1: torch.Tensor | None = None) -> torch.Tensor:
         """(N, len(level_gate.choices)): each choice's predicted gain (``ModelConfig.level_gate``)."""

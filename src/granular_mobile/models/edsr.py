@@ -15,12 +15,12 @@ import torch.nn as nn
 
 from ..config import ModelConfig
 from ..quant import QConv2d
-from .base import GDQNet, grid_of
+from .base import GDQNet, as_module, grid_of
 from .family import register_family
 from .srresnet import lower_upsampler, upsampler, upsampler_grid_names
 
 if TYPE_CHECKING:
-    from ..program import ProgramBuilder
+    from ..ir import ProgramBuilder
 
 
 class ResBlock(nn.Module):
@@ -56,8 +56,9 @@ class EDSR(GDQNet):
         self.body = nn.ModuleList([ResBlock(n, bits, self.make_grids("conv1", "conv2", "out"))
                                    for _ in range(cfg.n_blocks)])
         self.body.append(nn.Conv2d(n, n, 3, padding=1, bias=True))
-        self.tail = nn.Sequential(upsampler(cfg.scale, n, bias=True, act=False), nn.Conv2d(n, 3, 3, padding=1, bias=True))
-        self.grids = self.make_grids("head", "body_end", "body_out", *upsampler_grid_names(self.tail[0]))
+        ups = upsampler(cfg.scale, n, bias=True, act=False)
+        self.tail = nn.Sequential(ups, nn.Conv2d(n, 3, 3, padding=1, bias=True))
+        self.grids = self.make_grids("head", "body_end", "body_out", *upsampler_grid_names(ups))
 
     def sr_forward(self, x: torch.Tensor, z1: torch.Tensor, bit_index: torch.Tensor | None,
                    mix: torch.Tensor | None) -> torch.Tensor:
@@ -70,11 +71,11 @@ class EDSR(GDQNet):
     def lower(self, b: ProgramBuilder, bit_index: int | None) -> None:
         gs, rr, nb = self.grids, self.cfg.rgb_range, self.blocks_run(b)
         # rgb_range folds into the head weights (conv(x * r) = conv_{W r, b}(x))
-        h = b.fp_conv("head", b.input, self.head[0], w_mul=rr, in_q=b.image_q, grid=grid_of(gs, "head"))
+        h = b.fp_conv("head", b.input, as_module(self.head[0], nn.Conv2d), w_mul=rr, in_q=b.image_q, grid=grid_of(gs, "head"))
         r = h
         for i, blk in enumerate(self.body[:nb]):
-            r = blk.lower(b, r, bit_index, f"b{i}")
-        e = b.fp_conv("body_end", r, self.body[self.cfg.n_blocks], grid=grid_of(gs, "body_end"))
+            r = as_module(blk, ResBlock).lower(b, r, bit_index, f"b{i}")
+        e = b.fp_conv("body_end", r, as_module(self.body[self.cfg.n_blocks], nn.Conv2d), grid=grid_of(gs, "body_end"))
         r = b.add("body_out", e, h, grid=grid_of(gs, "body_out"))
         r = lower_upsampler(self, b, r, gs)
-        b.output_conv("tail", r, self.tail[1], w_mul=1.0 / rr, b_mul=1.0 / rr)
+        b.output_conv("tail", r, as_module(self.tail[1], nn.Conv2d), w_mul=1.0 / rr, b_mul=1.0 / rr)

@@ -16,7 +16,7 @@ assumption ``run_program`` makes too (and the eager tail runs at HR, the program
 their summation orders differ). The worst cases exceed it (EDSR's conv2 on unsigned 8-bit
 codes: 576 x 255 x 127 = 1.9e7; the 9x9 tail: 5184 x 128 x 63 = 4.2e7); real sums stay far
 below: the forward equals the program bit for bit on the shipped model's calibration tiles
-and Set14 images (``tests/test_default_model.py``, ``bench/export_vs_trained.py``) and on
+and Set14 images (``tests/test_default_model.py``, ``experiments/export_vs_trained.py``) and on
 small models of every family (``tests/test_numerics.py``).
 
 A tensor whose grid is its consumer's (a BatchNorm or ReLU feeding only a k-bit conv) stays
@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..program import OUTPUT_Q, ProgramBuilder, QParams, bn_fold_t, qlinear_add, signed_channels
+from ..ir import OUTPUT_Q, ProgramBuilder, QParams, bn_fold_t, qlinear_add, signed_channels
 from ..quant import GridQuantizer, fake_quant_fp_weight, fake_quant_image, fp_layer_int_weight
 
 #: the image grid's step in float32, as the graphs store it

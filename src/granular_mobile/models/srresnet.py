@@ -14,11 +14,11 @@ import torch.nn as nn
 
 from ..config import ModelConfig
 from ..quant import QConv2d
-from .base import GDQNet, grid_of
+from .base import GDQNet, as_module, grid_of
 from .family import register_family
 
 if TYPE_CHECKING:
-    from ..program import ProgramBuilder
+    from ..ir import ProgramBuilder
 
 
 class ResBlock(nn.Module):
@@ -63,10 +63,12 @@ def upsampler(scale: int, n_feats: int, bias: bool, act: bool) -> nn.Sequential:
 def upsampler_stages(ups: nn.Sequential) -> list[tuple[str, nn.Conv2d, str | None, nn.PReLU | None]]:
     """(conv name, conv, activation name, activation or None) of each x2 stage
     (conv -> PixelShuffle(2) [-> PReLU]); names are the Sequential positions (up0, up2_act, up3, ...)."""
-    mods, out, j = list(ups), [], 0
+    mods, j = list(ups), 0
+    out: list[tuple[str, nn.Conv2d, str | None, nn.PReLU | None]] = []
     while j < len(mods):
-        act = mods[j + 2] if j + 2 < len(mods) and isinstance(mods[j + 2], nn.PReLU) else None
-        out.append((f"up{j}", mods[j], f"up{j + 2}_act" if act is not None else None, act))
+        nxt = mods[j + 2] if j + 2 < len(mods) else None
+        act = nxt if isinstance(nxt, nn.PReLU) else None
+        out.append((f"up{j}", as_module(mods[j], nn.Conv2d), f"up{j + 2}_act" if act is not None else None, act))
         j += 3 if act is not None else 2
     return out
 
@@ -78,7 +80,7 @@ def upsampler_grid_names(ups: nn.Sequential) -> list[str]:
 
 
 def lower_upsampler(model: GDQNet, b: ProgramBuilder, r: str, grids: nn.ModuleDict) -> str:
-    for cname, conv, aname, act in upsampler_stages(model.tail[0]):
+    for cname, conv, aname, act in upsampler_stages(as_module(model.tail[0], nn.Sequential)):
         r = b.depth_to_space(f"{cname}_d2s", b.fp_conv(cname, r, conv, grid=grid_of(grids, cname)), 2)
         if act is not None and aname is not None:
             r = b.prelu(aname, r, act, grid=grid_of(grids, aname))
@@ -96,8 +98,9 @@ class SRResNet(GDQNet):
                                    for _ in range(cfg.n_blocks)])
         self.body.append(nn.Conv2d(n, n, 3, padding=1, bias=False))
         self.body.append(nn.BatchNorm2d(n))
-        self.tail = nn.Sequential(upsampler(cfg.scale, n, bias=False, act=True), nn.Conv2d(n, 3, 9, padding=4, bias=False))
-        self.grids = self.make_grids("head", "head_act", "body_end", "body_out", *upsampler_grid_names(self.tail[0]))
+        ups = upsampler(cfg.scale, n, bias=False, act=True)
+        self.tail = nn.Sequential(ups, nn.Conv2d(n, 3, 9, padding=4, bias=False))
+        self.grids = self.make_grids("head", "head_act", "body_end", "body_out", *upsampler_grid_names(ups))
 
     def sr_forward(self, x: torch.Tensor, z1: torch.Tensor, bit_index: torch.Tensor | None,
                    mix: torch.Tensor | None) -> torch.Tensor:
@@ -112,13 +115,14 @@ class SRResNet(GDQNet):
     def lower(self, b: ProgramBuilder, bit_index: int | None) -> None:
         gs, rr, nb = self.grids, self.cfg.rgb_range, self.blocks_run(b)
         # rgb_range folds into the head weights (conv(x * r) = conv_{W r}(x) for a bias-free conv)
-        z1 = b.fp_conv("head", b.input, self.head[0], w_mul=rr, in_q=b.image_q, grid=grid_of(gs, "head"))
-        h = b.prelu("head_act", z1, self.head[1], grid=grid_of(gs, "head_act"))
+        z1 = b.fp_conv("head", b.input, as_module(self.head[0], nn.Conv2d), w_mul=rr, in_q=b.image_q, grid=grid_of(gs, "head"))
+        h = b.prelu("head_act", z1, as_module(self.head[1], nn.PReLU), grid=grid_of(gs, "head_act"))
         r = h
         for i, blk in enumerate(self.body[:nb]):
-            r = blk.lower(b, r, bit_index, f"b{i}")
+            r = as_module(blk, ResBlock).lower(b, r, bit_index, f"b{i}")
         end = self.cfg.n_blocks  # the body end follows the last block, whichever block an exit leaves after
-        e = b.fp_conv("body_end", r, self.body[end], bn=self.body[end + 1], grid=grid_of(gs, "body_end"))
+        e = b.fp_conv("body_end", r, as_module(self.body[end], nn.Conv2d), bn=as_module(self.body[end + 1], nn.BatchNorm2d),
+                      grid=grid_of(gs, "body_end"))
         r = b.add("body_out", e, h, grid=grid_of(gs, "body_out"))
         r = lower_upsampler(self, b, r, gs)
-        b.output_conv("tail", r, self.tail[1], w_mul=1.0 / rr, b_mul=1.0 / rr)
+        b.output_conv("tail", r, as_module(self.tail[1], nn.Conv2d), w_mul=1.0 / rr, b_mul=1.0 / rr)

@@ -11,6 +11,7 @@ Rounding is round-half-to-even (torch.round), which is what QuantizeLinear does.
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import torch
 import torch.nn as nn
@@ -33,8 +34,12 @@ def _round_ste(x: torch.Tensor) -> torch.Tensor:
     return (torch.round(x) - x).detach() + x
 
 
+#: clamp bounds: both numbers or both tensors (torch.clamp has no overload for a mix)
+_Bound = TypeVar("_Bound", float, torch.Tensor)
+
+
 def lsq_quantize(
-    x: torch.Tensor, step: torch.Tensor, qn: float | torch.Tensor, qp: float | torch.Tensor, grad_scale: float = 1.0
+    x: torch.Tensor, step: torch.Tensor, qn: _Bound, qp: _Bound, grad_scale: float = 1.0
 ) -> torch.Tensor:
     """round(clamp(x / step, qn, qp)) * step with straight-through rounding and LSQ gradients.
 
@@ -49,6 +54,7 @@ class WeightQuantizer(nn.Module):
     """8-bit symmetric per-tensor weight quantizer (integer range [-127, 127])."""
 
     qp: int = 127
+    initialized: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -78,6 +84,9 @@ class ActQuantizer(nn.Module):
     Signedness is decided on the first batch (as in the reference code): signed when that
     batch had negative values. Steps are initialised to 2 * mean|x| / sqrt(Qp) (LSQ).
     """
+
+    signed: torch.Tensor
+    initialized: torch.Tensor
 
     def __init__(self, bits: tuple[int, ...]) -> None:
         super().__init__()
@@ -142,12 +151,12 @@ class _MixTap(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, out, mix, x, alpha, qn, qp):  # type: ignore[override]
+    def forward(ctx, out, mix, x, alpha, qn, qp):
         ctx.save_for_backward(x, alpha, qn, qp)
         return out.view_as(out)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         x, alpha, qn, qp = ctx.saved_tensors
         gm = []
         for b in range(alpha.numel()):
@@ -170,7 +179,7 @@ class QConv2d(nn.Conv2d):
             self.wq = WeightQuantizer()
             self.aq = ActQuantizer(bits)
 
-    def forward(self, x: torch.Tensor, bit_index: torch.Tensor | None = None, mix: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, bit_index: torch.Tensor | None = None, mix: torch.Tensor | None = None) -> torch.Tensor:
         if not self.quantized or bit_index is None:
             return super().forward(x)
         xq = self.aq(x, bit_index, mix)
@@ -183,7 +192,7 @@ class GridQuantizer(nn.Module):
     outputs, residual sums): q = clamp(round(x / step), -128, 127) with one learned step per
     bit level (LSQ gradients), zero-point 0.
 
-    The export writes exactly these steps as the tensors' scales (``program.py``), so
+    The export writes exactly these steps as the tensors' scales (``granular_mobile.ir``), so
     the network trained is the one deployed. Steps start at max|x| / 127 over calibration tiles
     (``GDQNet.init_grids``), the scale post-training calibration would give; LSQ then learns to
     clip outliers where a finer step pays.

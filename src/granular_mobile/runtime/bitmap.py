@@ -19,7 +19,7 @@ _LEVEL = re.compile(r"a([0-9]+)(?:k([0-9]+))?")
 
 def level_colour(level: str | int) -> tuple[int, int, int]:
     """The tint of a level: ``a6`` / 6 (bits), ``a6k4`` (an exit level, by depth), ``fp32`` / 32.
-    The browser demo (``web_demo/src/colours.js``) and the Android core (``LevelColours``) use
+    The browser demo (``web_page/src/colours.js``) and the Android core (``LevelColours``) use
     the same rule."""
     if isinstance(level, numbers.Integral) or level == "fp32":
         return COLOURS.get(32 if level == "fp32" else int(level), (255, 255, 255))

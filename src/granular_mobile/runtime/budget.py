@@ -26,7 +26,7 @@ def check_budget(budget: float, costs: Sequence[float]) -> float:
     dearest choice's cost is the same as it)."""
     lo = min(costs)
     if not (np.isfinite(budget) and budget >= lo - 1e-9):
-        raise ConfigError(f"--budget {budget} is below the cheapest level's cost {lo:.3g} "
+        raise ConfigError(f"``budget`` {budget} is below the cheapest level's cost {lo:.3g} "
                           f"(budgets are a mean time per tile relative to the full graph: {lo:.3g} .. {max(costs):.3g})")
     return float(budget)
 

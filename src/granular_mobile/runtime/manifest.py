@@ -13,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, GdqWarning, ModelNotFoundError
-from .targets import TARGET_OF_BACKEND
+from ..errors import ConfigError, ModelNotFoundError
+from .level_info import LevelGateInfo, LevelInfo
+from .schema import Reader
 
 #: the version of this schema; the Android core checks it too (Manifest.java)
 SCHEMA_VERSION = 1
@@ -47,55 +47,6 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-class _Reader:
-    """Typed access to a JSON object; a missing or mistyped field is a ConfigError naming it."""
-
-    def __init__(self, data: Any, where: str, source: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: '{where}' must be an object, got {type(data).__name__}")
-        self.data, self.where, self.source = data, where, source
-
-    def _path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., optional: bool = False) -> Any:
-        if key not in self.data:
-            if default is not ...:
-                return default
-            raise ConfigError(f"{self.source}: '{self._path(key)}' is missing (re-export with gdq export)")
-        v = self.data[key]
-        if v is None and optional:
-            return None
-        # bool is an int in Python, and JSON numbers may come as int or float
-        if not isinstance(v, kind) or (isinstance(v, bool) and bool not in _as_tuple(kind)):
-            raise ConfigError(f"{self.source}: '{self._path(key)}' = {v!r} is not {_kind_name(kind)}")
-        return v
-
-    def sub(self, key: str) -> _Reader:
-        return _Reader(self.get(key, dict), self._path(key), self.source)
-
-    def ints(self, key: str) -> tuple[int, ...]:
-        return tuple(int(x) for x in self._numbers(key, int))
-
-    def floats(self, key: str) -> tuple[float, ...]:
-        return tuple(float(x) for x in self._numbers(key, (int, float)))
-
-    def _numbers(self, key: str, kind: type | tuple[type, ...]) -> list[Any]:
-        v = self.get(key, list)
-        if not all(isinstance(x, kind) and not isinstance(x, bool) for x in v):
-            raise ConfigError(f"{self.source}: '{self._path(key)}' = {v!r} must be a list of {_kind_name(kind)}")
-        return v
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list", dict: "an object"}
-    return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
-
-
 @dataclass(frozen=True)
 class TensorSpec:
     """An image tensor at a graph's boundary: name, element type, value range, channel order."""
@@ -118,7 +69,7 @@ class TensorSpec:
         return d
 
     @classmethod
-    def _read(cls, r: _Reader) -> TensorSpec:
+    def _read(cls, r: Reader) -> TensorSpec:
         lo, hi = r.floats("range")
         return cls(r.get("name", str), r.get("dtype", str), (lo, hi), r.get("clamp", bool, None),
                    r.get("channels", str, "RGB"), r.get("note", str, None))
@@ -140,7 +91,7 @@ class IOSpec:
                 "controller_outputs": dict(self.controller_outputs)}
 
     @classmethod
-    def _read(cls, r: _Reader) -> IOSpec:
+    def _read(cls, r: Reader) -> IOSpec:
         return cls(TensorSpec._read(r.sub("sr_input")), TensorSpec._read(r.sub("sr_output")),
                    TensorSpec._read(r.sub("controller_input")), dict(r.get("controller_outputs", dict)))
 
@@ -169,7 +120,7 @@ class ModelInfo:
         return {"name": self.name, "source": self.source, "config": dict(self.config)}
 
     @classmethod
-    def _read(cls, r: _Reader) -> ModelInfo:
+    def _read(cls, r: Reader) -> ModelInfo:
         return cls(r.get("name", str), r.get("source", str), r.get("config", dict))
 
 
@@ -194,7 +145,7 @@ class E2BInfo:
                 "calibrated_tile": self.calibrated_tile, "gbc_bits": list(self.gbc_bits), "e2b_bits": list(self.e2b_bits)}
 
     @classmethod
-    def _read(cls, r: _Reader) -> E2BInfo:
+    def _read(cls, r: Reader) -> E2BInfo:
         def pair(key: str) -> tuple[float, float]:
             v = r.floats(key)
             if len(v) != 2:
@@ -270,7 +221,7 @@ class TargetEntry:
         return d
 
     @classmethod
-    def _read(cls, r: _Reader, name: str) -> TargetEntry:
+    def _read(cls, r: Reader, name: str) -> TargetEntry:
         sr = r.get("sr", dict)
         try:
             sr_files = {int(b): str(f) for b, f in sr.items()}
@@ -288,126 +239,6 @@ class TargetEntry:
             controller_outputs=dict(outs), single_file=r.get("single_file", str, None),
             signatures=None if sigs is None else tuple(sigs), size_saved_bytes=r.get("size_saved_bytes", int, None),
             u8u8_convs=None if u8 is None else {int(b): tuple(v) for b, v in u8.items()}, levels=lv)
-
-
-@dataclass(frozen=True)
-class LevelInfo:
-    """One level: what one static graph computes. ``name`` (``a6``, ``a6k4``), activation ``bits``,
-    residual ``blocks`` run, ``macs`` per tile, and ``cost``: its time per tile relative to the
-    full-depth graph's (measured for the level gate's choices, else MACs relative)."""
-
-    name: str
-    bits: int
-    blocks: int
-    macs: int
-    cost: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "bits": self.bits, "blocks": self.blocks, "macs": self.macs, "cost": self.cost}
-
-    @classmethod
-    def _read(cls, r: _Reader) -> LevelInfo:
-        return cls(r.get("name", str), r.get("bits", int), r.get("blocks", int), r.get("macs", int),
-                   float(r.get("cost", (int, float))))
-
-
-@dataclass(frozen=True)
-class MeasuredCosts:
-    """Each gate choice's time per tile relative to the full-depth graph, measured on one
-    runtime at one thread count (``gdq bench --costs``): an exit level gains less from a
-    second thread than a full-depth graph, so one table does not fit every thread count."""
-
-    costs: tuple[float, ...]
-    #: the runtime and version that ran the graphs, e.g. "onnxruntime 1.32.0"
-    runtime: str = ""
-    #: the command that measured them
-    command: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"costs": list(self.costs), "runtime": self.runtime, "command": self.command}
-
-    @classmethod
-    def _read(cls, r: _Reader) -> MeasuredCosts:
-        return cls(r.floats("costs"), r.get("runtime", str, ""), r.get("command", str, ""))
-
-
-def cost_key(backend: str, threads: int) -> str:
-    """The key of a measured cost table: ``onnxruntime@2``."""
-    return f"{backend}@{threads}"
-
-
-@dataclass(frozen=True)
-class LevelGateInfo:
-    """The time-aware controller (``ModelConfig.level_gate``): the controller graph's ``scores``
-    output gives each tile's predicted gain at each of ``choices``; the runtime picks per tile
-    so that the mean ``costs`` of an image's tiles fit a budget (``runtime/budget.py``),
-    ``budget`` unless the caller gives one. ``measured``: cost tables per runtime and thread
-    count (``cost_key``), used instead of ``costs`` where one matches (``costs_for``)."""
-
-    choices: tuple[str, ...]
-    costs: tuple[float, ...]
-    budget: float
-    cost_source: str = ""
-    measured: Mapping[str, MeasuredCosts] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if len(self.choices) < 2 or len(self.costs) != len(self.choices):
-            raise ConfigError(f"level_gate: choices {list(self.choices)} and costs {list(self.costs)} must pair up (>= 2)")
-        for key, m in self.measured.items():
-            why = self.table_problem(key, m)
-            if why:
-                raise ConfigError(why)
-
-    def table_problem(self, key: str, m: MeasuredCosts) -> str | None:
-        """Why a measured table cannot price these choices (None: it can)."""
-        if len(m.costs) != len(self.choices) or not all(c > 0 for c in m.costs):
-            return (f"level_gate.measured['{key}']: costs {list(m.costs)} must be one positive cost per choice "
-                    f"{list(self.choices)}")
-        # the allocation (runtime/budget.py) takes the choices cheapest first
-        if any(b < a for a, b in zip(m.costs, m.costs[1:], strict=False)):
-            return (f"level_gate.measured['{key}']: costs {list(m.costs)} are not cheapest first like the choices "
-                    f"{list(self.choices)}; re-measure (gdq bench --costs)")
-        be, _, th = key.partition("@")
-        if be not in TARGET_OF_BACKEND or not th.isdigit() or int(th) < 1:
-            return (f"level_gate.measured: key '{key}' is not BACKEND@THREADS with a backend from "
-                    f"{sorted(TARGET_OF_BACKEND)} (e.g. onnxruntime@2)")
-        return None
-
-    def costs_for(self, backend: str, threads: int) -> tuple[tuple[float, ...], str]:
-        """The costs to allocate with on ``backend`` at ``threads`` threads, and their key: the
-        table measured there, else the same backend's at the nearest thread count (ties: fewer),
-        else ``costs`` (key ``"default"``)."""
-        same = [(int(k.partition("@")[2]), k) for k in self.measured if k.partition("@")[0] == backend]
-        if not same:
-            return self.costs, "default"
-        _, key = min(same, key=lambda tk: (abs(tk[0] - threads), tk[0]))
-        return self.measured[key].costs, key
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"choices": list(self.choices), "costs": list(self.costs), "budget": self.budget,
-                             "cost_source": self.cost_source}
-        if self.measured:
-            d["measured"] = {k: m.to_dict() for k, m in sorted(self.measured.items())}
-        return d
-
-    @classmethod
-    def _read(cls, r: _Reader) -> LevelGateInfo:
-        choices = r.get("choices", list)
-        if not all(isinstance(c, str) for c in choices):
-            raise ConfigError(f"{r.source}: 'level_gate.choices' = {choices!r} must be level names")
-        gate = cls(tuple(choices), r.floats("costs"), float(r.get("budget", (int, float))), r.get("cost_source", str, ""))
-        if "measured" not in r.data:
-            return gate
-        mr = r.sub("measured")
-        measured = {}
-        for k in mr.data:
-            m = MeasuredCosts._read(mr.sub(k))
-            why = gate.table_problem(k, m)
-            if why:  # a table is an optional refinement: without it the gate's own costs price the choices
-                warnings.warn(f"{r.source}: {why}; the table is left out", GdqWarning, stacklevel=2)
-            else:
-                measured[k] = m
-        return replace(gate, measured=measured)
 
 
 @dataclass(frozen=True)
@@ -436,7 +267,7 @@ class Manifest:
     versions: Mapping[str, str] = field(default_factory=dict)
     #: every graph file -> its sha256 and size (checked before a graph is run)
     files: Mapping[str, FileEntry] = field(default_factory=dict)
-    #: ``gdq export --verify``'s measurements per target (export/verify.py), if it ran
+    #: ``gdq export --verify``'s measurements per target (verify/parity.py), if it ran
     parity: Mapping[str, Any] | None = None
     export_seconds: float | None = None
     #: every level, by level index (the bit levels, then the exit levels); () in exports
@@ -504,7 +335,7 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "manifest.json") -> Manifest:
-        r = _Reader(data, "", source)
+        r = Reader(data, "", source)
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ConfigError(f"'{source}': schema_version {version} is not supported (expected {SCHEMA_VERSION})")
@@ -519,7 +350,7 @@ class Manifest:
             files={} if files is None else {
                 k: FileEntry(files.sub(k).get("sha256", str), files.sub(k).get("bytes", int)) for k in files.data},
             parity=r.get("parity", dict, None), export_seconds=r.get("export_seconds", (int, float), None),
-            levels=tuple(LevelInfo._read(_Reader(x, f"levels[{i}]", source)) for i, x in enumerate(r.get("levels", list, []))),
+            levels=tuple(LevelInfo._read(Reader(x, f"levels[{i}]", source)) for i, x in enumerate(r.get("levels", list, []))),
             level_gate=LevelGateInfo._read(r.sub("level_gate")) if "level_gate" in data else None)
 
     @classmethod

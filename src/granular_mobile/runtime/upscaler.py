@@ -63,15 +63,15 @@ class Upscaler:
         # defaults.DEFAULT_OVERLAP says why this tiling; a tile below 4x the overlap gets a quarter
         overlap = min(DEFAULT_OVERLAP, backend.tile // 4) if overlap is None else overlap
         if merge not in MERGES:
-            raise ConfigError(f"--merge '{merge}' is unknown; valid: {list(MERGES)}")
+            raise ConfigError(f"``merge`` '{merge}' is unknown; valid: {list(MERGES)}")
         if precision not in ("int8", "fp32"):
             raise ConfigError(f"precision '{precision}' is unknown; valid: ['int8', 'fp32']")
         if precision == "fp32" and not backend.has_fp:
-            raise ConfigError("--precision fp32 needs the full-precision twin, which this model does not have")
+            raise ConfigError("``precision`` fp32 needs the full-precision twin, which this model does not have")
         if precision == "int8" and not backend.bits:
-            raise ConfigError("this model is full precision; use --precision fp32")
+            raise ConfigError("this model is full precision; use ``precision`` fp32")
         if precision == "fp32" and str(bits) != "auto":
-            raise ConfigError(f"--bits {bits} picks an integer graph, and --precision fp32 runs the full-precision "
+            raise ConfigError(f"``bits`` {bits} picks an integer graph, and ``precision`` fp32 runs the full-precision "
                               "twin on every tile: give one of them")
         levels = getattr(backend, "levels", ())
         valid = ", ".join(["auto", *map(str, backend.bits), *(lv for lv in levels if lv not in {f"a{b}" for b in backend.bits})])
@@ -81,9 +81,9 @@ class Upscaler:
             try:
                 bits = int(bits)
             except ValueError:
-                raise ConfigError(f"--bits '{bits}' is invalid; valid: {valid}") from None
+                raise ConfigError(f"``bits`` '{bits}' is invalid; valid: {valid}") from None
             if bits not in backend.bits:
-                raise ConfigError(f"--bits {bits} is not a bit level of this model; valid: {valid}")
+                raise ConfigError(f"``bits`` {bits} is not a bit level of this model; valid: {valid}")
         gate = getattr(backend, "level_gate", None)
         #: the gate's costs on this backend and thread count (the manifest's measured table);
         #: threads 0 (the backend's default) is taken as every usable core, which is what
@@ -94,10 +94,10 @@ class Upscaler:
             self.costs, self.cost_table = gate.costs_for(backend.name, getattr(backend, "threads", 0) or usable_cores())
         if budget is not None:
             if gate is None:
-                raise ConfigError("--budget needs a model with a level gate (gdq fit-gate --levels); this one picks "
+                raise ConfigError("``budget`` needs a model with a level gate (gdq fit-gate --levels); this one picks "
                                   "bit levels with GBC + E2B")
             if bits != "auto" or precision == "fp32":
-                raise ConfigError("--budget sets the controller's operating point: drop --bits / --precision fp32")
+                raise ConfigError("``budget`` sets the controller's operating point: drop ``bits`` / ``precision`` fp32")
             budget = check_budget(budget, self.costs)
         elif gate is not None and bits == "auto" and precision == "int8":
             # a measured table may price the cheapest choice above the model's budget (fitted
@@ -105,7 +105,7 @@ class Upscaler:
             budget = max(gate.budget, min(self.costs))
         self.budget = budget
         if not 0 <= overlap < backend.tile // 2:
-            raise ConfigError(f"--overlap {overlap} must be in 0..{backend.tile // 2 - 1} for tile {backend.tile}")
+            raise ConfigError(f"``overlap`` {overlap} must be in 0..{backend.tile // 2 - 1} for tile {backend.tile}")
         self.backend, self.bits, self.precision, self.overlap, self.merge = backend, bits, precision, overlap, merge
 
     @classmethod

@@ -7,11 +7,13 @@ import dataclasses
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from ..config import E2BConfig
-from ..controller.e2b import tile_entropy
+from ..controller import GBC, tile_entropy
 from ..data.dataset import tile_grid
 from ..models import GDQNet
+from ..models.base import as_module
 
 
 @torch.no_grad()
@@ -22,8 +24,8 @@ def calibrate_e2b(images: list[np.ndarray], cfg: E2BConfig, scale: int, tile: in
     ``tiles``: those LR tiles (``tile_grid(images, tile, scale)``) when the caller already cut
     them (``gdq calibrate`` also hands them to ``calibrate_gate``)."""
     tile = tile or cfg.tile
-    tiles = torch.from_numpy(tile_grid(images, tile, scale) if tiles is None else tiles)
-    h = torch.cat([tile_entropy(tiles[i:i + 64], cfg.bins, cfg.sigma) for i in range(0, len(tiles), 64)]).numpy()
+    lr_tiles = torch.from_numpy(tile_grid(images, tile, scale) if tiles is None else tiles)
+    h = torch.cat([tile_entropy(lr_tiles[i:i + 64], cfg.bins, cfg.sigma) for i in range(0, len(lr_tiles), 64)]).numpy()
     t1, t2 = (float(np.quantile(h, q)) for q in cfg.quantiles)
     return dataclasses.replace(cfg, thresholds=(t1, t2), tile=tile, calibrated=True), len(h)
 
@@ -42,10 +44,10 @@ def calibrate_gate(model: GDQNet, tiles: np.ndarray, target_fab: float) -> tuple
     of the trained gate is kept.
     """
     model.eval()
-    tiles = torch.from_numpy(tiles)
+    lr_tiles = torch.from_numpy(tiles)
     logits, ents = [], []
-    for i in range(0, len(tiles), 32):
-        c = model.controller(tiles[i:i + 32])
+    for i in range(0, len(lr_tiles), 32):
+        c = model.controller(lr_tiles[i:i + 32])
         logits.append(c.logits)
         ents.append(c.entropy)
     lg, h = torch.cat(logits), torch.cat(ents)
@@ -61,8 +63,9 @@ def calibrate_gate(model: GDQNet, tiles: np.ndarray, target_fab: float) -> tuple
     closest = np.flatnonzero(err <= err.min() + 1e-9)
     i = int(closest[np.argmin(np.abs(grid[closest]))])  # the smallest shift among the closest
     t = float(grid[i])
-    model.encoder.gbc.gate[0].bias.add_(t * step.to(model.encoder.gbc.gate[0].bias))
-    return t, float(fabs[np.argmin(np.abs(grid))]), float(fabs[i]), len(tiles)
+    gate = as_module(as_module(model.encoder.gbc, GBC).gate[0], nn.Linear)
+    gate.bias.add_(t * step.to(gate.bias))
+    return t, float(fabs[np.argmin(np.abs(grid))]), float(fabs[i]), len(lr_tiles)
 
 
 __all__ = ["calibrate_e2b", "calibrate_gate"]

@@ -3,7 +3,7 @@
 Why: trained end to end (Gumbel samples under a bit budget), the gate learns which tiles the
 *training loss* wants at more bits, not which tiles gain most in PSNR per extra bit, and the
 deployed controller ended up no better than a static mix of levels at the same average bits
-(``scripts/fab_curve.py``). Here the gain is measured instead: every training tile runs at each
+(``experiments/fab_curve.py``). Here the gain is measured instead: every training tile runs at each
 level the gate can pick, with the deployed integer numerics, and a ridge regression on the
 gate's own input features (``GBC.features``) predicts how much each choice above the first adds
 to its image's PSNR. That regression is linear in those features, so it *is* a gate: its
@@ -245,7 +245,7 @@ def fit_gate(model: GDQNet, gains: TileGains, cfg: GateFitConfig, target_fab: fl
     quant = cfg.quant(model.cfg.quant)
     if gains.model != fingerprint(model):
         raise DataError("the tile measurements are of another network (the gate aside); measure this model's tiles "
-                        "(another --cache)")
+                        "(another ``cache``)")
     for b in {*quant.gbc_bits, *quant.e2b_bits}:
         gains.column(b)
     images = np.unique(gains.img)

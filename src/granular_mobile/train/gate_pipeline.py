@@ -34,12 +34,12 @@ def spread_images(folders: Sequence[str], n: int) -> list[Path]:
 
 def _check_images(images: int) -> None:
     if images < FOLDS:
-        raise ConfigError(f"--images {images}: the fit's {FOLDS}-fold cross-validation needs at least {FOLDS} images")
+        raise ConfigError(f"``images`` {images}: the fit's {FOLDS}-fold cross-validation needs at least {FOLDS} images")
 
 
 def _check_cache(cache: Path | None) -> None:
     if cache is not None and not cache.is_file() and not cache.parent.is_dir():
-        raise ConfigError(f"--cache {cache}: the folder {cache.parent} does not exist")
+        raise ConfigError(f"``cache`` {cache}: the folder {cache.parent} does not exist")
 
 
 def _measure(folders: Sequence[str], images: int, measure: Callable[..., Any], progress: Progress | None) -> Any:
@@ -76,8 +76,8 @@ def fit_bit_gate_to_data(model: str, out: str | Path, choices: tuple[int, ...], 
     if cache is not None and cache.is_file():
         gains = TileGains.load(cache)
         if (gains.tiles.tile, gains.tiles.step) != (tc.tile, tc.step):
-            raise ConfigError(f"--cache {cache} was measured with --tile {gains.tiles.tile} --step {gains.tiles.step}, "
-                              f"not --tile {tc.tile} --step {tc.step}; give those or another --cache")
+            raise ConfigError(f"``cache`` {cache} was measured with ``tile`` {gains.tiles.tile} ``step`` {gains.tiles.step}, "
+                              f"not ``tile`` {tc.tile} ``step`` {tc.step}; give those or another ``cache``")
         log(f"tile measurements from {cache}: {len(gains.img)} tiles of {len(set(gains.img.tolist()))} images")
     else:
         gains = _measure(folders, images, lambda imgs, advance: measure_tile_gains(m, imgs, m.bits, tc, advance=advance),
@@ -111,7 +111,7 @@ def fit_level_gate_to_data(model: str, out: str | Path, choices: Sequence[str], 
     tc = tiles or TileConfig()
     _check_images(images)
     if json_out:
-        check_output(json_out, "--json", True, image=False)
+        check_output(json_out, "``json_out``", True, image=False)
     m = load_model(model)
     if not m.cfg.quantized:
         raise ConfigError(f"'{model}' is a full-precision model; only Granular-DQ models have a controller")
@@ -119,14 +119,14 @@ def fit_level_gate_to_data(model: str, out: str | Path, choices: Sequence[str], 
         m.cfg.level_by_name(c)
     costs, source = level_costs(m, choices, tc.tile, cost)
     if sorted(range(len(choices)), key=lambda i: costs[i]) != list(range(len(choices))):
-        raise ConfigError(f"--levels {','.join(choices)}: give them cheapest first (costs {list(costs)})")
+        raise ConfigError(f"``choices`` {','.join(choices)}: give them cheapest first (costs {list(costs)})")
     LevelGateConfig(tuple(choices), costs, budget, source)  # the budget against the costs, before the measurement
     _check_cache(cache)
     if cache is not None and cache.is_file():
         gains = LevelGains.load(cache)
         if (gains.tiles.tile, gains.tiles.step) != (tc.tile, tc.step) or list(gains.choices) != list(choices):
-            raise ConfigError(f"--cache {cache} measured {list(gains.choices)} at --tile {gains.tiles.tile} --step "
-                              f"{gains.tiles.step}; give those or another --cache")
+            raise ConfigError(f"``cache`` {cache} measured {list(gains.choices)} at ``tile`` {gains.tiles.tile} ``step`` "
+                              f"{gains.tiles.step}; give those or another ``cache``")
         log(f"level measurements from {cache}: {len(gains.img)} tiles of {len(set(gains.img.tolist()))} images")
     else:
         gains = _measure(folders, images,

@@ -152,12 +152,12 @@ def level_costs(model: GDQNet, choices: Sequence[str], tile: int, cost_json: str
         ref = float(np.median([lv[n]["ms_per_tile"] for n in plain]))
         missing = [c for c in choices if c not in lv]
         if missing:
-            raise DataError(f"--cost {cost_json} has no time for {missing} (it has {sorted(lv)}); measure them with "
+            raise DataError(f"``cost_json`` {cost_json} has no time for {missing} (it has {sorted(lv)}); measure them with "
                             "bench/level_cost.py")
         costs = tuple(1.0 if c in plain else round(lv[c]["ms_per_tile"] / ref, 4) for c in choices)
         return costs, f"{Path(cost_json).name}: {d['command']}"
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DataError(f"--cost {cost_json} is not a bench/level_cost.py JSON ({e})") from None
+        raise DataError(f"``cost_json`` {cost_json} is not a bench/level_cost.py JSON ({e})") from None
 
 
 def _targets(g: LevelGains) -> np.ndarray:
@@ -202,9 +202,9 @@ def fit_level_gate(model: GDQNet, gains: LevelGains, costs: Sequence[float], bud
     if not model.cfg.quantized:
         raise ConfigError("a full-precision model has no controller to fit")
     if gains.model != fingerprint(model):
-        raise DataError("the level measurements are of another network; measure this model's tiles (another --cache)")
+        raise DataError("the level measurements are of another network; measure this model's tiles (another ``cache``)")
     if not ridge > 0:
-        raise ConfigError(f"--ridge {ridge} must be > 0 (the GBC features are collinear)")
+        raise ConfigError(f"``ridge`` {ridge} must be > 0 (the GBC features are collinear)")
     gate = LevelGateConfig(gains.choices, tuple(costs), budget, cost_source)  # validates costs and budget
     images = np.unique(gains.img)
     if len(images) < folds:

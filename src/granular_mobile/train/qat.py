@@ -21,15 +21,15 @@ def qat_model_config(init: str, bits: tuple[int, ...], numerics: str = "int8", t
       its own.
     """
     if numerics not in TRAIN_NUMERICS:
-        raise ConfigError(f"--numerics '{numerics}' is unknown; valid: {list(TRAIN_NUMERICS)}")
+        raise ConfigError(f"``numerics`` '{numerics}' is unknown; valid: {list(TRAIN_NUMERICS)}")
     base = from_dict(ModelConfig, read_checkpoint(init)["model"])
     if tune_level and not base.quantized:
-        raise ConfigError(f"--tune-level: --init {init} is a full-precision model; it needs a Granular-DQ model")
+        raise ConfigError(f"``tune_level``: ``init`` {init} is a full-precision model; it needs a Granular-DQ model")
     if base.quantized and base.quant.bits != tuple(bits):
-        raise ConfigError(f"--init {init} is a Granular-DQ model with bits {list(base.quant.bits)}, not --bits "
+        raise ConfigError(f"``init`` {init} is a Granular-DQ model with bits {list(base.quant.bits)}, not ``bits`` "
                           f"{','.join(map(str, bits))}")
     if base.numerics == "int8" and numerics != "int8":
-        raise ConfigError(f"--init {init} was trained with int8 numerics; it cannot go back to --numerics float")
+        raise ConfigError(f"``init`` {init} was trained with int8 numerics; it cannot go back to ``numerics`` float")
     if tune_level:  # the --init's model as it is (its numerics too): only that level trains
         if blocks and (tune_level, blocks) not in base.exits:
             return dataclasses.replace(base, exits=tuple(sorted({*base.exits, (tune_level, blocks)})))

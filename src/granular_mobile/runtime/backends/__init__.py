@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from ...defaults import DEFAULT_TILE
-from ..manifest import LevelGateInfo
+from ..level_info import LevelGateInfo
 from ..targets import TARGET_OF_BACKEND, target_spec
 
 
@@ -71,9 +71,9 @@ def check_threads(threads: int) -> int:
 
     n = usable_cores()
     if threads < 0:
-        raise ConfigError(f"--threads {threads} is invalid; valid: 0 (the backend's default) or 1..{n} (this machine's cores)")
+        raise ConfigError(f"``threads`` {threads} is invalid; valid: 0 (the backend's default) or 1..{n} (this machine's cores)")
     if threads > n:
-        warnings.warn(f"--threads {threads} is more than the {n} cores here; using {n}", GdqWarning, stacklevel=3)
+        warnings.warn(f"``threads`` {threads} is more than the {n} cores here; using {n}", GdqWarning, stacklevel=3)
         return n
     return threads
 
@@ -88,11 +88,11 @@ def create_backend(name: str, model: str = "default", threads: int = 0, tile: in
         raise ConfigError(f"unknown backend '{name}'; valid: {list(BACKENDS)}")
     threads = check_threads(threads)
     if tile is not None and tile < MIN_TILE:
-        raise ConfigError(f"--tile {tile} is too small; use at least {MIN_TILE} (default: the model's, {DEFAULT_TILE})")
+        raise ConfigError(f"``tile`` {tile} is too small; use at least {MIN_TILE} (default: the model's, {DEFAULT_TILE})")
     if name == "torch":
         if Path(model).is_dir():
             raise ConfigError(f"the torch backend runs checkpoints (.pt), and '{model}' is an export folder; "
-                              "use --backend onnxruntime or tflite for it")
+                              "use ``backend`` onnxruntime or tflite for it")
         from .torch import TorchBackend
 
         return TorchBackend(model, threads=threads, tile=tile)
@@ -101,14 +101,14 @@ def create_backend(name: str, model: str = "default", threads: int = 0, tile: in
     if not folder.is_dir():
         if folder.is_file():
             raise ConfigError(f"the {name} backend runs exported graphs: export '{model}' first "
-                              f"(gdq export -m {model} -o DIR --target {target}) or use --backend torch")
+                              f"(gdq export -m {model} -o DIR --target {target}) or use ``backend`` torch")
         raise ModelNotFoundError(f"model '{model}' is neither 'default' nor an export folder")
     if tile is not None:
         from ..manifest import ExportFolder
 
         have = ExportFolder(folder).tile
         if have != tile:
-            raise ConfigError(f"--tile {tile}: the graphs in '{folder}' have a static tile of {have} "
+            raise ConfigError(f"``tile`` {tile}: the graphs in '{folder}' have a static tile of {have} "
                               f"(re-export with gdq export --tile {tile})")
     return open_export(target, folder, threads)
 

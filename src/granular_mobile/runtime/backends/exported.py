@@ -42,7 +42,7 @@ class ExportedBackend:
         None (the full-precision twin)."""
         if level is None:
             if self.t.fp32 is None:
-                raise ConfigError("this export has no full-precision graph (sr_fp32); --precision fp32 is unavailable")
+                raise ConfigError("this export has no full-precision graph (sr_fp32); ``precision`` fp32 is unavailable")
             return self.t.fp32
         if isinstance(level, str):
             fname = self.t.level_files().get(level)

@@ -10,10 +10,10 @@ import numpy as np
 
 from ...defaults import DEFAULT_TILE
 from ...errors import require
-from ..manifest import LevelGateInfo
+from ..level_info import LevelGateInfo
 
-if TYPE_CHECKING:  # (program imports torch: this module imports it only when the backend is made)
-    from ...program import Program
+if TYPE_CHECKING:  # (the ir imports torch: this module imports it only when the backend is made)
+    from ...ir import Program
 
 NUMERICS = ("float", "int8")
 
@@ -49,7 +49,7 @@ class TorchBackend:
         self._setup(model, fp, tile, "in-memory")
         if numerics == "int8" and self.gdq is not None:
             from ...data.calibration import calibration_tiles
-            from ...program import deployed_level_programs
+            from ...ir import deployed_level_programs
 
             # programs are built from CPU parameters; copy rather than move the caller's model
             gdq = self.gdq if self.device.type == "cpu" else copy.deepcopy(self.gdq).cpu()
@@ -86,7 +86,7 @@ class TorchBackend:
         from ...errors import ConfigError
 
         if self.gdq is None:
-            raise ConfigError("this model is full precision: it has no bit controller (use --precision fp32)")
+            raise ConfigError("this model is full precision: it has no bit controller (use ``precision`` fp32)")
         with self._torch.no_grad():
             c = self.gdq.controller(self._t(tiles))
         bits = np.asarray(self.bits)[c.bit_index.cpu().numpy()]
@@ -109,11 +109,11 @@ class TorchBackend:
                     raise ConfigError("no full-precision twin is available for this model")
                 return self.fp(self._t(tiles)).cpu().numpy()
             if self.gdq is None:
-                raise ConfigError("this model is full precision: use --precision fp32")
+                raise ConfigError("this model is full precision: use ``precision`` fp32")
             cfg = self.gdq.cfg
             index = cfg.level_by_name(level) if isinstance(level, str) else cfg.level_index(level)
             if self.programs is not None:
-                from ...program import run_program
+                from ...ir import run_program
 
                 return run_program(self.programs[self.levels[index]], self._t(tiles).cpu()).numpy()
             return self.gdq(self._t(tiles), index).cpu().numpy()

@@ -4,9 +4,9 @@ integer reference (``run_program``), on a benchmark set; same tiles, same bit le
 Y-PSNR against the HR image (shave = scale, as ``gdq eval``) of the exported graphs and of the
 reference, so that a difference between them shows as the quality it costs or gains.
 
-    python bench/export_vs_trained.py --export src/granular_mobile/assets/export --data Set14 \
+    python experiments/export_vs_trained.py --export src/granular_mobile/assets/export --data Set14 \
         --backend onnxruntime --json docs/export_vs_trained_set14.json
-    python bench/export_vs_trained.py --data BSD100 --backend tflite --bits 8   # one static level
+    python experiments/export_vs_trained.py --data BSD100 --backend tflite --bits 8   # one static level
 """
 from __future__ import annotations
 

@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
-# The arm64 userland that `gdq verify --arch arm64` (src/granular_mobile/export/arm64.py) runs
+# The arm64 userland that `gdq verify --arch arm64` (granular_mobile/verify/arm64.py) runs
 # the exported graphs in, under QEMU user-mode emulation. Idempotent: a complete root is left
 # as it is (delete the folder, or change a pin, to rebuild).
 #
-#   bash scripts/arm64_setup.sh            # root in ${GDQ_ARM64_CACHE:-~/.cache/granular-mobile/arm64}/root
+#   gdq verify --arch arm64 --setup      # from an install: the installed runtimes' versions
+#   bash src/granular_mobile/verify/arm64_setup.sh   # from a checkout: pyproject.toml's pins
 #
+# The root is in ${GDQ_ARM64_CACHE:-~/.cache/granular-mobile/arm64}/root.
 # Made from Debian packages only (bookworm: Debian's qemu-user-static on the host; an arm64
 # minbase + python3.11 unpacked by debootstrap's first stage, no second stage, so no binfmt_misc
 # is needed) and the aarch64 wheels of the pinned runtimes from PyPI, installed from the host
 # (pip --platform, nothing is built or run under emulation but a final import check).
 # Needs root (apt-get, or sudo) the first time; about 400 MB on disk.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 CACHE="${GDQ_ARM64_CACHE:-$HOME/.cache/granular-mobile/arm64}"
 ROOT="$CACHE/root"
 MIRROR="${GDQ_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
-# the runtimes' pins are the project's (pyproject.toml); numpy is the one the x86 side uses
-ORT="$(grep -o '"onnxruntime==[^"]*"' pyproject.toml | head -1 | tr -d '"' | cut -d= -f3)"
-LITERT="$(grep -o '"ai-edge-litert==[^"]*"' pyproject.toml | head -1 | tr -d '"' | cut -d= -f3)"
+# the runtimes' versions: GDQ_ARM64_ORT / GDQ_ARM64_LITERT (`gdq verify --setup` sets the
+# installed ones), else the checkout's pins (pyproject.toml, three folders up);
+# numpy is the one the x86 side uses
+PYPROJECT="$(dirname "$0")/../../../pyproject.toml"
+pin() { [ -f "$PYPROJECT" ] && grep -o "\"$1==[^\"]*\"" "$PYPROJECT" | head -1 | tr -d '"' | cut -d= -f3; }
+ORT="${GDQ_ARM64_ORT:-$(pin onnxruntime || true)}"
+LITERT="${GDQ_ARM64_LITERT:-$(pin ai-edge-litert || true)}"
+if [ -z "$ORT" ] || [ -z "$LITERT" ]; then
+  echo "no runtime versions: set GDQ_ARM64_ORT and GDQ_ARM64_LITERT, or run \`gdq verify --arch arm64 --setup\`" >&2
+  exit 2
+fi
 NUMPY="${GDQ_ARM64_NUMPY:-2.4.6}"
 PY="${PYTHON:-}"  # a python with pip, to install the aarch64 wheels (default: a venv in the cache)
 # the emulator: bookworm's qemu-user-static (7.2, the default), or trixie's qemu-user (10.0;

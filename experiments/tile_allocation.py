@@ -13,7 +13,7 @@ reaches (it also exploits chance: which tiles happen to gain). ``--feature-rank`
 well a simple LR feature (mean absolute luminance gradient, the kind of signal E2B's entropy
 is) ranks tiles by their 4 -> 8-bit gain (Spearman).
 
-    python scripts/tile_allocation.py -m default --data Set14 --json docs/tile_allocation_set14.json
+    python experiments/tile_allocation.py -m default --data Set14 --json docs/tile_allocation_set14.json
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ computes, image by image. Costs are each level's time per tile relative to the f
 The oracle allocates, per image and budget, on the measured gains (the same Lagrangian as the
 runtime); no controller that reads only the LR tile reaches it.
 
-    python scripts/time_allocation.py -m runs/timed/model.pt --data Set14 \\
+    python experiments/time_allocation.py -m runs/timed/model.pt --data Set14 \\
         --cost docs/level_cost_onnx.json --json docs/time_allocation_set14.json
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main() -> None:
             else np.zeros((len(sub.feat), len(choices)))
     rows = compare_at_budgets(sub, scores, costs, budgets)
     out = {
-        "command": "python scripts/time_allocation.py " + " ".join(sys.argv[1:]),
+        "command": "python experiments/time_allocation.py " + " ".join(sys.argv[1:]),
         "model": a.model, "data": a.data, "images": len(sub.npix), "tiles": len(sub.se),
         "cost_source": source, "choices": choices, "costs": list(costs),
         "static": {lv: {"psnr": round(g.psnr(np.full(len(g.se), i)), 4), "cost": all_costs[i]}

@@ -3,7 +3,7 @@
 Phones run the aarch64 builds of onnxruntime (MLAS) and LiteRT (XNNPack), which take other
 code paths than on x86. This module runs the aarch64 wheels of the pinned runtimes under
 QEMU user-mode emulation, in an arm64 Debian userland made from Debian packages
-(``scripts/arm64_setup.sh``, cached under ``~/.cache/granular-mobile/arm64``), on a few of
+(``arm64_setup.sh``, shipped beside this module, cached under ``~/.cache/granular-mobile/arm64``), on a few of
 the bundled calibration tiles, and compares every output with
 
 - the integer reference (``run_program``: what onnxruntime's integer kernels compute), and
@@ -36,8 +36,9 @@ import numpy as np
 from ..errors import ConfigError
 
 WORKER = Path(__file__).resolve().parent / "arm64_worker.py"
-REPO_SETUP = "scripts/arm64_setup.sh"
-READY = ".gdq-arm64-ready"  # written by scripts/arm64_setup.sh into the root when it is complete
+SETUP_SCRIPT = Path(__file__).resolve().parent / "arm64_setup.sh"
+SETUP_COMMAND = "gdq verify --arch arm64 --setup"
+READY = ".gdq-arm64-ready"  # written by arm64_setup.sh into the root when it is complete
 SUBSET_GRAPHS = ("controller", "4")  # what CI runs: the controller and one integer graph per runtime
 SUBSET_TILES = 2
 
@@ -69,13 +70,33 @@ def arm64_root() -> Path:
     return arm64_cache() / "root"
 
 
+def setup_root(log: Callable[[str], None] = lambda s: None) -> None:
+    """Build the arm64 root (``arm64_setup.sh``; idempotent) with the aarch64 wheels of the
+    runtimes installed here, so that both sides run the same versions."""
+    from importlib import metadata
+
+    env = dict(os.environ)
+    for var, dist in (("GDQ_ARM64_ORT", "onnxruntime"), ("GDQ_ARM64_LITERT", "ai-edge-litert")):
+        try:
+            env.setdefault(var, metadata.version(dist))
+        except metadata.PackageNotFoundError:
+            raise ConfigError(f"{dist} is not installed here: pip install 'granular-mobile[export]'") from None
+    if not shutil.which("bash"):
+        raise ConfigError("the arm64 setup is a bash script: bash is not on PATH")
+    log(f"building the arm64 root in {arm64_root()} (onnxruntime {env['GDQ_ARM64_ORT']}, "
+        f"ai-edge-litert {env['GDQ_ARM64_LITERT']}; once, about two minutes)")
+    r = subprocess.run(["bash", str(SETUP_SCRIPT)], env=env)
+    if r.returncode:
+        raise ConfigError(f"the arm64 setup failed (exit {r.returncode}): see its output above")
+
+
 def arm64_unavailable(root: Path | None = None) -> str | None:
     """Why the ARM64 check cannot run here (None: it can)."""
     root = root or arm64_root()
     if not (root / READY).is_file():
-        return f"no arm64 root at {root} (run `bash {REPO_SETUP}`; GDQ_ARM64_CACHE moves it)"
+        return f"no arm64 root at {root} (run `{SETUP_COMMAND}`; GDQ_ARM64_CACHE moves it)"
     if not (root / "usr/bin/qemu-aarch64-static").is_file():
-        return f"{root} has no usr/bin/qemu-aarch64-static (rerun `bash {REPO_SETUP}`)"
+        return f"{root} has no usr/bin/qemu-aarch64-static (rerun `{SETUP_COMMAND}`)"
     if os.geteuid() != 0 and not shutil.which("unshare"):
         return "entering the arm64 root needs root (chroot) or unshare (user namespaces)"
     return None
@@ -124,12 +145,12 @@ def run_worker(export_dir: Path, graphs: list[dict[str, str]], tiles: np.ndarray
     if why:
         raise ConfigError(why)
     if cpu not in CPUS:
-        raise ConfigError(f"unknown --cpu '{cpu}'; valid: {sorted(CPUS)}")
+        raise ConfigError(f"unknown ``cpu`` '{cpu}'; valid: {sorted(CPUS)}")
     c = CPUS[cpu]
     qv = str(root_info(root).get("qemu", "0"))
     if int(qv.split(".")[0] or 0) < int(c.get("min_qemu", "0")):
-        raise ConfigError(f"--cpu {cpu} needs QEMU >= {c['min_qemu']} (the arm64 root has {qv}, which miscomputes "
-                          f"SVE): rebuild it with `GDQ_ARM64_QEMU=trixie bash {REPO_SETUP}`")
+        raise ConfigError(f"``cpu`` {cpu} needs QEMU >= {c['min_qemu']} (the arm64 root has {qv}, which miscomputes "
+                          f"SVE): rebuild it with `GDQ_ARM64_QEMU=trixie {SETUP_COMMAND}`")
     # one emulated core of the chosen model: what cpuinfo (onnxruntime, XNNPack) reads
     (root / "proc").mkdir(exist_ok=True)
     (root / "proc" / "cpuinfo").write_text(
@@ -187,7 +208,7 @@ def _u8(a: np.ndarray) -> np.ndarray:
 
 def compare(a: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     """The verify figures plus the share of identical 8-bit output values and the largest 8-bit step."""
-    from .verify import _cmp
+    from .parity import _cmp
 
     r = _cmp(a, ref)
     d = np.abs(_u8(a) - _u8(ref))
@@ -202,7 +223,7 @@ def tile_subset(tile: int, n: int) -> tuple[np.ndarray, list[int]]:
 
     allt = calibration_tiles(tile).numpy()
     if not 1 <= n <= len(allt):
-        raise ConfigError(f"--tiles {n} must be 1..{len(allt)}")
+        raise ConfigError(f"``tiles`` {n} must be 1..{len(allt)}")
     idx = np.linspace(0, len(allt) - 1, n).round().astype(int).tolist()
     return allt[idx], idx
 
@@ -212,7 +233,7 @@ def _models(manifest: dict[str, Any], model: str | None, fp: str | None):
 
     src = model or manifest["model"].get("source")
     if src in (None, "<in-memory>"):
-        raise ConfigError("the manifest does not name a checkpoint file: give --model (and --fp)")
+        raise ConfigError("the manifest does not name a checkpoint file: give ``model`` (and ``fp``)")
     m = load_model(src).eval()
     if fp is not None:
         fpm = load_model(fp).eval()
@@ -230,17 +251,39 @@ def _levels_of(scores: np.ndarray, gate: dict[str, Any]) -> np.ndarray:
     return allocate(scores, gate["costs"], gate["budget"])
 
 
+def _references(m: Any, fpm: Any, manifest: dict[str, Any], wanted: set[str], x: np.ndarray) -> dict[str, np.ndarray]:
+    """What each graph in ``wanted`` should give on tiles ``x``: the integer program of each level
+    (the export's rounding points), the full-precision twin, the controller's bits and (with a
+    level gate) the levels its scores give, the tiles as one image."""
+    import torch
+
+    from ..data.calibration import calibration_tiles
+    from ..ir import deployed_level_programs, run_program
+
+    refs: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        levels = [g for g in wanted if g not in ("controller", "fp32")]
+        if levels:
+            progs = deployed_level_programs(m, calibration_tiles(manifest["tile"]), manifest.get("fp_layers", "int8"))
+            for name in levels:
+                refs[name] = run_program(progs[f"a{name}" if name.isdigit() else name], xt).numpy()
+        if fpm is not None and "fp32" in wanted:
+            refs["fp32"] = fpm(xt).numpy()
+        if "controller" in wanted:
+            refs["controller"] = np.asarray(m.bits)[m.controller(xt).bit_index.numpy()]
+        gate = manifest.get("level_gate")
+        if gate and "controller" in wanted:  # the levels the gate's scores give, the tiles as one image
+            refs["gate"] = _levels_of(m.level_scores(xt).numpy(), gate)
+    return refs
+
+
 def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graphs: str = "subset",
                  tiles: int = SUBSET_TILES, cpu: str = DEFAULT_CPU, model: str | None = None, fp: str | None = None,
                  root: Path | None = None, write: bool = True,
                  log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """ARM64 parity of an export; returns {target: arm64 entry} and (``write``) adds it to the
     manifest as ``parity[target]["arm64"]`` (the x86 figures beside it are left as they are)."""
-    import torch
-
-    from ..data.calibration import calibration_tiles
-    from ..program import deployed_level_programs, run_program
-
     export_dir = Path(export_dir)
     man_path = export_dir / "manifest.json"
     if not man_path.is_file():
@@ -257,27 +300,13 @@ def arm64_parity(export_dir: str | Path, targets: list[str] | None = None, graph
     m, fpm = _models(manifest, model, fp)
     wanted = {g["graph"] for g in gl}
     if "fp32" in wanted and fpm is None:
-        raise ConfigError("the fp32 graph needs the full-precision twin: give --fp")
+        raise ConfigError("the fp32 graph needs the full-precision twin: give ``fp``")
 
     arm, info = run_worker(export_dir, gl, x, "arm64", cpu, root, log)
     host, host_info = run_worker(export_dir, gl, x, "host")
 
-    # references: the integer program of each level (the export's rounding points), the fp twin
-    refs: dict[str, np.ndarray] = {}
-    with torch.no_grad():
-        xt = torch.from_numpy(x)
-        levels = [g for g in wanted if g not in ("controller", "fp32")]
-        if levels:
-            progs = deployed_level_programs(m, calibration_tiles(manifest["tile"]), manifest.get("fp_layers", "int8"))
-            for name in levels:
-                refs[name] = run_program(progs[f"a{name}" if name.isdigit() else name], xt).numpy()
-        if fpm is not None and "fp32" in wanted:
-            refs["fp32"] = fpm(xt).numpy()
-        if "controller" in wanted:
-            refs["controller"] = np.asarray(m.bits)[m.controller(xt).bit_index.numpy()]
-        gate = manifest.get("level_gate")
-        if gate and "controller" in wanted:  # the levels the gate's scores give, the tiles as one image
-            refs["gate"] = _levels_of(m.level_scores(xt).numpy(), gate)
+    refs = _references(m, fpm, manifest, wanted, x)
+    gate = manifest.get("level_gate")
 
     rinfo = root_info(root)
     res: dict[str, Any] = {}

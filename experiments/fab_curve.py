@@ -7,7 +7,7 @@ static mix at a FAB is the upper concave hull of the static points there (a leve
 line of two others, e.g. a weak 5-bit level, is no part of it). The controller earns its keep
 where its points sit above that hull (``vs_static_mix_db`` in the JSON).
 
-    python scripts/fab_curve.py -m default --data Set14 --targets 4.25,4.5,5,6 \
+    python experiments/fab_curve.py -m default --data Set14 --targets 4.25,4.5,5,6 \
         --json docs/fab_curve_set14.json --svg docs/fab_curve_set14.svg
 
 The operating points are set as ``gdq calibrate --target-fab`` sets them (a shift of the gate's

@@ -15,7 +15,7 @@ The trainer's validation logs each variant's PSNR at level B (``--val-set``, eve
 ``--eval-every`` iterations); the summary is the last and the best of them, beside the --init's
 PSNR at level B (the same validation).
 
-    python bench/level_capacity.py --init default --level 8 --iters 300 -o runs/level_capacity --json cap.json
+    python experiments/level_capacity.py --init default --level 8 --iters 300 -o runs/level_capacity --json cap.json
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ off); the surrogate has no int32 bias rounding and differs from the integer valu
 rounding ties, so "exact" (the deployed integer values, what ``gdq eval`` reports) is given
 beside "none" (the surrogate with every group).
 
-    python bench/rounding_cost.py -m runs/gdq_x2_int8/best.pt --data Set5 --bits 4,8 --json cost.json
+    python experiments/rounding_cost.py -m runs/gdq_x2_int8/best.pt --data Set5 --bits 4,8 --json cost.json
 
 Groups: the residual stream (block sums and the global sum), block conv outputs, PReLU
 outputs, the full-precision layers' int8 tensors (head, body end, upsampler), the 7-bit

@@ -5,7 +5,7 @@ For each setting: PSNR of each image (tiled vs untiled, RGB, 8-bit), the worst s
 row or column over all images (where a seam would show), and the work: the tiles' LR pixels
 over the image's.
 
-    python bench/seams.py --data Set14 --overlaps 4,8,12,16 --merges blend,center --threads 1 \
+    python experiments/seams.py --data Set14 --overlaps 4,8,12,16 --merges blend,center --threads 1 \
         --json docs/seams_set14.json
 """
 from __future__ import annotations
@@ -80,7 +80,7 @@ def main() -> None:
             rows.append(row)
             print(f"{merge:6s} overlap {ov:2d}: mean {row['mean_psnr']:6.2f}  min {row['min_psnr']:6.2f}  worst row/col "
                   f"{row['worst_line_psnr']:6.2f} dB  work x{row['work']:.3f}", flush=True)
-    out = {"command": "python bench/seams.py " + " ".join(f"--{k} {v}" for k, v in vars(a).items() if k != "json" and v is not None),
+    out = {"command": "python experiments/seams.py " + " ".join(f"--{k} {v}" for k, v in vars(a).items() if k != "json" and v is not None),
            "dataset": a.data, "tile": be.tile, "rows": rows}
     if a.json:
         a.json.write_text(json.dumps(out, indent=1) + "\n")

@@ -1,6 +1,6 @@
 """Render `gdq eval --json` files as one markdown table (used for the model card / README).
 
-    python bench/eval_table.py docs/eval_default_f4.5.json docs/session1_eval_f4.0.json
+    python experiments/eval_table.py docs/eval_default_f4.5.json docs/session1_eval_f4.0.json
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Where an integer TFLite graph leaves the reference: prefix graphs, node by node.
 
-    python bench/tflite_prefix.py --bits 5 --nodes 6,26,31,46,66,81 [--model CKPT] [--tiles 4]
-    python bench/tflite_prefix.py --bits 5 --list          # the program's nodes
+    python experiments/tflite_prefix.py --bits 5 --nodes 6,26,31,46,66,81 [--model CKPT] [--tiles 4]
+    python experiments/tflite_prefix.py --bits 5 --list          # the program's nodes
 
 For each node k, the export program of that bit level cut after k is converted like ``gdq
 export --target tflite`` does it and run under LiteRT on Set14 LR crops (the tile's top-left
@@ -24,7 +24,7 @@ from granular_mobile.checkpoint import DEFAULT_MODEL, load_model  # noqa: E402
 from granular_mobile.defaults import DEFAULT_TILE, bench_root  # noqa: E402
 from granular_mobile.export.exporter import calibration_tiles  # noqa: E402
 from granular_mobile.imageio import list_images, read_rgb  # noqa: E402
-from granular_mobile.program import Program, deployed_programs, run_program  # noqa: E402
+from granular_mobile.ir import Program, deployed_programs, run_program  # noqa: E402
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
     for k in (int(v) for v in args.nodes.split(",")):
         n = prog.nodes[k]
         sub = Program(nodes=prog.nodes[:k + 1], input=prog.input, output=n.out)
-        data = T._convert(tf, [T._concrete(tf, T._tf_program(tf, sub, True), t, "y")], True)
+        data = T._convert(tf, [T._concrete(tf, T._TFProgram(tf, sub, True), t, "y")], True)
         it = Interpreter(model_content=data)
         it.allocate_tensors()
         inp, out = it.get_input_details()[0], it.get_output_details()[0]

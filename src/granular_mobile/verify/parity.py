@@ -11,8 +11,8 @@ import torch
 
 from ..data.benchmark import benchmark_pairs
 from ..errors import DataError
+from ..ir import Program, run_program
 from ..models import GDQNet
-from ..program import Program, run_program
 from ..runtime.backends import open_export
 from ..runtime.budget import allocate
 from ..runtime.manifest import Manifest
@@ -29,14 +29,14 @@ def verify_tiles(root: str | Path, scale: int, tile: int, max_tiles: int = 64, s
         try:
             pairs = benchmark_pairs(root, s, scale)
         except DataError as e:
-            raise DataError(f"--verify needs benchmark images: {e} (give --verify-data ROOT)") from e
+            raise DataError(f"``verify`` needs benchmark images: {e} (give ``verify_root`` ROOT)") from e
         for _, lr, _ in pairs:
             if min(lr.shape[:2]) < tile:
                 continue
             plan = TilePlan(lr.shape[0], lr.shape[1], tile, tile, scale)
             tiles.append(extract_tiles(lr, plan))
     if not tiles:
-        raise DataError(f"no benchmark image under '{root}' is at least {tile} px for --verify")
+        raise DataError(f"no benchmark image under '{root}' is at least {tile} px for ``verify``")
     arr = np.concatenate(tiles)
     if len(arr) > max_tiles:
         arr = arr[np.linspace(0, len(arr) - 1, max_tiles).round().astype(int)]

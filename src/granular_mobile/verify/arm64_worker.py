@@ -1,8 +1,8 @@
 """Run exported graphs on saved tiles and write their outputs: the ARM64 side of ``gdq verify --arch arm64``.
 
 Self-contained on purpose: numpy, onnxruntime and ai_edge_litert only (no torch, no package
-import), so the same file runs under QEMU in the arm64 root (``scripts/arm64_setup.sh``) and
-on the host (x86), where ``export/arm64.py`` starts it in a subprocess for the x86 outputs.
+import), so the same file runs under QEMU in the arm64 root (``arm64_setup.sh``) and
+on the host (x86), where ``verify/arm64.py`` starts it in a subprocess for the x86 outputs.
 
     python arm64_worker.py JOB_DIR
 

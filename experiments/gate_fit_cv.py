@@ -19,9 +19,9 @@ The oracle rows use the measured gains themselves (an upper bound that also expl
 ``--image-context``: the fitted controllers also read the features' mean over the tile's image
 (a PSNR averaged over images values a tile by its share of its own image's error).
 
-    python scripts/gate_fit_cv.py --images 60 --json gate_fit_cv.json
-    python scripts/gate_fit_cv.py --cache runs/tiles.npz --image-context --json ctx.json
-    python scripts/gate_fit_cv.py -m <model before gdq fit-gate> --cache <its --cache> --choices 4,5,6
+    python experiments/gate_fit_cv.py --images 60 --json gate_fit_cv.json
+    python experiments/gate_fit_cv.py --cache runs/tiles.npz --image-context --json ctx.json
+    python experiments/gate_fit_cv.py -m <model before gdq fit-gate> --cache <its --cache> --choices 4,5,6
 """
 from __future__ import annotations
 
