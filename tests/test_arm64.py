@@ -181,3 +181,25 @@ def test_setup_ships_with_the_package_and_builds_with_the_installed_runtimes(tmp
     fake.write_text("exit 3\n")
     with pytest.raises(ConfigError, match="exit 3"):
         arm64.setup_root()
+
+
+def test_gdq_verify_setup_alone_needs_no_torch(tmp_path, monkeypatch, gdq_here):
+    """`gdq verify --arch arm64 --setup` runs the setup script and stops, without the [export]
+    extra (the runtimes suffice); without -o and --setup it says what it needs."""
+    import granular_mobile.cli.export as cli_export
+    import granular_mobile.verify.arm64 as arm64
+
+    pytest.importorskip("ai_edge_litert", reason="LiteRT is the [tflite] extra")
+    ran = tmp_path / "ran"
+    fake = tmp_path / "fake_setup.sh"
+    fake.write_text(f'touch "{ran}"\n')
+    monkeypatch.setattr(arm64, "SETUP_SCRIPT", fake)
+
+    def no_torch(extra):
+        raise AssertionError(f"--setup asked for the [{extra}] extra")
+
+    monkeypatch.setattr(cli_export, "_need", no_torch)
+    r = gdq_here("verify", "--arch", "arm64", "--setup")
+    assert r.returncode == 0 and ran.is_file(), r.stderr
+    r = gdq_here("verify", "--arch", "arm64")
+    assert r.returncode == 1 and "needs -o EXPORT" in r.stderr

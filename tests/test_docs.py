@@ -53,6 +53,17 @@ def test_linked_documents_exist():
             assert (base / link).exists(), f"{doc} links to {link}, which is not in the repository"
 
 
+def test_the_readme_is_a_page_to_start_from():
+    """At most 220 lines (history goes to CHANGELOG.md, analyses to docs/), and every path it
+    names in backticks exists (a moved script or folder is caught here)."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 220
+    named = set(re.findall(r"`((?:src|docs|scripts|bench|experiments|web_demo|android_demo)/[^`\s]*)`", text))
+    assert len(named) >= 5
+    missing = sorted(p for p in named if not (ROOT / p.rstrip("/")).exists())
+    assert not missing, f"the README names {missing}, which are not in the repository"
+
+
 def test_a_broken_marker_is_refused_not_swallowed(tmp_path):
     """A table without its end marker would take the prose up to the next table's end."""
     (tmp_path / "README.md").write_text("x\n<!-- table: eval docs/e.json -->\nold\n\nprose\n"

@@ -366,10 +366,10 @@ def test_tune_level_errors(fp_run, tiny_data, tmp_path):
         train(_cfg(tiny_data, mode="qat", iters=1, tune_level=8), tmp_path / "b", mc, init=str(fp_final), log=lambda s: None)
 
 
-@pytest.mark.parametrize("variant", ["steps", "bn"])
-def test_level_capacity_probe_trains_what_it_says(fp_run, tiny_data, tmp_path, variant):
+def test_level_capacity_probe_trains_what_it_says(fp_run, tiny_data, tmp_path):
     """experiments/level_capacity.py: inside ``trainable("bn")``, --tune-level also trains the blocks'
-    BatchNorm affine, and nothing else moves; outside, the trainer is as it was."""
+    BatchNorm affine, and nothing else moves; inside ``trainable("steps")`` only the level's steps;
+    outside, the trainer is as it was."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
     try:
         import level_capacity
@@ -382,17 +382,18 @@ def test_level_capacity_probe_trains_what_it_says(fp_run, tiny_data, tmp_path, v
     base = train(_cfg(tiny_data, mode="qat", iters=2, lr=5e-4), tmp_path / "a", mc, init=str(fp_final), log=lambda s: None)
     bm = load_model(str(base))
     fns = trainer._param_groups
-    with level_capacity.trainable(variant, 1.0):
-        tuned = train(_cfg(tiny_data, mode="qat", iters=4, lr=5e-3, warmup=1, tune_level=8), tmp_path / "b", bm.cfg,
-                      init=str(base), log=lambda s: None)
-    assert trainer._param_groups == fns
-    a, b = bm.state_dict(), load_model(str(tuned)).state_dict()
-    moved = {k for k in a if not torch.equal(a[k], b[k])}
-    bn = {k for k in a if ".bn" in k and k.endswith((".weight", ".bias"))}
-    steps = {k for k in moved if k.endswith(".alpha") and ".wq." not in k}
-    assert steps  # the level's own steps train in every variant
-    assert not any(k.startswith("encoder.") or ".wq." in k or "running_" in k for k in moved)
-    assert moved - steps == (bn if variant == "bn" else set())
+    for variant in ("steps", "bn"):
+        with level_capacity.trainable(variant, 1.0):
+            tuned = train(_cfg(tiny_data, mode="qat", iters=4, lr=5e-3, warmup=1, tune_level=8), tmp_path / variant,
+                          bm.cfg, init=str(base), log=lambda s: None)
+        assert trainer._param_groups == fns
+        a, b = bm.state_dict(), load_model(str(tuned)).state_dict()
+        moved = {k for k in a if not torch.equal(a[k], b[k])}
+        bn = {k for k in a if ".bn" in k and k.endswith((".weight", ".bias"))}
+        steps = {k for k in moved if k.endswith(".alpha") and ".wq." not in k}
+        assert steps, variant  # the level's own steps train in every variant
+        assert not any(k.startswith("encoder.") or ".wq." in k or "running_" in k for k in moved), variant
+        assert moved - steps == (bn if variant == "bn" else set()), variant
 
 
 @pytest.mark.slow

@@ -92,17 +92,17 @@ def verify_cmd(
       gdq verify --arch arm64 -o src/granular_mobile/assets/export --graphs all --tiles 6
       gdq verify --arch arm64 -o export/ --graphs controller,8 --target tflite --no-write
     """
-    _need("export")
     if arch != "arm64":
         raise ConfigError(f"--arch '{arch}' is unknown; valid: ['arm64']")
     from ..verify.arm64 import arm64_ok, arm64_parity, setup_root
 
-    if setup:
+    if setup:  # needs the runtimes only, not torch
         setup_root(log=lambda s: console.print(s, highlight=False))
         if out is None:
             return
     if out is None:
         raise ConfigError("gdq verify needs -o EXPORT (the export folder to check), or --setup alone")
+    _need("export")
     targets = None if target == "all" else _split(target)
     res = arm64_parity(out, targets, graphs, tiles, cpu, model, fp, write=write,
                        log=lambda s: console.print(s, highlight=False))

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, install_hint
 
 WORKER = Path(__file__).resolve().parent / "arm64_worker.py"
 SETUP_SCRIPT = Path(__file__).resolve().parent / "arm64_setup.sh"
@@ -76,11 +76,12 @@ def setup_root(log: Callable[[str], None] = lambda s: None) -> None:
     from importlib import metadata
 
     env = dict(os.environ)
-    for var, dist in (("GDQ_ARM64_ORT", "onnxruntime"), ("GDQ_ARM64_LITERT", "ai-edge-litert")):
+    for var, dist, module in (("GDQ_ARM64_ORT", "onnxruntime", "onnxruntime"),
+                              ("GDQ_ARM64_LITERT", "ai-edge-litert", "ai_edge_litert")):
         try:
             env.setdefault(var, metadata.version(dist))
         except metadata.PackageNotFoundError:
-            raise ConfigError(f"{dist} is not installed here: pip install 'granular-mobile[export]'") from None
+            raise ConfigError(install_hint(module)) from None
     if not shutil.which("bash"):
         raise ConfigError("the arm64 setup is a bash script: bash is not on PATH")
     log(f"building the arm64 root in {arm64_root()} (onnxruntime {env['GDQ_ARM64_ORT']}, "
