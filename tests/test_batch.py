@@ -57,7 +57,7 @@ def test_a_batch_checks_its_outputs_before_loading_the_model(tmp_path):
         Batch([src], tmp_path / "new.png", model="nope")
     with pytest.raises(OutputError, match="exists"):
         Batch([src / "im0.png"], tmp_path / "file.png", model="nope")
-    with pytest.raises(OutputError, match="``bitmap_path`` takes one input"):
+    with pytest.raises(OutputError, match="``bitmap`` takes one input"):
         Batch([src], tmp_path / "out", bitmap=tmp_path / "b.png", model="nope")
     with pytest.raises(ImageError, match="does not exist"):
         Batch([tmp_path / "missing.png"], tmp_path / "o.png", model="nope")

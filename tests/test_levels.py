@@ -445,7 +445,7 @@ def test_gdq_bench_costs_writes_the_measured_tables(tiny_timed_export, tmp_path)
     assert list(g.measured) == ["onnxruntime@1"] and g.measured["onnxruntime@1"].to_dict() == res["cost_tables"]["onnxruntime@1"]
     assert g.measured["onnxruntime@1"].runtime.startswith("onnxruntime ") and "--costs" in g.measured["onnxruntime@1"].command
     assert res["cost_choices"] == ["a6k1", "a6", "a8"]
-    for args, msg in ((["-m", str(exp.parent.parent / "nope")], "has no manifest.json"), ([], "give -m EXPORT"),
+    for args, msg in ((["-m", str(exp.parent.parent / "nope")], "has no manifest.json"), ([], "give --model (an export folder of yours"),
                       (["-m", str(out), "--backends", "torch"], "not torch")):
         r = subprocess.run([sys.executable, "-m", "granular_mobile.cli", "bench", "--costs", *args], capture_output=True,
                            text=True)

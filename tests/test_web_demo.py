@@ -86,7 +86,7 @@ def test_gdq_web_serves_page_model_and_isolation_headers(tmp_path):
         srv.server_close()
 
 
-def test_gdq_web_refuses_missing_pieces(tmp_path, monkeypatch):
+def test_gdq_web_refuses_missing_pieces(tmp_path, monkeypatch, gdq_here):
     import granular_mobile.web as web
     from granular_mobile.errors import GdqError
     from granular_mobile.web import server
@@ -115,6 +115,9 @@ def test_gdq_web_refuses_missing_pieces(tmp_path, monkeypatch):
     (tfl / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(GdqError, match="has no onnx export"):
         server(tfl, 0, page=tmp_path)
+    # and through the CLI: one line, nothing served
+    r = gdq_here("web", "--model", tfl, "--port", "0")
+    assert r.returncode == 1 and "has no onnx export" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_the_page_ships_with_the_package_and_pins_the_npm_version():

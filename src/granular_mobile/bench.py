@@ -143,7 +143,7 @@ def cost_tables(res: dict[str, Any], man: Manifest, command: str) -> dict[str, M
 
     gate = man.level_gate
     if gate is None:
-        raise ConfigError("``costs`` prices the level gate's choices: this export has no level gate (gdq fit-gate --levels)")
+        raise ConfigError("cost tables price the level gate's choices: this export has no level gate (gdq fit-gate --levels)")
     lvs = man.level_list()
     full = max(lv.blocks for lv in lvs)
     sr_ms: dict[tuple[str, int], dict[str, float]] = {}
@@ -180,18 +180,18 @@ def cost_export(model: str, backends: list[str], threads: list[int]) -> ExportFo
     from .runtime.targets import TARGET_OF_BACKEND
 
     if model == "default" or Path(model).resolve() == DEFAULT_EXPORT.resolve():
-        raise ConfigError("``costs`` writes the tables into the export's manifest: give ``model`` (an export "
+        raise ConfigError("cost tables are written into the export's manifest: give ``model`` (an export "
                           "folder of yours; the package's own export is not rewritten)")
     if "torch" in backends:
-        raise ConfigError(f"``costs`` prices exported graphs: give ``backends`` from {sorted(TARGET_OF_BACKEND)} (not torch)")
+        raise ConfigError(f"cost tables price exported graphs: give ``backends`` from {sorted(TARGET_OF_BACKEND)} (not torch)")
     folder = ExportFolder(model)
     if folder.manifest.level_gate is None:
-        raise ConfigError("``costs`` prices the level gate's choices: this export has no level gate "
+        raise ConfigError("cost tables price the level gate's choices: this export has no level gate "
                           "(gdq fit-gate --levels)")
     if 0 in threads:
-        raise ConfigError("``costs``: give thread counts of 1 or more (a table is looked up by its count)")
+        raise ConfigError("cost tables: give ``threads`` of 1 or more (a table is looked up by its count)")
     if not os.access(folder.dir, os.W_OK):  # the manifest is replaced (written beside, then renamed)
-        raise ConfigError(f"``costs`` writes {folder.dir / 'manifest.json'}, and {folder.dir} is not writable here")
+        raise ConfigError(f"cost tables are written into {folder.dir / 'manifest.json'}, and {folder.dir} is not writable here")
     return folder
 
 
@@ -210,7 +210,7 @@ def write_cost_tables(res: dict[str, Any], folder: ExportFolder, command: str) -
     man = folder.manifest
     gate = man.level_gate
     if gate is None:
-        raise ConfigError("``costs`` prices the level gate's choices: this export has no level gate (gdq fit-gate --levels)")
+        raise ConfigError("cost tables price the level gate's choices: this export has no level gate (gdq fit-gate --levels)")
     tables = cost_tables(res, man, command)
     res["cost_tables"] = {k: v.to_dict() for k, v in tables.items()}
     res["cost_choices"] = list(gate.choices)

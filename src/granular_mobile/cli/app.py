@@ -38,8 +38,8 @@ app = typer.Typer(
 
 # read when the command line is built (its help shows them): $GDQ_DATA_ROOT / $GDQ_BENCH_ROOT (defaults.py)
 #: a library parameter whose flag is not --name-with-dashes
-FLAG_OF = {"fp_model": "--fp", "bitmap_path": "--bitmap", "stats_path": "--stats", "verify_root": "--verify-data",
-           "cost_json": "--cost", "json_out": "--json", "targets": "--target", "choices": "--levels"}
+FLAG_OF = {"fp_model": "--fp", "verify_root": "--verify-data", "cost_json": "--cost", "json_out": "--json",
+           "targets": "--target"}
 
 
 def as_flags(message: str) -> str:

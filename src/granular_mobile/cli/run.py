@@ -137,27 +137,26 @@ def bench_cmd(
     # each configuration runs in a worker process: a missing dependency would surface there,
     # after the configurations before it have run
     bes = _split(backends)
-    if costs:
+    try:
+        counts = [check_threads(int(t)) for t in _split(threads)]
+    except ValueError:
+        raise ConfigError(f"--threads '{threads}' must be comma-separated integers") from None
+    level_names: tuple[str, ...] = ()
+    if costs:  # what --costs needs, first (it prices exported graphs: not torch)
         torch_model = ""  # the levels alone: no PyTorch baseline (a device's runtime-only install can run it)
+        folder = cost_export(model, bes, counts)
+        level_names = cost_levels(folder.manifest)
     if torch_model or "torch" in bes:
         require("torch", "torch")
     for be in bes:
         spec = backend_target(be)
         if spec is not None:
             require(spec.module, spec.extra)
-    try:
-        counts = [check_threads(int(t)) for t in _split(threads)]
-    except ValueError:
-        raise ConfigError(f"--threads '{threads}' must be comma-separated integers") from None
     # (not checkpoint.ASSETS: that module imports torch, and this command runs without it)
     imgs = list_images(images) if images else [DEFAULT_EXPORT.parent / "sample.png"]
     if not imgs:
         raise ConfigError(f"no images in '{images}'")
-    level_names: tuple[str, ...] = ()
-    if costs:
-        folder = cost_export(model, bes, counts)
-        level_names = cost_levels(folder.manifest)
-    elif levels:
+    if levels and not costs:
         from ..runtime.manifest import ExportFolder
 
         level_names = tuple(lv.name for lv in ExportFolder(DEFAULT_EXPORT if model == "default" else model)

@@ -40,11 +40,11 @@ def evaluate_benchmarks(model: str | GDQNet = "default", sets: Sequence[str] = (
     from ..runtime.backends.torch import NUMERICS
 
     if numerics not in NUMERICS:
-        raise ConfigError(f"numerics '{numerics}' is unknown; valid: {list(NUMERICS)}")
+        raise ConfigError(f"``numerics`` '{numerics}' is unknown; valid: {list(NUMERICS)}")
     m = load_model(model) if isinstance(model, str) else model
     s = scale or m.cfg.scale
     if s != m.cfg.scale:
-        raise ConfigError(f"scale {s}: the model is x{m.cfg.scale}")
+        raise ConfigError(f"``scale`` {s}: the model is x{m.cfg.scale}")
     models: list[tuple[str, GDQNet]] = [("gdq" if m.cfg.quantized else "fp", m)]
     if m.cfg.quantized:
         fp_path = fp or (str(DEFAULT_FILES["fp"]) if model == DEFAULT_MODEL else None)
@@ -53,15 +53,15 @@ def evaluate_benchmarks(model: str | GDQNet = "default", sets: Sequence[str] = (
     bit_index = None
     if bits is not None:
         if not m.cfg.quantized:
-            raise ConfigError("bits: needs a Granular-DQ model")
+            raise ConfigError("``bits`` needs a Granular-DQ model")
         bit_index = m.cfg.level_index(bits, blocks or None)
     elif blocks:
-        raise ConfigError("blocks picks an exit level together with bits (e.g. bits 6, blocks 4)")
+        raise ConfigError("``blocks`` picks an exit level together with ``bits`` (e.g. 6 and 4)")
     if budget is not None:
         if m.cfg.level_gate is None:
-            raise ConfigError("budget needs a model with a level gate (gdq fit-gate --levels)")
+            raise ConfigError("``budget`` needs a model with a level gate (gdq fit-gate --levels)")
         if bits is not None:
-            raise ConfigError("budget sets the controller's operating point: give no bits")
+            raise ConfigError("``budget`` sets the controller's operating point: drop ``bits``")
     tc = tiles or TileConfig()
     data = {name: benchmark_pairs(bench_root() if root is None else root, name, s) for name in sets}
     on_total(sum(len(p) for p in data.values()) * (len(models) + int(bicubic)))

@@ -230,7 +230,7 @@ def export(
     m = load_model(model) if isinstance(model, str) else model
     m.eval()
     if not m.cfg.quantized:
-        raise ConfigError("export needs a Granular-DQ model (a *_gdq checkpoint); its full-precision twin goes in --fp")
+        raise ConfigError("export needs a Granular-DQ model (a *_gdq checkpoint); its full-precision twin goes in ``fp_model``")
     if verify:  # before any file is written
         _check_verify_data(Path(bench_root() if verify_root is None else verify_root), m.cfg.scale)
     fpm = _load_twin(model, fp_model, m.cfg.scale)

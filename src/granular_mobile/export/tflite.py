@@ -304,7 +304,7 @@ def write_tflite(out: Path, progs: dict[str, Program], fp: Program | None, ctrl:
     tf = _tensorflow()
     for prog in progs.values():
         if prog.fp_layers != "int8":
-            raise ConfigError("the TFLite export is full-integer: it needs ``fp_layers`` int8 (float layers inside an int8 "
+            raise ConfigError("the TFLite export is full-integer: it needs programs with fp_layers 'int8' (float layers inside an int8 "
                               "TFLite graph would run through float fallbacks, and NNAPI needs full integer)")
     files: dict[str, Any] = {"sr": {}, "batch": 1}
     ctrl_fn = _concrete(tf, _tf_controller(tf, ctrl), tile, None)

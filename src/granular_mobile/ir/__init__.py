@@ -32,7 +32,7 @@ emitter and the TF emitter. The program fixes every rounding point, so the three
 - PixelShuffle is DepthToSpace in CRD order (ONNX mode="CRD"); the TF emitter permutes the
   upsampler's output channels for TF's DCR order.
 
-The package: ``nodes`` (the node kinds and ``Program``, numpy only), ``builder`` (what a model
+The package: ``nodes`` (the node kinds and ``Program``), ``builder`` (what a model
 family lowers itself into, ``build_program``), ``arith`` (the integer arithmetic the emitters
 and the reference share), ``executor`` (``run_program``: calibration and the integer-numerics
 reference), ``grids`` (``calibrate_program``, the deployed programs). Every backend

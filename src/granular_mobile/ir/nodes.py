@@ -1,5 +1,4 @@
-"""The program's node kinds and the program itself (numpy only: the emitters and the channel
-reordering read them without torch)."""
+"""The program's node kinds and the program itself (plain data: numpy arrays and numbers)."""
 from __future__ import annotations
 
 from collections.abc import Mapping

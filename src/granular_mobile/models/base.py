@@ -9,7 +9,7 @@ Numerics: a model family writes its network twice over one structure: ``sr_forwa
 precision, and the float numerics: k-bit conv inputs only) and ``lower`` (every rounding point
 of the full-integer export, in the order the program runs them). ``lower`` is the one place
 that says where each rounding point is: the export builds its program from it
-(``program.ProgramBuilder``), and with ``cfg.numerics == "int8"`` the forward at a bit level
+(``ir.ProgramBuilder``), and with ``cfg.numerics == "int8"`` the forward at a bit level
 runs it too, eagerly, with the integer arithmetic of the exported kernels
 (``models/integer_forward.py``): what training optimises is, value for value, what the
 exported graphs compute. A model with ``numerics == "float"`` trains with the k-bit conv

@@ -2,9 +2,9 @@
 its family's ``lower`` (the structure the export writes) run eagerly in torch.
 
 There is one description of where each rounding point is: a family's ``lower``. The export
-builds its program from it (``program.ProgramBuilder``); training and ``model(x)`` run it
+builds its program from it (``ir.ProgramBuilder``); training and ``model(x)`` run it
 through ``IntegerForward``, which computes every tensor's value with the integer arithmetic
-of the exported kernels (``program.run_program``, which onnxruntime matches bit for bit):
+of the exported kernels (``ir.run_program``, which onnxruntime matches bit for bit):
 integer codes times integer weights accumulated exactly, the int32 bias on the accumulator
 grid s_in * s_w, one float32 requantization multiplier per channel, QLinearAdd's fused
 multiply-adds for residual sums, round half to even. Gradients come from the float surrogate
@@ -375,7 +375,7 @@ class IntegerForward:
 
     def add(self, name: str, a: Val, b: Val, a_mul: float | torch.Tensor = 1.0, grid: GridQuantizer | None = None) -> Val:
         """a * a_mul + b; with both inputs and the output on grids and a_mul > 0, as onnxruntime's
-        QLinearAdd computes it (``program.qlinear_add``)."""
+        QLinearAdd computes it (``ir.qlinear_add``)."""
         sur = a.v * a_mul + b.v
         if self.observe or grid is None:
             if grid is None and not self.observe:

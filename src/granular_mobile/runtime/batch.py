@@ -136,7 +136,7 @@ class Batch:
             raise OutputError(f"{n} inputs need an output folder, and '{out_p}' names an image file; "
                               f"give a folder (end it with / for a folder of that name)")
         if bitmap and n > 1:
-            raise OutputError("``bitmap_path`` takes one input image")
+            raise OutputError("``bitmap`` takes one input image")
         self.stats_path = Path(stats) if stats else None
         self.bitmap_path = Path(bitmap) if bitmap else None
         # outputs first (no model needed): an error here costs nothing
@@ -145,9 +145,9 @@ class Batch:
         else:
             check_output(out_p, "output", force)
         if self.stats_path:
-            check_output(self.stats_path, "``stats_path``", force, image=False)
+            check_output(self.stats_path, "``stats``", force, image=False)
         if self.bitmap_path:
-            check_output(self.bitmap_path, "``bitmap_path``", force)
+            check_output(self.bitmap_path, "``bitmap``", force)
         self.upscaler = Upscaler.load(**upscaler)
         scale = self.upscaler.backend.scale
         self.targets = [out_p / f"{f.stem}_x{scale}.png" for f in self.files] if self.multi else [out_p]
@@ -162,7 +162,7 @@ class Batch:
         # a batch reads its inputs one by one: an output must not replace an input not read yet
         check_clashes(([(f"the input '{f}'", f) for f in self.files] if self.multi else [])
                       + [(f"the output of '{f}'", t) for f, t in zip(self.files, self.targets, strict=True)]
-                      + [(o, p) for o, p in (("``stats_path``", self.stats_path), ("``bitmap_path``", self.bitmap_path)) if p])
+                      + [(o, p) for o, p in (("``stats``", self.stats_path), ("``bitmap``", self.bitmap_path)) if p])
         self.large, self.repeats = large, repeats
         if share_budget and self.upscaler.budget is None:
             raise ConfigError("``share_budget`` spends a level gate's budget over the inputs: this model or these "

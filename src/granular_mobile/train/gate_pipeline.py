@@ -97,13 +97,13 @@ def fit_bit_gate_to_data(model: str, out: str | Path, choices: tuple[int, ...], 
     return report
 
 
-def fit_level_gate_to_data(model: str, out: str | Path, choices: Sequence[str], budget: float,
+def fit_level_gate_to_data(model: str, out: str | Path, levels: Sequence[str], budget: float,
                            folders: Sequence[str], cost: str | Path | None = None, images: int = 60,
                            ridge: float = 100.0, tiles: TileConfig | None = None, cache: Path | None = None,
                            json_out: Path | None = None, command: str = "", progress: Progress | None = None,
                            log: Callable[[str], None] = lambda s: None,
                            on_fitted: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """The time-aware level gate over ``choices`` (cheapest first) fitted to measured per-tile
+    """The time-aware level gate over ``levels`` (cheapest first) fitted to measured per-tile
     gains, priced by ``cost`` (bench/level_cost.py's JSON; default MACs), default operating
     point ``budget``; writes the model to ``out`` (and the report to ``json_out``), returns the
     report (``report["cv"]``: per budget, the cross-validated PSNR, the best static mix, the
@@ -115,26 +115,26 @@ def fit_level_gate_to_data(model: str, out: str | Path, choices: Sequence[str], 
     m = load_model(model)
     if not m.cfg.quantized:
         raise ConfigError(f"'{model}' is a full-precision model; only Granular-DQ models have a controller")
-    for c in choices:
+    for c in levels:
         m.cfg.level_by_name(c)
-    costs, source = level_costs(m, choices, tc.tile, cost)
-    if sorted(range(len(choices)), key=lambda i: costs[i]) != list(range(len(choices))):
-        raise ConfigError(f"``choices`` {','.join(choices)}: give them cheapest first (costs {list(costs)})")
-    LevelGateConfig(tuple(choices), costs, budget, source)  # the budget against the costs, before the measurement
+    costs, source = level_costs(m, levels, tc.tile, cost)
+    if sorted(range(len(levels)), key=lambda i: costs[i]) != list(range(len(levels))):
+        raise ConfigError(f"``levels`` {','.join(levels)}: give them cheapest first (costs {list(costs)})")
+    LevelGateConfig(tuple(levels), costs, budget, source)  # the budget against the costs, before the measurement
     _check_cache(cache)
     if cache is not None and cache.is_file():
         gains = LevelGains.load(cache)
-        if (gains.tiles.tile, gains.tiles.step) != (tc.tile, tc.step) or list(gains.choices) != list(choices):
+        if (gains.tiles.tile, gains.tiles.step) != (tc.tile, tc.step) or list(gains.choices) != list(levels):
             raise ConfigError(f"``cache`` {cache} measured {list(gains.choices)} at ``tile`` {gains.tiles.tile} ``step`` "
                               f"{gains.tiles.step}; give those or another ``cache``")
         log(f"level measurements from {cache}: {len(gains.img)} tiles of {len(set(gains.img.tolist()))} images")
     else:
         gains = _measure(folders, images,
-                         lambda imgs, advance: measure_level_gains(m, imgs, choices, tc, advance=advance), progress)
+                         lambda imgs, advance: measure_level_gains(m, imgs, levels, tc, advance=advance), progress)
         if cache is not None:
             gains.save(cache)
     new, report = fit_level_gate(m, gains, costs, budget, ridge, source)
-    log(f"fitted on {report['tiles']} tiles of {report['images']} images; costs {dict(zip(choices, costs, strict=True))} "
+    log(f"fitted on {report['tiles']} tiles of {report['images']} images; costs {dict(zip(levels, costs, strict=True))} "
         f"({source}); {FOLDS}-fold cross-validated over images, mean image PSNR (dB):")
     if on_fitted:
         on_fitted(report)

@@ -2,7 +2,7 @@
 // alpha channel of the Python runtime. A port of OpenCV's fixed-point path for 8-bit images
 // (resizeGeneric_ with HResizeCubic / VResizeCubic): coefficients in 1/2048 (short), the
 // horizontal pass in int, the vertical pass rounded by (v + 2^21) >> 22, borders replicated.
-// Tested against cv2 (test/resize.test.mjs, vectors from tests/test_web_demo.py).
+// Tested against cv2 (web_demo/test/png_resize.test.mjs, vectors from web_demo/test/make_golden.py).
 
 const COEF_SCALE = 2048; // INTER_RESIZE_COEF_SCALE
 const SIMD_LANES = 8; // v_int16 lanes of OpenCV's baseline (SSE) build
