@@ -37,17 +37,9 @@ from granular_mobile.runtime.backends import DEFAULT_EXPORT
 from granular_mobile.runtime.budget import allocate
 from granular_mobile.runtime.manifest import ExportFolder
 from granular_mobile.train.gate_fit import image_weights, ridge_fit
-from granular_mobile.train.level_gate import LevelGains
+from granular_mobile.train.level_gate import LevelGains, allocate_per_image, image_gains
 
 BUDGETS = (0.45, 0.5, 0.55, 0.6, 0.7, 0.85)
-
-
-def per_image(g: LevelGains, scores: np.ndarray, costs: np.ndarray, budget: float) -> np.ndarray:
-    out = np.zeros(len(scores), np.int64)
-    for j in np.unique(g.img):
-        sel = g.img == j
-        out[sel] = allocate(scores[sel], costs, budget)
-    return out
 
 
 def main() -> None:
@@ -72,29 +64,24 @@ def main() -> None:
 
     xt = (tr.feat - mu) / sd
     # the shipped targets: gain in the tile's image's PSNR
-    y_img = (tr.se[:, :1] - tr.se) * image_weights(tr.img, tr.se[:, 0])[:, None]
-    pred_img = design(ev) @ ridge_fit(xt, y_img, a.ridge)
+    pred_img = design(ev) @ ridge_fit(xt, image_gains(tr), a.ridge)
     # absolute targets: the error drop (scaled to order 1) and log of the cheapest choice's error
     scale = float(tr.se[:, 0].mean())
     drop = design(ev) @ ridge_fit(xt, (tr.se[:, :1] - tr.se) / scale, a.ridge)
     log_se0 = design(ev) @ ridge_fit(xt, np.log(tr.se[:, :1] + 1.0), a.ridge)
-    se0_hat = np.exp(log_se0[:, 0])
-    w_hat = np.zeros(len(ev.img))
-    for j in np.unique(ev.img):
-        w_hat[ev.img == j] = 10 / np.log(10) / se0_hat[ev.img == j].sum()
+    w_hat = image_weights(ev.img, np.exp(log_se0[:, 0]))  # each image's weight from its own tiles
     pred_abs = drop * scale * w_hat[:, None]
-    # the oracle: the measured gains, in the tile's image's PSNR
-    oracle = (ev.se[:, :1] - ev.se) * image_weights(ev.img, ev.se[:, 0])[:, None]
+    oracle = image_gains(ev)  # the measured gains, in the tile's image's PSNR
 
     static = [(float(costs[i]), ev.psnr(np.full(len(ev.se), i))) for i in range(len(costs))]
     rows = []
     for b in BUDGETS:
         row: dict[str, float] = {"budget": b}
-        for name, alloc in (("gate per image", per_image(ev, pred_img, costs, b)),
+        for name, alloc in (("gate per image", allocate_per_image(ev, pred_img, costs, b)),
                             ("gate shared", allocate(pred_img, costs, b)),
-                            ("absolute per image", per_image(ev, pred_abs, costs, b)),
+                            ("absolute per image", allocate_per_image(ev, pred_abs, costs, b)),
                             ("absolute shared", allocate(pred_abs, costs, b)),
-                            ("oracle per image", per_image(ev, oracle, costs, b)),
+                            ("oracle per image", allocate_per_image(ev, oracle, costs, b)),
                             ("oracle shared", allocate(oracle, costs, b))):
             row[f"{name}: psnr"] = round(ev.psnr(alloc), 4)
             row[f"{name}: cost"] = round(float(costs[alloc].mean()), 4)

@@ -45,16 +45,10 @@ def test_round_median_ratio_pairs_rounds():
     assert ratios(rows, per_round=True)["onnxruntime@1: dynamic / static int8"] == 1.0
 
 
-def test_bench_rejects_zero_rounds(tiny_export, capsys, monkeypatch):
-    from granular_mobile import cli
-
+def test_bench_rejects_zero_rounds(tiny_export, gdq_here):
     exp, _ = tiny_export
-    monkeypatch.delenv("GDQ_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["gdq", "bench", "-m", str(exp), "--rounds", "0"])
-    with pytest.raises(SystemExit) as e:
-        cli.main()
-    err = capsys.readouterr().err
-    assert e.value.code == 1 and "--rounds" in err and "Traceback" not in err
+    r = gdq_here("bench", "-m", exp, "--rounds", "0")
+    assert r.returncode == 1 and "--rounds" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_bench_times_each_level(tiny_export, tmp_path):

@@ -54,19 +54,16 @@ def test_help_and_models():
     (("calibrate", "default", "-o", "x.pt", "--quantiles", "0.3"), "--quantiles '0.3' is not"),
     (("quantize", "-o", "nowhere", "--resume"), "no 'nowhere/last.pt' to resume from"),
 ])
-def test_errors_are_one_line(args, needle, capsys, monkeypatch, tmp_path):
-    """In process (``cli.main``, what the `gdq` script runs; a subprocess per case cost 4 s of
-    imports each): one line on stderr and exit code 1, the exception itself with GDQ_DEBUG=1."""
+def test_errors_are_one_line(args, needle, gdq_here, monkeypatch, tmp_path):
+    """In process (``gdq_here``: ``cli.main``, what the `gdq` script runs): one line on stderr and
+    exit code 1, the exception itself with GDQ_DEBUG=1."""
     from granular_mobile import cli
     from granular_mobile.errors import GdqError
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("GDQ_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["gdq", *args])
-    with pytest.raises(SystemExit) as e:
-        cli.main()
-    err = capsys.readouterr().err
-    assert e.value.code == 1, err
+    r = gdq_here(*args)
+    err = r.stderr
+    assert r.returncode == 1, err
     assert "Traceback" not in err and needle in err
     assert len([ln for ln in err.splitlines() if ln.strip()]) == 1, err
     monkeypatch.setenv("GDQ_DEBUG", "1")

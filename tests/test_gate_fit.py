@@ -175,19 +175,13 @@ def test_cli_fit_gate(tiny_data, tmp_path):
     (("--images", "3"), "at least 5 images"),
     (("--target-fab", "7"), "--target-fab 7.0 must be within the bit levels' range [4, 6]"),
 ])
-def test_cli_fit_gate_errors(tmp_path, args, needle, capsys, monkeypatch):
-    """In process (``cli.main``, what the `gdq` script runs; a subprocess per case cost 4 s)."""
-    import sys
-
-    from granular_mobile import cli
+def test_cli_fit_gate_errors(tmp_path, args, needle, gdq_here):
+    """In process (``gdq_here``: ``cli.main``, what the `gdq` script runs)."""
     from granular_mobile.checkpoint import save_model
 
     save_model(_model(), tmp_path / "q.pt")
-    monkeypatch.delenv("GDQ_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["gdq", "fit-gate", str(tmp_path / "q.pt"), "-o", str(tmp_path / "f.pt"), *args])
-    with pytest.raises(SystemExit) as e:
-        cli.main()
-    err = capsys.readouterr().err
-    assert e.value.code == 1 and needle in err, err
+    r = gdq_here("fit-gate", tmp_path / "q.pt", "-o", tmp_path / "f.pt", *args)
+    err = r.stderr
+    assert r.returncode == 1 and needle in err, err
     assert len([ln for ln in err.splitlines() if ln.strip()]) == 1
     assert not (tmp_path / "f.pt").exists()

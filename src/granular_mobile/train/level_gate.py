@@ -160,12 +160,12 @@ def level_costs(model: GDQNet, choices: Sequence[str], tile: int, cost_json: str
         raise DataError(f"``cost_json`` {cost_json} is not a bench/level_cost.py JSON ({e})") from None
 
 
-def _targets(g: LevelGains) -> np.ndarray:
+def image_gains(g: LevelGains) -> np.ndarray:
     """(N, L): each choice's gain over the first in its image's PSNR, to first order (dB)."""
     return (g.se[:, :1] - g.se) * image_weights(g.img, g.se[:, 0])[:, None]
 
 
-def _allocation(g: LevelGains, scores: np.ndarray, costs: Sequence[float], budget: float) -> np.ndarray:
+def allocate_per_image(g: LevelGains, scores: np.ndarray, costs: Sequence[float], budget: float) -> np.ndarray:
     """Each image's tiles allocated on its own (as the runtime does)."""
     out = np.zeros(len(scores), np.int64)
     for j in np.unique(g.img):
@@ -180,14 +180,14 @@ def compare_at_budgets(g: LevelGains, scores: np.ndarray, costs: Sequence[float]
     cost and the oracle (by the measured gains), each the mean over images of the exact PSNR."""
     c = np.asarray(costs)
     static = [(float(c[i]), g.psnr(np.full(len(g.se), i))) for i in range(len(c))]
-    oracle_scores = _targets(g)
+    oracle_scores = image_gains(g)
     rows = []
     for b in budgets:
         if b < c.min():
             continue
-        ch = _allocation(g, scores, costs, b)
+        ch = allocate_per_image(g, scores, costs, b)
         cost = float(c[ch].mean())
-        orc = _allocation(g, oracle_scores, costs, b)
+        orc = allocate_per_image(g, oracle_scores, costs, b)
         rows.append({"budget": b, "cost": round(cost, 4), "psnr": round(g.psnr(ch), 4),
                      "static_mix_psnr": round(best_static_mix(static, min(max(cost, c.min()), c.max())), 4),
                      "oracle_psnr": round(g.psnr(orc), 4), "oracle_cost": round(float(c[orc].mean()), 4)})
@@ -209,7 +209,7 @@ def fit_level_gate(model: GDQNet, gains: LevelGains, costs: Sequence[float], bud
     images = np.unique(gains.img)
     if len(images) < folds:
         raise DataError(f"{len(images)} measured images: the fit needs at least {folds} (one per cross-validation fold)")
-    y = _targets(gains)
+    y = image_gains(gains)
     mu, sd = gains.feat.mean(0), gains.feat.std(0) + 1e-9
     x = (gains.feat - mu) / sd
     fold = np.searchsorted(images, gains.img) % folds
@@ -239,5 +239,5 @@ def fit_level_gate(model: GDQNet, gains: LevelGains, costs: Sequence[float], bud
     return new, report
 
 
-__all__ = ["REPORT_BUDGETS", "LevelGains", "compare_at_budgets", "fit_level_gate", "level_costs",
-           "measure_level_gains", "measure_pairs"]
+__all__ = ["REPORT_BUDGETS", "LevelGains", "allocate_per_image", "compare_at_budgets", "fit_level_gate", "image_gains",
+           "level_costs", "measure_level_gains", "measure_pairs"]
