@@ -219,7 +219,7 @@ def test_the_fit_recovers_gains_that_follow_the_features(tiny_timed_export):
     from granular_mobile.config import TileConfig
     from granular_mobile.models import build_from_config
     from granular_mobile.train.gate_fit import fingerprint
-    from granular_mobile.train.level_gate import LevelGains, _targets, fit_level_gate
+    from granular_mobile.train.level_gate import LevelGains, fit_level_gate, image_gains
 
     _, m = tiny_timed_export
     base = build_from_config(dataclasses.replace(m.cfg, level_gate=None))
@@ -237,7 +237,7 @@ def test_the_fit_recovers_gains_that_follow_the_features(tiny_timed_export):
     assert new.cfg.level_gate.choices == ("a6k1", "a6", "a8") and new.cfg.level_gate.budget == 0.8
     with torch.no_grad():
         pred = new.level_gate(torch.from_numpy(feat)).numpy()
-    y = _targets(gains)
+    y = image_gains(gains)
     for k in (1, 2):
         assert np.corrcoef(pred[:, k], y[:, k])[0, 1] > 0.98
     for r in rep["cv"]:
