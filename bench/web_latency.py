@@ -32,6 +32,7 @@ MODES = {
     "bits4": ["--bits", "4"],
     "a6k8": ["--bits", "a6k8"],
     "a6k4": ["--bits", "a6k4"],
+    "a6k2": ["--bits", "a6k2"],
     "auto": ["--bits", "auto"],
 }
 NATIVE_MODE = {"fp32": "fp32", "bits8": "int8_static", "auto": "gdq_dynamic"}

@@ -115,11 +115,8 @@ def main() -> None:
         ups[name] = Upscaler(backends[model], **opts)  # type: ignore[arg-type]
     backend = next(iter(ups.values())).backend
     names = list(ups)
-    for up in ups.values():  # warm-up: sessions, kernels, every level's graph
-        up(imgs[0][:backend.tile * 2, :backend.tile * 2])
-        zero = np.zeros((1, 3, up.backend.tile, up.backend.tile), np.float32)
-        for lv in up.backend.levels:
-            up.backend.sr(zero, lv)
+    for up in ups.values():
+        up.warm_up()
     times: dict[str, list[float]] = {n: [] for n in names}
     tiles: dict[str, int] = {}
     levels: dict[str, dict[str, int]] = {}

@@ -141,9 +141,18 @@ def render_costs(data: dict[str, Any], opts: dict[str, str]) -> str:
     return _table(["backend", "threads", *(f"{n}: cost (SR ms / tile)" for n in choices), "runtime"], rows)
 
 
+def render_gate_fit(data: dict[str, Any], opts: dict[str, str]) -> str:
+    """``gdq fit-gate --json``: the gate cross-validated over the training images against the
+    best static mix of its choices and the oracle, per budget."""
+    rows = [[c["budget"], _f(c["cost"]), _f(c["psnr"]), _f(c["static_mix_psnr"]), _f(c["oracle_psnr"]),
+             f"{c['psnr'] - c['static_mix_psnr']:+.3f}", f"{c['oracle_psnr'] - c['static_mix_psnr']:+.3f}"] for c in data["cv"]]
+    return _table(["budget", "mean cost", "gate (CV)", "best static mix", "oracle", "gate - mix", "oracle - mix"], rows)
+
+
 WEB_MODES = {"fp32": ("full precision (fp32)", "fp32"), "bits8": ("a8 on every tile", "int8_static"),
              "bits6": ("a6 on every tile", None), "bits4": ("a4 on every tile", None),
              "a6k8": ("a6k8 on every tile", None), "a6k4": ("a6k4 on every tile", None),
+             "a6k2": ("a6k2 on every tile", None),
              "auto": ("level gate at the default budget", "gdq_dynamic")}
 
 
@@ -173,6 +182,7 @@ def render_web_latency(data: dict[str, Any], opts: dict[str, str]) -> str:
 RENDERERS: dict[str, Callable[[dict[str, Any], dict[str, str]], str]] = {
     "eval": render_eval, "whole-image": render_whole_image, "parity": render_parity, "arm64": render_arm64,
     "files": render_files, "bench": render_bench, "web-latency": render_web_latency, "costs": render_costs,
+    "gate-fit": render_gate_fit,
 }
 
 

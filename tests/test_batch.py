@@ -11,7 +11,6 @@ import pytest
 from granular_mobile.errors import ImageError, OutputError
 from granular_mobile.imageio import read_image
 from granular_mobile.runtime import Batch, Upscaler, upscale_files
-from granular_mobile.runtime.backends import onnxruntime as ortb
 
 
 def _images(folder, n=2):
@@ -26,7 +25,7 @@ def _images(folder, n=2):
 def test_upscale_files_is_what_gdq_run_does(tiny_export, tmp_path):
     exp, _ = tiny_export
     src = _images(tmp_path / "in")
-    th = ortb._shared_pool or 0  # onnxruntime's pool is the process's: keep the size an earlier test gave it
+    th = 0
     res = upscale_files([src, src / "im0.png"], tmp_path / "out", model=str(exp), threads=th, stats=tmp_path / "s.json")
     assert res.summary() == {"done": 2, "failed": 1, "skipped": 1}  # im0.png named twice: once
     assert [f["input"] for f in res.failed] == [str(src / "broken.png")] and res.failed[0]["error"]
@@ -43,7 +42,7 @@ def test_one_input_to_one_file_raises_its_error(tiny_export, tmp_path):
     exp, _ = tiny_export
     src = _images(tmp_path / "in")
     with pytest.raises(ImageError):
-        upscale_files([src / "broken.png"], tmp_path / "o.png", model=str(exp), threads=ortb._shared_pool or 0)
+        upscale_files([src / "broken.png"], tmp_path / "o.png", model=str(exp), threads=0)
     assert not (tmp_path / "o.png").exists()
 
 
@@ -66,7 +65,7 @@ def test_a_batch_checks_its_outputs_before_loading_the_model(tmp_path):
 def test_an_interrupted_batch_counts_what_it_did_not_reach(tiny_export, tmp_path):
     exp, _ = tiny_export
     src = _images(tmp_path / "in")  # broken.png (fails), im0.png, im1.png
-    batch = Batch([src], tmp_path / "out", model=str(exp), threads=ortb._shared_pool or 0)
+    batch = Batch([src], tmp_path / "out", model=str(exp), threads=0)
     started = []
 
     def start(f):
@@ -88,7 +87,7 @@ def test_a_shared_budget_is_one_allocation_over_the_batch(tiny_timed_export, tmp
     from test_routing import check_routing, mixed_image
 
     exp, _ = tiny_timed_export
-    up = Upscaler.load(str(exp), threads=ortb._shared_pool or 0, overlap=8, merge="center", budget=0.8)
+    up = Upscaler.load(str(exp), threads=0, overlap=8, merge="center", budget=0.8)
     busy = mixed_image()
     flat = np.full_like(busy, 128)
     flat[::7] = 140  # a few edges: not constant, but far easier than the busy image
@@ -112,7 +111,7 @@ def test_a_shared_budget_is_one_allocation_over_the_batch(tiny_timed_export, tmp
     cv2.imwrite(str(tmp_path / "a_busy.png"), busy[..., ::-1])
     cv2.imwrite(str(tmp_path / "b_flat.png"), flat[..., ::-1])
     res = upscale_files([tmp_path / "a_busy.png", tmp_path / "b_flat.png"], tmp_path / "out", model=str(exp),
-                        threads=ortb._shared_pool or 0, overlap=8, merge="center", budget=0.8, share_budget=True,
+                        threads=0, overlap=8, merge="center", budget=0.8, share_budget=True,
                         stats=tmp_path / "s.json")
     from collections import Counter
 
@@ -129,4 +128,4 @@ def test_share_budget_needs_a_level_gate(tiny_export, tmp_path):
     exp, _ = tiny_export
     src = _images(tmp_path / "in")
     with pytest.raises(ConfigError, match="``share_budget``"):
-        Batch([src], tmp_path / "out", model=str(exp), threads=ortb._shared_pool or 0, share_budget=True)
+        Batch([src], tmp_path / "out", model=str(exp), threads=0, share_budget=True)

@@ -139,11 +139,8 @@ def test_onnx_export_is_exact_with_reordered_and_fallback_convs(prog8, tmp_path)
     tail = inits["tail_wq"]
     assert tail.dims[0] == 16  # 12 output channels padded for the indirect symmetric conv
     x = calibration_tiles(TILE)[:6].numpy()
-    from granular_mobile.runtime.backends import onnxruntime as ortb
 
     so = ort.SessionOptions()
-    # once a backend sized the process's shared pool (other tests), sessions must use it
-    so.use_per_session_threads = ortb._shared_pool is None
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     got = np.concatenate([sess.run(None, {"lr": x[i:i + 1]})[0] for i in range(len(x))])
     with torch.no_grad():

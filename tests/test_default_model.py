@@ -19,8 +19,8 @@ def test_files_and_configs():
     for p in DEFAULT_FILES.values():
         # "a weights file of a few MB": the Granular-DQ file holds the shared network, the 8-bit
         # level's own and the exit levels' up to their exits (packing leaves out the rest)
-        assert p.stat().st_size < 9.5e6
-    assert q.cfg.level_gate is not None and q.cfg.level_names[-2:] == ("a6k4", "a6k8")
+        assert p.stat().st_size < 10e6
+    assert q.cfg.level_gate is not None and set(q.cfg.level_names) >= {"a6k2", "a6k4", "a6k8"}
     man = json.loads((ASSETS / "export" / "manifest.json").read_text())
     assert man["e2b"]["thresholds"] == list(q.cfg.e2b.thresholds)
     # the controller's choices travel in the manifest (the runtimes map the gate's choice by them)
@@ -97,12 +97,9 @@ def test_cli_run_on_the_sample_computes_the_models_pixels(tmp_path, backend):
     assert r.returncode == 0, r.stderr[-2000:]
     got = cv2.cvtColor(cv2.imread(str(out), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
     img = read_image(ASSETS / "sample.png")
-    from granular_mobile.runtime.backends import onnxruntime as ortb
 
-    # onnxruntime's pool is sized once per process: keep whatever an earlier test gave it (the
-    # pixels do not depend on the thread count)
-    threads = (ortb._shared_pool or 0) if backend == "onnxruntime" else 1
-    up = Upscaler.load("default", backend=backend, threads=threads)
+    # the CLI ran one tile at a time; here every core runs one (the pixels must not move)
+    up = Upscaler.load("default", backend=backend, threads=0)
     lib, rep = up(img)
     np.testing.assert_array_equal(got, lib)
     m = load_model("default")

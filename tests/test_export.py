@@ -161,7 +161,6 @@ def test_onnx_quantized_convs_run_as_integer_kernels(exported):
     import onnx
     import onnxruntime as ort
 
-    from granular_mobile.runtime.backends import onnxruntime as ortb
 
     arch, m, out, man = exported
     convs = build_program(m, 4, "int8").convs
@@ -170,8 +169,6 @@ def test_onnx_quantized_convs_run_as_integer_kernels(exported):
     assert n_int == 2 * 2 + 4 + (2 if arch.startswith("srresnet") else 0)
     for b in (4, 5, 6, 8):
         so = ort.SessionOptions()
-        # once a backend (--verify) sized the process's shared pool, sessions must use it
-        so.use_per_session_threads = ortb._shared_pool is None
         so.optimized_model_filepath = str(out / f"opt_{b}.onnx")
         ort.InferenceSession(str(out / f"sr_a{b}.onnx"), so, providers=["CPUExecutionProvider"])
         ops = Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)

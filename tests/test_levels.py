@@ -364,14 +364,13 @@ def test_the_runtime_allocates_with_the_table_of_its_backend_and_threads(tiny_ti
     import dataclasses
     import shutil
 
-    from granular_mobile.runtime.backends import onnxruntime as ortb
     from granular_mobile.runtime.backends import usable_cores
     from granular_mobile.runtime.budget import allocate
     from granular_mobile.runtime.level_info import MeasuredCosts, cost_key
 
     exp, _ = tiny_timed_export
     img = mixed_image()
-    be0 = Upscaler.load(str(exp), backend="onnxruntime", threads=ortb._shared_pool or 0).backend
+    be0 = Upscaler.load(str(exp), backend="onnxruntime", threads=0).backend
     _, r0 = Upscaler(be0, overlap=8, budget=0.8)(img)
     assert r0.cost_table == "default"
     out = tmp_path / "exp"
@@ -380,7 +379,7 @@ def test_the_runtime_allocates_with_the_table_of_its_backend_and_threads(tiny_ti
     table = (0.3, 1.0, 1.05)  # the exit much cheaper than the gate's 0.6: more tiles fit at dearer levels
     key = cost_key("onnxruntime", be0.threads or usable_cores())
     man.replace(level_gate=dataclasses.replace(man.level_gate, measured={key: MeasuredCosts(table)})).write(out)
-    be = Upscaler.load(str(out), backend="onnxruntime", threads=ortb._shared_pool or 0).backend
+    be = Upscaler.load(str(out), backend="onnxruntime", threads=0).backend
     up = Upscaler(be, overlap=8, budget=0.8)
     _, rep = up(img)
     assert rep.cost_table == key and up.costs == table
@@ -395,7 +394,7 @@ def test_the_runtime_allocates_with_the_table_of_its_backend_and_threads(tiny_ti
     # a table whose cheapest choice costs more than the model's budget (0.8): the default budget
     # is the nearest it can meet, every tile at that choice
     man.replace(level_gate=dataclasses.replace(man.level_gate, measured={key: MeasuredCosts((0.9, 1.0, 1.05))})).write(out)
-    be = Upscaler.load(str(out), backend="onnxruntime", threads=ortb._shared_pool or 0).backend
+    be = Upscaler.load(str(out), backend="onnxruntime", threads=0).backend
     _, rep = Upscaler(be, overlap=8)(img)
     assert rep.budget == 0.9 and set(rep.tile_levels) == {"a6k1"}
 

@@ -163,16 +163,78 @@ def test_bitmap_tells_exit_levels_from_their_bit_level():
     assert json.loads(r.stdout) == [list(level_colour(n)) for n in names]
 
 
-def test_onnxruntime_backends_share_the_process_thread_pool(tiny_export):
-    """All onnxruntime sessions of a process run on one pool sized by the first backend; a
-    backend asking for another size gets a clear error, not a silently ignored option."""
-    from granular_mobile.runtime.backends import onnxruntime as ortb
+@pytest.mark.parametrize("backend", ["onnxruntime", "tflite"])
+def test_tiles_on_several_workers_give_the_pixels_of_one_at_a_time(tiny_export, tiny_timed_export, backend):
+    """``threads`` N runs N tiles at once, one thread each (a LiteRT interpreter per worker, one
+    onnxruntime session shared): the same pixels and levels as one tile at a time, with the
+    bit levels' controller and with the level gate's budget; thread counts may differ in one
+    process (onnxruntime sessions have no process-wide pool any more)."""
+    from test_routing import mixed_image
+
+    img = mixed_image()
+    for exp, kw in ((tiny_export[0], {}), (tiny_timed_export[0], {"budget": 0.8})):
+        one = Upscaler(Upscaler.load(str(exp), backend=backend, threads=1).backend, overlap=8, **kw)
+        two = Upscaler(Upscaler.load(str(exp), backend=backend, threads=2).backend, overlap=8, **kw)
+        assert (one.workers, two.workers) == (1, 2)
+        a, ra = one(img)
+        b, rb = two(img)
+        assert len(set(ra.tile_levels)) >= 2 and rb.tile_levels == ra.tile_levels and rb.workers == 2
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("bits", [4, "auto"])
+def test_workers_overlap_tiles_and_rows(tiny_export, monkeypatch, bits):
+    """Two workers run two tiles at once, and the next row's tiles start before a row is
+    stitched (an image of 2 rows x 3 tiles takes 3 tile-times on 2 workers, not 4); with the
+    controller, the next row's levels are known by then."""
+    import threading
+    import time
 
     exp, _ = tiny_export
-    n = ortb._shared_pool if ortb._shared_pool is not None else 1
-    a, b = ortb.OnnxRuntimeBackend(exp, threads=n), ortb.OnnxRuntimeBackend(exp, threads=n)
-    tiles = np.random.default_rng(0).random((2, 3, a.tile, a.tile), dtype=np.float32)
-    np.testing.assert_array_equal(a.sr(tiles, 4), b.sr(tiles, 4))
-    assert ortb._shared_pool == n
-    with pytest.raises(ConfigError, match="one thread count per process"):
-        ortb.OnnxRuntimeBackend(exp, threads=n + 1)
+    up = Upscaler(Upscaler.load(str(exp), threads=2).backend, bits=bits, overlap=8)
+    be, real = up.backend, up.backend.sr
+    lock, active, most, spans = threading.Lock(), [0], [0], []
+
+    def sr(tiles, level):
+        t0 = time.perf_counter()
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.1)
+        out = real(tiles, level)
+        with lock:
+            active[0] -= 1
+            spans.append((t0, time.perf_counter()))
+        return out
+
+    monkeypatch.setattr(be, "sr", sr)
+    t = be.tile
+    img = (np.random.default_rng(0).random((t + 24, 2 * 24 + t, 3)) * 255).astype(np.uint8)  # 2 x 3 tiles
+    done: list[int] = []
+    _, rep = up(img, progress=lambda d, n: done.append(d))
+    assert rep.tiles == 6 and done == [1, 2, 3, 4, 5, 6] and most[0] == 2
+    spans.sort()  # the workers take the tiles in plan order: row 0's three, then row 1's
+    assert spans[3][0] < spans[2][1], "row 1's first tile waited for row 0's last"
+
+
+def test_warm_up_opens_every_graph_on_every_worker(tiny_timed_export, monkeypatch):
+    """After ``warm_up`` an image opens no graph (LiteRT: an interpreter per graph and worker),
+    so a level first picked midway through an image costs no interpreter there."""
+    exp, _ = tiny_timed_export
+    up = Upscaler(Upscaler.load(str(exp), backend="tflite", threads=2).backend, overlap=8, budget=0.8)
+    be = up.backend
+    made: list[str] = []
+    real = be.litert.Interpreter
+
+    def counting(*args, **kw):
+        made.append(kw["model_path"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(be.litert, "Interpreter", counting)
+    up.warm_up()
+    assert len(made) == 2 * (len(be.levels) + 1)  # each worker: every level's graph and the controller
+    n = len(made)
+    from test_routing import mixed_image
+
+    _, rep = up(mixed_image())
+    assert len(set(rep.tile_levels)) >= 2 and len(made) == n

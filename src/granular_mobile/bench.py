@@ -36,13 +36,7 @@ def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
     imgs = [read_image(p) for p in cfg["images"]]
     up = Upscaler.load(cfg["model"], backend=cfg["backend"], threads=cfg["threads"], **mode_options(cfg["mode"]))
-    t = up.backend.tile
-    up(imgs[0][:t, :t])  # warm-up: sessions, kernels, first allocation
-    if cfg["mode"] == "gdq_dynamic":
-        # the backends open a level's graph on first use (session / interpreter creation, weight
-        # packing): warm every level the controller may pick, not only the first tile's
-        for lv in up.backend.levels:
-            up.backend.sr(np.zeros((1, 3, t, t), np.float32), lv)
+    up.warm_up()
     times, tiles, mp = [], 0, 0.0
     stages = {"controller": 0.0, "sr": 0.0, "stitch": 0.0}
     for _ in range(cfg["repeat"]):

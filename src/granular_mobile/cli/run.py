@@ -39,8 +39,8 @@ def run_cmd(
     overlap: int | None = typer.Option(None, help=f"Overlap between tiles (LR pixels; default min({DEFAULT_OVERLAP}, tile/4))."),
     merge: str = typer.Option(DEFAULT_MERGE, help="How overlaps merge: center (each tile keeps the centre of its "
                               "overlaps, as gdq eval) | blend (linear ramps across the overlap)."),
-    threads: int = typer.Option(0, help="CPU threads: 0 (backend default) or 1..cores (more is clamped, with a "
-                                "warning); onnxruntime: one value per process."),
+    threads: int = typer.Option(0, help="CPU threads: 0 (every usable core) or 1..cores (more is clamped, with a "
+                                "warning); onnxruntime and tflite run that many tiles at once, one thread each."),
     stats: Path | None = typer.Option(None, help="Write tiles per level and per bit, FAB, timings (the SR time of each "
                                       "level too; and a batch's failures) as JSON."),
     bitmap: Path | None = typer.Option(None, help="Write the input tinted by each tile's level (one input)."),

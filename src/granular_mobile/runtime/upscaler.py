@@ -6,9 +6,11 @@
 """
 from __future__ import annotations
 
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,9 +27,13 @@ class Report:
     tiles: int = 0
     tiles_per_bit: dict[str, int] = field(default_factory=dict)
     fab: float | None = None
+    #: seconds per stage, each call's own time summed (with ``workers`` > 1 the calls overlap, so
+    #: the stages add up to more than the wall time)
     timings_s: dict[str, float] = field(default_factory=lambda: {"controller": 0.0, "sr": 0.0, "stitch": 0.0})
     #: the SR time of each level's tiles (they add up to timings_s["sr"]): what each level costs here
     sr_s_per_level: dict[str, float] = field(default_factory=dict)
+    #: tiles the backend ran at once (one thread each)
+    workers: int = 1
     backend: str = ""
     precision: str = ""
     bits_mode: str = ""
@@ -107,6 +113,8 @@ class Upscaler:
         if not 0 <= overlap < backend.tile // 2:
             raise ConfigError(f"``overlap`` {overlap} must be in 0..{backend.tile // 2 - 1} for tile {backend.tile}")
         self.backend, self.bits, self.precision, self.overlap, self.merge = backend, bits, precision, overlap, merge
+        self.workers = max(1, getattr(backend, "workers", 1))
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="gdq-tile") if self.workers > 1 else None
 
     @classmethod
     def load(cls, model: str = "default", backend: str = "onnxruntime", threads: int = 0, tile: int | None = None,
@@ -165,7 +173,7 @@ class Upscaler:
         _, rgb, _, _ = self._prepare(image)
         t = self.backend.tile
         plan = TilePlan(rgb.shape[0], rgb.shape[1], t, t - self.overlap, self.backend.scale, self.merge)
-        return self._gate_scores(pad_to_tile(rgb, t), plan)
+        return self._gate_scores(pad_to_tile(rgb, t), plan)[0]
 
     def share_budget(self, scores: Sequence[np.ndarray]) -> list[list[str]]:
         """Each image's tile levels with the budget spent over all the images' tiles together
@@ -183,31 +191,80 @@ class Upscaler:
             i += len(s)
         return out
 
+    def warm_up(self) -> None:
+        """Open and run once every graph this upscaler may use, on every worker (sessions,
+        LiteRT's interpreters per worker, packed weights), so that a first image is timed like
+        the rest: a level the controller picks only on some tiles would otherwise pay it midway."""
+        be, t = self.backend, self.backend.tile
+        x = np.zeros((1, 3, t, t), np.float32)
+        barrier = threading.Barrier(self.workers)
+
+        def one(_: int) -> None:
+            barrier.wait()  # one call per worker thread: none may take two while another idles
+            if self.precision == "fp32":
+                be.sr(x, None)
+                return
+            for lv in be.levels:
+                be.sr(x, lv)
+            if self.budget is not None:
+                be.scores(x)
+            elif self.bits == "auto":
+                be.controller(x)
+
+        if self._pool is None:
+            one(0)
+        else:
+            list(self._pool.map(one, range(self.workers)))
+
+    def _timed(self, fn: Callable[..., np.ndarray], *args: object) -> tuple[np.ndarray, float]:
+        t0 = time.perf_counter()
+        res = fn(*args)
+        return res, time.perf_counter() - t0
+
+    def _submit(self, fn: Callable[..., np.ndarray], *args: object) -> Future[tuple[np.ndarray, float]]:
+        """``fn(*args)`` and its own time, on a worker (at once, on this thread, with one worker)."""
+        if self._pool is not None:
+            return self._pool.submit(self._timed, fn, *args)
+        fut: Future[tuple[np.ndarray, float]] = Future()
+        fut.set_result(self._timed(fn, *args))
+        return fut
+
     def _level_of(self, bits: int) -> str:
         """The name of a bit-width's full-depth level (exports before levels name them ``a<bits>``)."""
         return f"a{bits}"
 
-    def _gate_scores(self, src: np.ndarray, plan: TilePlan) -> np.ndarray:
-        be, t = self.backend, self.backend.tile
-        scores = []
-        for y in plan.ys:
-            tiles = np.stack([src[y:y + t, x:x + t] for x in plan.xs]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-            for i in range(0, len(tiles), be.max_batch):
-                scores.append(be.scores(tiles[i:i + be.max_batch]))
-        return np.concatenate(scores)
+    def _gate_scores(self, src: np.ndarray, plan: TilePlan) -> tuple[np.ndarray, float]:
+        """The gate's scores of every tile, and the calls' seconds: row by row on the workers,
+        the next row queued before this one is collected (memory: two rows of tiles)."""
+        t, step = self.backend.tile, self.backend.max_batch
+        scores, secs = [], 0.0
+        pending: deque[list[Future[tuple[np.ndarray, float]]]] = deque()
+        for y in [*plan.ys, None]:
+            if y is not None:
+                tiles = np.stack([src[y:y + t, x:x + t] for x in plan.xs]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+                pending.append([self._submit(self.backend.scores, tiles[i:i + step]) for i in range(0, len(tiles), step)])
+            while pending and (y is None or len(pending) > 1):
+                for fut in pending.popleft():
+                    sc, dt = fut.result()
+                    scores.append(sc)
+                    secs += dt
+        return np.concatenate(scores), secs
 
-    def _gate_levels(self, src: np.ndarray, plan: TilePlan) -> tuple[list[str], float]:
-        """Every tile's level under the budget (runtime/budget.py), and the tiles' mean cost."""
+    def _gate_levels(self, src: np.ndarray, plan: TilePlan) -> tuple[list[str], float, float]:
+        """Every tile's level under the budget (runtime/budget.py), the tiles' mean cost, and
+        the scoring calls' seconds."""
         gate = self.backend.level_gate
         assert gate is not None and self.budget is not None
-        choice = allocate(self._gate_scores(src, plan), self.costs, self.budget)
-        return [gate.choices[c] for c in choice], float(np.asarray(self.costs)[choice].mean())
+        scores, secs = self._gate_scores(src, plan)
+        choice = allocate(scores, self.costs, self.budget)
+        return [gate.choices[c] for c in choice], float(np.asarray(self.costs)[choice].mean()), secs
 
     def _rgb(self, rgb: np.ndarray, progress: Callable[[int, int], None] | None,
              levels: Sequence[str] | None = None) -> tuple[np.ndarray, Report]:
         """Tile row by tile row: controller on the row's tiles, SR grouped by level, band
-        stitching. Memory is bounded by one tile row, plus the uint8 output. With a level gate
-        the controller first scores every tile (the budget is the image's), then SR runs."""
+        stitching; the backend's ``workers`` run the tiles, up to three rows of them queued.
+        Memory is bounded by those rows, plus the uint8 output. With a level gate the
+        controller first scores every tile (the budget is the image's), then SR runs."""
         be = self.backend
         t = be.tile
         plan = TilePlan(rgb.shape[0], rgb.shape[1], t, t - self.overlap, be.scale, self.merge)
@@ -215,7 +272,7 @@ class Upscaler:
                      merge=self.merge, budget=self.budget, cost_table=self.cost_table if self.budget is not None else "",
                      plan={"ys": plan.ys, "xs": plan.xs})
         n, ncol = len(plan), len(plan.xs)
-        rep.tiles = n
+        rep.tiles, rep.workers = n, self.workers
         src = pad_to_tile(rgb, t)
         out = np.empty((plan.height * be.scale, plan.width * be.scale, 3), np.uint8)
         st = BandStitcher(plan)
@@ -231,39 +288,25 @@ class Upscaler:
             gated = list(levels)
             rep.cost = float(np.mean([self.costs[gate.choices.index(lv)] for lv in gated]))
         elif self.budget is not None:
-            t0 = time.perf_counter()
-            gated, rep.cost = self._gate_levels(src, plan)
-            rep.timings_s["controller"] += time.perf_counter() - t0
+            gated, rep.cost, secs = self._gate_levels(src, plan)
+            rep.timings_s["controller"] += secs
         done, row0 = 0, 0
-        for r, y in enumerate(plan.ys):
-            tiles = np.stack([src[y:y + t, x:x + t] for x in plan.xs]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-            t0 = time.perf_counter()
-            if self.precision == "fp32":
-                row = ["fp32"] * ncol
-            elif self.budget is not None:
-                row = gated[r * ncol:(r + 1) * ncol]
-            elif self.bits == "auto":
-                row = []
-                for i in range(0, ncol, be.max_batch):
-                    row += [self._level_of(int(b)) for b in be.controller(tiles[i:i + be.max_batch])[2]]
-            else:
-                row = [self.bits if isinstance(self.bits, str) else self._level_of(int(self.bits))] * ncol
-            rep.timings_s["controller"] += time.perf_counter() - t0
+        # a row's tiles go to the workers, and the next row's are queued before this one is
+        # stitched, so that no worker waits at a row's end (an image of 2 x 3 tiles on 2 workers)
+        inflight: deque[tuple[int, list[str], list[tuple[str, list[int], Future[tuple[np.ndarray, float]]]]]] = deque()
+
+        def finish(r: int, row: list[str], jobs: list[tuple[str, list[int], Future[tuple[np.ndarray, float]]]]) -> None:
+            nonlocal done, row0
             srs: dict[int, np.ndarray] = {}
-            for lv in sorted(set(row)):
-                idx = [i for i, tl in enumerate(row) if tl == lv]
-                for j in range(0, len(idx), be.max_batch):
-                    chunk = idx[j:j + be.max_batch]
-                    t1 = time.perf_counter()
-                    res = be.sr(tiles[chunk], None if lv == "fp32" else lv)
-                    dt = time.perf_counter() - t1
-                    rep.timings_s["sr"] += dt
-                    rep.sr_s_per_level[lv] = rep.sr_s_per_level.get(lv, 0.0) + dt
-                    for k, i in enumerate(chunk):
-                        srs[i] = res[k]
-                    done += len(chunk)
-                    if progress:
-                        progress(done, n)
+            for lv, chunk, fut in jobs:
+                res, dt = fut.result()
+                rep.timings_s["sr"] += dt
+                rep.sr_s_per_level[lv] = rep.sr_s_per_level.get(lv, 0.0) + dt
+                for k, i in enumerate(chunk):
+                    srs[i] = res[k]
+                done += len(chunk)
+                if progress:
+                    progress(done, n)
             t2 = time.perf_counter()
             for c in range(ncol):  # stitch in plan order: identical sums to a whole-image stitch
                 st.add(r, c, srs[c].transpose(1, 2, 0))
@@ -271,7 +314,48 @@ class Upscaler:
             out[row0:row0 + len(band)] = band
             row0 += len(band)
             rep.timings_s["stitch"] += time.perf_counter() - t2
-            all_levels += row
+            all_levels.extend(row)
+
+        def ask(r: int) -> tuple[np.ndarray, Callable[[], tuple[list[str], float]]]:
+            """Row r's tiles, and a call that waits for their levels (and the controller's
+            seconds); the controller's tiles go to the workers now."""
+            y = plan.ys[r]
+            tiles = np.stack([src[y:y + t, x:x + t] for x in plan.xs]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+            if self.precision == "fp32":
+                row = ["fp32"] * ncol
+            elif self.budget is not None:
+                row = gated[r * ncol:(r + 1) * ncol]
+            elif self.bits == "auto":
+                futs = [self._submit(lambda x: np.asarray(be.controller(x)[2]), tiles[i:i + be.max_batch])
+                        for i in range(0, ncol, be.max_batch)]
+
+                def wait() -> tuple[list[str], float]:
+                    res = [f.result() for f in futs]
+                    return [self._level_of(int(b)) for bits, _ in res for b in bits], sum(dt for _, dt in res)
+
+                return tiles, wait
+            else:
+                row = [self.bits if isinstance(self.bits, str) else self._level_of(int(self.bits))] * ncol
+            return tiles, lambda: (row, 0.0)
+
+        nxt = ask(0)
+        for r in range(len(plan.ys)):
+            tiles, wait = nxt
+            row, secs = wait()
+            rep.timings_s["controller"] += secs
+            if r + 1 < len(plan.ys):  # the next row's controller runs before this row's SR
+                nxt = ask(r + 1)
+            jobs = []
+            for lv in sorted(set(row)):
+                idx = [i for i, tl in enumerate(row) if tl == lv]
+                for j in range(0, len(idx), be.max_batch):
+                    chunk = idx[j:j + be.max_batch]
+                    jobs.append((lv, chunk, self._submit(be.sr, tiles[chunk], None if lv == "fp32" else lv)))
+            inflight.append((r, row, jobs))
+            if len(inflight) > 1:
+                finish(*inflight.popleft())
+        while inflight:
+            finish(*inflight.popleft())
         rep.tile_levels = all_levels
         rep.tiles_per_level = dict(sorted(Counter(all_levels).items()))
         bits_of = {**(getattr(be, "level_bits", None) or {f"a{b}": b for b in be.bits}), "fp32": 32}

@@ -29,6 +29,8 @@ class Backend(Protocol):
     model_id: str
     #: largest batch a graph accepts (1 for static-batch exported graphs)
     max_batch: int
+    #: how many ``sr`` / ``controller`` / ``scores`` calls may run at once (threads of the caller)
+    workers: int
 
     def controller(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(logits (N, 3), entropy (N,), bit-width (N,) int)."""
@@ -114,8 +116,10 @@ def create_backend(name: str, model: str = "default", threads: int = 0, tile: in
 
 
 def open_export(target: str, folder: str | Path, threads: int = 0) -> Backend:
-    """The backend that runs an export target's graphs in ``folder`` (runtime/targets.py pairs them)."""
+    """The backend that runs an export target's graphs in ``folder`` (runtime/targets.py pairs
+    them), on ``threads`` threads (0: every usable core), one tile per thread."""
     backend = target_spec(target).backend
+    threads = threads or usable_cores()
     if backend == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 

@@ -28,6 +28,10 @@ class ExportedBackend:
                               f"'{SCORES}' output; re-export")
         self.model_id = self.m.model_id
         self.threads = threads
+        #: tiles run at once, each on one thread: a graph's small late convs (body end,
+        #: upsampler, tail) gain little from a second thread, and tiles are independent
+        #: (docs/TIME.md, "Threads: a tile per core", has the measurement)
+        self.workers = max(1, threads)
         # every graph now, not on first use: a level the controller picks only on some tiles
         # would otherwise pass unchecked, or fail midway through a large image
         for fname in self.files():

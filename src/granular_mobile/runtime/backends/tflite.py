@@ -5,6 +5,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,16 +49,19 @@ class TFLiteBackend(ExportedBackend):
     def __init__(self, export_dir: str | Path, threads: int = 0) -> None:
         self.litert = require("ai_edge_litert.interpreter", "tflite")
         super().__init__(export_dir, threads)
-        self._interp: dict[str, Any] = {}  # LiteRT has no type stubs
+        # an interpreter runs one invoke at a time: each worker thread has its own (one thread each)
+        self._local = threading.local()
+        self._quiet = threading.Lock()  # descriptor 2 is the process's: one catcher at a time
 
     def _run(self, fname: str, tiles: np.ndarray) -> list[dict[str, np.ndarray]]:
-        if fname not in self._interp:
+        interp: dict[str, Any] = self._local.__dict__.setdefault("interp", {})  # LiteRT has no type stubs
+        if fname not in interp:
             path = str(self.m.file(fname))
-            with _quiet_native_stderr():
-                it = self.litert.Interpreter(model_path=path, num_threads=self.threads or None)
+            with self._quiet, _quiet_native_stderr():
+                it = self.litert.Interpreter(model_path=path, num_threads=1)
                 it.allocate_tensors()
-            self._interp[fname] = it
-        it = self._interp[fname]
+            interp[fname] = it
+        it = interp[fname]
         inp = it.get_input_details()[0]
         outs = it.get_output_details()
         res = []

@@ -21,6 +21,8 @@ NUMERICS = ("float", "int8")
 class TorchBackend:
     name = "torch"
     max_batch = 16
+    #: batches on torch's own intra-op threads, one at a time
+    workers = 1
 
     def __init__(self, model: str = "default", threads: int = 0, tile: int | None = None) -> None:
         torch = require("torch", "torch")
